@@ -1,0 +1,48 @@
+"""The application state that lifespan yields, and the small dependencies routes read it through."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, TypedDict
+
+from fastapi import Depends, Request
+
+from leadscore.config import Settings
+from leadscore.model.bundle import Scorer
+
+
+@dataclass
+class Lifecycle:
+    """Process-level facts readiness and health report."""
+
+    started_at: float = field(default_factory=time.monotonic)
+    draining: bool = False
+
+
+class State(TypedDict):
+    """What lifespan yields; Starlette hands a copy to every request as `request.state`."""
+
+    settings: Settings
+    scorer: Scorer
+    lifecycle: Lifecycle
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def _scorer(request: Request) -> Scorer:
+    scorer: Scorer = request.state.scorer
+    return scorer
+
+
+def _lifecycle(request: Request) -> Lifecycle:
+    lifecycle: Lifecycle = request.state.lifecycle
+    return lifecycle
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ScorerDep = Annotated[Scorer, Depends(_scorer)]
+LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]

@@ -1,0 +1,91 @@
+"""Request context: request id, JSON summary line per request, `X-Request-ID` on every response.
+
+A pure ASGI middleware (not Starlette's BaseHTTPMiddleware, which copies every body through a task).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any, Final
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from leadscore.telemetry.logging import get_logger
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+REQUEST_CONTEXT: Final = "leadscore"
+log = get_logger("leadscore.request")
+
+
+def new_request_id() -> str:
+    """A fresh request id."""
+    return uuid.uuid4().hex
+
+
+class RequestContext:
+    """Per-request facts that the route fills in and the summary line reports."""
+
+    __slots__ = ("leads", "request_id")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.leads = 0
+
+    def set_request_id(self, request_id: str) -> None:
+        """Adopt the id the caller gave in the body; later log lines and the response carry it."""
+        self.request_id = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def request_context(scope: Scope) -> RequestContext:
+    """The context of the request in `scope` (set by RequestContextMiddleware)."""
+    ctx = scope.get("state", {}).get(REQUEST_CONTEXT)
+    if isinstance(ctx, RequestContext):
+        return ctx
+    return RequestContext(new_request_id())
+
+
+class RequestContextMiddleware:
+    """Binds a request id to the logs, echoes it as `X-Request-ID`, and logs one summary line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        header_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        ctx = RequestContext(header_id if header_id and _REQUEST_ID.match(header_id) else new_request_id())
+        scope.setdefault("state", {})[REQUEST_CONTEXT] = ctx
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=ctx.request_id)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers: list[Any] = list(message.get("headers", []))
+                headers.append((b"x-request-id", ctx.request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                route=getattr(route, "path", scope["path"]),
+                status=status,
+                leads=ctx.leads,
+                duration_ms=round((time.perf_counter() - start) * 1000.0, 3),
+            )
+            structlog.contextvars.clear_contextvars()

@@ -1,0 +1,203 @@
+"""The public contract: request and response schemas, derived from the feature spec."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    create_model,
+)
+
+from leadscore.errors import FieldError, MalformedRequest, ValidationFailed
+from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, InputField, Kind
+
+MAX_LEADS: Final = 500
+REQUEST_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
+# Bounds that keep every value finite after float32 encoding and inside int64 lake columns.
+MAX_INT: Final = 1_000_000_000_000
+MAX_ABS_FLOAT: Final = 1e30
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A timestamp without offset is read as UTC; every timestamp is converted to UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _field_definition(spec: InputField) -> tuple[Any, Any]:
+    extra: dict[str, Any] = {"description": spec.description}
+    if spec.unit:
+        extra["description"] = f"{spec.description} Unit: {spec.unit}."
+    if spec.kind in (Kind.CATEGORY, Kind.TEXT):
+        if spec.vocabulary:
+            extra["examples"] = [spec.vocabulary[-1]]
+            extra["description"] += " Known values (case-insensitive): " + ", ".join(spec.vocabulary) + "."
+        return str | None, Field(default=None, max_length=spec.max_length, **extra)
+    if spec.kind is Kind.INT:
+        return int | None, Field(default=None, ge=spec.minimum, le=MAX_INT, **extra)
+    if spec.kind is Kind.FLOAT:
+        lower = spec.minimum if spec.minimum is not None else -MAX_ABS_FLOAT
+        upper = spec.maximum if spec.maximum is not None else MAX_ABS_FLOAT
+        return float | None, Field(default=None, ge=lower, le=upper, allow_inf_nan=False, **extra)
+    if spec.kind is Kind.BOOL:
+        return StrictBool | None, Field(default=None, **extra)
+    return Annotated[datetime, AfterValidator(_as_utc)] | None, Field(default=None, **extra)
+
+
+_FORBID = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+CustomFeatures: type[BaseModel] = create_model(
+    "CustomFeatures",
+    __config__=_FORBID,
+    __doc__="Numeric custom features custom_feature_1..34; absent or null means missing.",
+    **{f.name: _field_definition(f) for f in CUSTOM_FIELDS},  # type: ignore[call-overload]
+)
+
+Lead: type[BaseModel] = create_model(
+    "Lead",
+    __config__=_FORBID,
+    __doc__="One lead. Every field is optional; missing inputs lower `features_used` and the model copes.",
+    lead_id=(str | None, Field(default=None, max_length=128, description="Caller's id, echoed back.")),
+    custom_features=(CustomFeatures | None, Field(default=None)),
+    **{f.name: _field_definition(f) for f in CORE_FIELDS},  # type: ignore[call-overload]
+)
+
+EXAMPLE_LEAD: Final[dict[str, Any]] = {
+    "company_size": "Enterprise",
+    "industry": "Technology",
+    "job_title": "VP Marketing",
+    "seniority_level": "Executive",
+    "geography": "North America",
+    "email_engagement_score": 0.85,
+    "website_sessions": 15,
+    "pages_viewed": 45,
+    "time_on_site": 32.5,
+    "form_fills": 3,
+    "content_downloads": 7,
+    "campaign_touchpoints": 12,
+    "last_campaign_interaction": "2024-08-20T10:30:00Z",
+    "account_revenue": 5000000.0,
+    "account_employees": 500,
+    "existing_customer": False,
+    "custom_features": {
+        f"custom_feature_{i}": v
+        for i, v in enumerate(
+            [0.75, 1.2, 0.95, 2.1, 0.65, 1.8, 0.45, 3.2, 0.88, 1.45, 0.33, 2.7, 0.92, 1.1, 0.58, 2.3, 0.77,
+             1.6, 0.41, 2.9, 0.69, 1.35, 0.82, 2.15, 0.54, 1.9, 0.73, 2.4, 0.61, 1.25, 0.89, 2.6, 0.47, 1.7],
+            start=1,
+        )
+    },
+}  # fmt: skip
+EXAMPLE_REQUEST: Final[dict[str, Any]] = {"request_id": "batch-scoring-001", "leads": [EXAMPLE_LEAD]}
+
+
+class ScoreRequest(BaseModel):
+    """A batch of 1 to 500 leads to score."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+
+    request_id: str | None = Field(
+        default=None,
+        pattern=REQUEST_ID_PATTERN,
+        description="Caller's id for the request (letters, digits, `._:-`, at most 128); generated when absent.",
+    )
+    leads: list[Lead] = Field(min_length=1, max_length=MAX_LEADS)  # type: ignore[valid-type]
+
+
+class LeadWarningOut(BaseModel):
+    """A problem with one lead's input that did not stop it being scored."""
+
+    field: str
+    value: str
+    message: str
+
+
+class LeadScore(BaseModel):
+    """The score of one lead."""
+
+    lead_id: str | None
+    score: int = Field(ge=1, le=5, description="Most probable score, 1 (cold) to 5 (hot).")
+    confidence: float = Field(description="Probability of `score`.")
+    probabilities: list[float] = Field(description="Probability of each score 1..5.", min_length=5, max_length=5)
+    features_used: int = Field(description="How many of the 50 inputs were present.")
+    prediction_time_ms: float = Field(description="Model time for the batch this lead was scored in.")
+    warnings: list[LeadWarningOut]
+
+
+class ScoreResponse(BaseModel):
+    """Scores in request order."""
+
+    request_id: str
+    timestamp: datetime
+    total_leads: int
+    processing_time_ms: float
+    scores: list[LeadScore]
+    model_version: str
+    status: Literal["success"] = "success"
+
+
+class ErrorDetail(BaseModel):
+    """Where one problem is: lead index (null for request-level fields), field, and what is wrong."""
+
+    lead_index: int | None
+    field: str | None
+    location: str
+    message: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """The envelope of every error response."""
+
+    status: Literal["error"] = "error"
+    code: str
+    message: str
+    request_id: str | None
+    errors: list[ErrorDetail]
+
+
+def field_error(err: dict[str, Any]) -> FieldError:
+    loc = tuple(err.get("loc", ()))
+    lead_index: int | None = None
+    parts: list[str] = [str(p) for p in loc]
+    if len(loc) >= 2 and loc[0] == "leads" and isinstance(loc[1], int):
+        lead_index = loc[1]
+        parts = [str(p) for p in loc[2:]]
+    location = ""
+    for p in loc:
+        location += f"[{p}]" if isinstance(p, int) else (f".{p}" if location else str(p))
+    return FieldError(
+        location=location or "body",
+        message=str(err.get("msg", "invalid")),
+        type=str(err.get("type", "invalid")),
+        lead_index=lead_index,
+        field=".".join(parts) or None,
+    )
+
+
+def parse_score_request(body: bytes) -> ScoreRequest:
+    """Validate a raw JSON body; raise MalformedRequest (400) or ValidationFailed (422) listing every error."""
+    try:
+        return ScoreRequest.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise MalformedRequest(f"body is not valid JSON: {errors[0]['msg']}") from exc
+        details = tuple(field_error(dict(e)) for e in errors)
+        raise ValidationFailed(f"{len(details)} invalid field(s) in the request", details) from exc
+
+
+def to_columns(leads: list[Any]) -> dict[str, list[Any]]:
+    """Turn validated leads into columns (field name -> one value per lead), the encoder's input."""
+    columns: dict[str, list[Any]] = {f.name: [getattr(lead, f.name) for lead in leads] for f in CORE_FIELDS}
+    customs = [lead.custom_features for lead in leads]
+    for f in CUSTOM_FIELDS:
+        columns[f.name] = [None if c is None else getattr(c, f.name) for c in customs]
+    columns["lead_id"] = [lead.lead_id for lead in leads]
+    return columns

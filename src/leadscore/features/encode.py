@@ -1,0 +1,150 @@
+"""Turn validated raw lead columns into the model's input matrix, one column at a time.
+
+Input is columnar (field name -> one value per lead, None when missing), so every step works on whole
+arrays; the only per-value Python work is the cached vocabulary and job-title lookups.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from leadscore.features.jobtitle import FUNCTION_INDEX, LEVEL_ORDINAL, parse_job_title
+from leadscore.features.spec import (
+    CATEGORY_FIELDS,
+    CORE_FIELDS,
+    CUSTOM_FIELDS,
+    ENGINEERED_NAMES,
+    INPUT_FIELDS,
+    Kind,
+)
+
+FloatArray = npt.NDArray[np.float64]
+RawColumns = Mapping[str, Sequence[Any]]
+
+_ORDINAL_FIELDS: Final = {"company_size", "seniority_level"}
+_COLUMN: Final = {name: i for i, name in enumerate(ENGINEERED_NAMES)}
+
+
+def normalize(value: str) -> str:
+    """Case- and whitespace-insensitive form of a categorical value."""
+    return " ".join(value.split()).casefold()
+
+
+_LOOKUPS: Final = {f.name: {normalize(v): i for i, v in enumerate(f.vocabulary)} for f in CATEGORY_FIELDS}
+
+
+@lru_cache(maxsize=16384)
+def _category_code(field: str, value: str) -> int | None:
+    return _LOOKUPS[field].get(normalize(value))
+
+
+@dataclass(frozen=True, slots=True)
+class LeadWarning:
+    """Something about one lead the caller should know, though the lead was scored."""
+
+    lead_index: int
+    field: str
+    value: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """The model inputs for a batch plus what the encoder noticed."""
+
+    matrix: npt.NDArray[np.float32]  # shape (n, N_MODEL_INPUTS); NaN = missing
+    features_used: npt.NDArray[np.int64]  # raw inputs present per lead
+    warnings: tuple[LeadWarning, ...]
+
+
+def _floats(values: Sequence[Any]) -> FloatArray:
+    # numpy turns None into NaN for a float array: missing stays missing.
+    return np.array(values, dtype=np.float64)
+
+
+def _timestamps(values: Sequence[datetime | None]) -> FloatArray:
+    return np.array([math.nan if v is None else v.timestamp() for v in values], dtype=np.float64)
+
+
+def _safe_ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
+    out = np.full_like(numerator, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def encode(columns: RawColumns, n: int, now: datetime) -> Encoded:
+    """Encode `n` leads given as columns; `now` is the scoring time for recency features."""
+    x = np.full((n, len(ENGINEERED_NAMES)), np.nan, dtype=np.float64)
+    warnings: list[LeadWarning] = []
+
+    for spec in CATEGORY_FIELDS:
+        values = columns[spec.name]
+        codes = np.full(n, np.nan)
+        for i, value in enumerate(values):
+            if value is None:
+                continue
+            code = _category_code(spec.name, value)
+            if code is None:
+                warnings.append(
+                    LeadWarning(i, spec.name, value, f"unknown {spec.name} value; scored as unknown")
+                )
+            else:
+                codes[i] = code
+        if spec.name in _ORDINAL_FIELDS:
+            codes += 1
+        target = {
+            "company_size": "company_size_ordinal",
+            "seniority_level": "seniority_ordinal",
+        }.get(spec.name, f"{spec.name}_code")
+        x[:, _COLUMN[target]] = codes
+
+    titles = columns["job_title"]
+    parsed = [None if t is None else parse_job_title(t) for t in titles]
+    x[:, _COLUMN["job_function_code"]] = [np.nan if p is None else FUNCTION_INDEX[p[0]] for p in parsed]
+    x[:, _COLUMN["job_level_ordinal"]] = [np.nan if p is None else LEVEL_ORDINAL[p[1]] for p in parsed]
+
+    numeric = {
+        f.name: _floats(columns[f.name]) for f in CORE_FIELDS if f.kind in (Kind.INT, Kind.FLOAT, Kind.BOOL)
+    }
+    for name in (
+        "email_engagement_score",
+        "website_sessions",
+        "pages_viewed",
+        "time_on_site",
+        "form_fills",
+        "content_downloads",
+        "campaign_touchpoints",
+        "existing_customer",
+    ):
+        x[:, _COLUMN[name]] = numeric[name]
+
+    interaction = _timestamps(columns["last_campaign_interaction"])
+    # A clock a little ahead on the caller's side must not produce negative recency.
+    x[:, _COLUMN["days_since_last_interaction"]] = np.maximum((now.timestamp() - interaction) / 86400.0, 0.0)
+    revenue, employees = numeric["account_revenue"], numeric["account_employees"]
+    x[:, _COLUMN["log_account_revenue"]] = np.log1p(revenue)
+    x[:, _COLUMN["log_account_employees"]] = np.log1p(employees)
+    x[:, _COLUMN["revenue_per_employee"]] = _safe_ratio(revenue, employees)
+    sessions = numeric["website_sessions"]
+    x[:, _COLUMN["pages_per_session"]] = _safe_ratio(numeric["pages_viewed"], sessions)
+    x[:, _COLUMN["minutes_per_session"]] = _safe_ratio(numeric["time_on_site"], sessions)
+    # NaN + number is NaN: conversion actions are missing if either part is.
+    x[:, _COLUMN["conversion_actions"]] = numeric["form_fills"] + numeric["content_downloads"]
+
+    first_custom = _COLUMN[CUSTOM_FIELDS[0].name]
+    for offset, spec in enumerate(CUSTOM_FIELDS):
+        x[:, first_custom + offset] = _floats(columns[spec.name])
+
+    present = np.zeros(n, dtype=np.int64)
+    for spec in INPUT_FIELDS:
+        present += np.fromiter((v is not None for v in columns[spec.name]), dtype=bool, count=n)
+
+    return Encoded(matrix=x.astype(np.float32), features_used=present, warnings=tuple(warnings))

@@ -1,0 +1,165 @@
+"""The model bundle: a directory with the booster (UBJSON) and a manifest, and the scorer built from it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import xgboost as xgb
+
+from leadscore.errors import ModelBundleError
+from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
+
+BOOSTER_FILE: Final = "model.ubj"
+MANIFEST_FILE: Final = "manifest.json"
+FORMAT_VERSION: Final = 1
+
+
+def default_bundle_dir() -> Path:
+    """The bundle shipped inside the package (trained on synthetic data by `leadscore train`)."""
+    return Path(str(resources.files("leadscore.model") / "default_bundle"))
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """What a bundle says about itself; written next to the booster."""
+
+    version: str
+    created_at: str
+    xgboost_version: str
+    feature_spec_fingerprint: str
+    feature_names: tuple[str, ...]
+    params: dict[str, Any]
+    num_boost_round: int
+    metrics: dict[str, Any]
+    vocabularies: dict[str, list[str]]
+    training_data: dict[str, Any]
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        """Serialise as pretty JSON (reviewable in a diff)."""
+        data = {
+            "format_version": self.format_version,
+            "version": self.version,
+            "created_at": self.created_at,
+            "xgboost_version": self.xgboost_version,
+            "feature_spec_fingerprint": self.feature_spec_fingerprint,
+            "feature_names": list(self.feature_names),
+            "params": self.params,
+            "num_boost_round": self.num_boost_round,
+            "metrics": self.metrics,
+            "vocabularies": self.vocabularies,
+            "training_data": self.training_data,
+        }
+        return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Parse a manifest; raise ModelBundleError on anything malformed."""
+        try:
+            data = json.loads(text)
+            return cls(
+                version=str(data["version"]),
+                created_at=str(data["created_at"]),
+                xgboost_version=str(data["xgboost_version"]),
+                feature_spec_fingerprint=str(data["feature_spec_fingerprint"]),
+                feature_names=tuple(data["feature_names"]),
+                params=dict(data["params"]),
+                num_boost_round=int(data["num_boost_round"]),
+                metrics=dict(data["metrics"]),
+                vocabularies={k: list(v) for k, v in data["vocabularies"].items()},
+                training_data=dict(data["training_data"]),
+                format_version=int(data["format_version"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ModelBundleError(f"manifest is malformed: {exc!r}") from exc
+
+
+def spec_vocabularies() -> dict[str, list[str]]:
+    """The vocabularies of the current feature spec, as recorded in a manifest."""
+    return {f.name: list(f.vocabulary) for f in SPEC.inputs if f.vocabulary}
+
+
+def save_bundle(directory: Path, booster: xgb.Booster, manifest: Manifest) -> None:
+    """Write booster and manifest; the manifest goes last so a half-written bundle has none."""
+    directory.mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(directory / BOOSTER_FILE))
+    (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+
+
+class Scorer:
+    """A loaded bundle: predicts class probabilities for encoded leads.
+
+    `ready` is true only after a warm-up prediction on this very booster succeeded.
+    """
+
+    def __init__(self, booster: xgb.Booster, manifest: Manifest, nthread: int = 1) -> None:
+        self.booster = booster
+        self.manifest = manifest
+        self.ready = False
+        self.predictor = "xgboost.inplace_predict"
+        # One thread per prediction: the server runs one worker per core, and threads would fight them.
+        self.booster.set_param({"nthread": nthread})
+        self._local = threading.local()
+
+    @property
+    def version(self) -> str:
+        """The model version reported with every score."""
+        return self.manifest.version
+
+    def predict_proba(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Probabilities of scores 1..5, shape (n, 5)."""
+        out = self.booster.inplace_predict(matrix, validate_features=False)
+        return np.asarray(out, dtype=np.float32).reshape(matrix.shape[0], len(SCORES))
+
+    def warm_up(self) -> None:
+        """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
+        probs = self.predict_proba(np.full((1, len(ENGINEERED_NAMES)), np.nan, dtype=np.float32))
+        if probs.shape != (1, len(SCORES)) or not np.isfinite(probs).all():
+            raise ModelBundleError("warm-up prediction returned non-finite probabilities")
+        if abs(float(probs.sum()) - 1.0) > 1e-3:
+            raise ModelBundleError("warm-up probabilities do not sum to 1")
+        self.ready = True
+
+
+def load_bundle(directory: Path) -> Scorer:
+    """Load and check a bundle; raise ModelBundleError saying exactly what is wrong."""
+    manifest_path = directory / MANIFEST_FILE
+    booster_path = directory / BOOSTER_FILE
+    if not directory.is_dir():
+        raise ModelBundleError(f"model bundle directory {directory} does not exist")
+    for path in (manifest_path, booster_path):
+        if not path.is_file():
+            raise ModelBundleError(f"model bundle is missing {path.name} in {directory}")
+    manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
+    if manifest.format_version != FORMAT_VERSION:
+        raise ModelBundleError(f"bundle format {manifest.format_version} is not supported ({FORMAT_VERSION})")
+    fingerprint = SPEC.fingerprint()
+    if manifest.feature_spec_fingerprint != fingerprint:
+        raise ModelBundleError(
+            "model was trained for a different feature spec "
+            f"({manifest.feature_spec_fingerprint} != {fingerprint}); retrain it with `leadscore train`"
+        )
+    if manifest.feature_names != ENGINEERED_NAMES:
+        raise ModelBundleError("model feature names do not match the feature spec")
+    booster = xgb.Booster()
+    try:
+        booster.load_model(str(booster_path))
+    except xgb.core.XGBoostError as exc:
+        raise ModelBundleError(f"booster {booster_path.name} is corrupt: {exc}") from exc
+    if booster.num_features() != len(ENGINEERED_NAMES):
+        raise ModelBundleError(
+            f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}"
+        )
+    scorer = Scorer(booster, manifest)
+    try:
+        scorer.warm_up()
+    except xgb.core.XGBoostError as exc:
+        raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
+    return scorer

@@ -1,0 +1,57 @@
+"""Fixtures shared by every test: a tiny model trained here, an app, a real server process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from leadscore.app import create_app
+from leadscore.config import Settings
+from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
+from leadscore.training.synth import synthesize
+from leadscore.training.train import TrainConfig, train_bundle
+from tests.support.server import ServerProcess, start_server
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small model trained on synthetic data in this test session (seconds, not minutes)."""
+    out = tmp_path_factory.mktemp("bundle")
+    train_bundle(synthesize(3000, seed=11), out, TrainConfig(num_boost_round=5, max_depth=3, version="test-tiny"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_scorer(tiny_bundle: Path) -> Scorer:
+    """The tiny bundle, loaded and warmed up."""
+    return load_bundle(tiny_bundle)
+
+
+@pytest.fixture(scope="session")
+def default_scorer() -> Scorer:
+    """The bundle shipped in the package."""
+    return load_bundle(default_bundle_dir())
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_bundle: Path) -> Settings:
+    """Settings for an app under test: tiny model, everything under tmp_path."""
+    return Settings(model_dir=tiny_bundle, spool_dir=tmp_path / "spool", lake_uri=str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app in-process, lifespan run (fast API tests; the real server is tested separately)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def server(tmp_path: Path, tiny_bundle: Path) -> Iterator[ServerProcess]:
+    """`leadscore serve` as a real process on a free port, with the tiny model and a local lake."""
+    process = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(tiny_bundle)})
+    yield process
+    process.stop()
