@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.metadata import version as package_version
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from leadscore.api.deps import Lifecycle, State
+from leadscore.api.limits import EdgeLimitsMiddleware
 from leadscore.api.middleware import RequestContextMiddleware, request_context
 from leadscore.api.routes import router
 from leadscore.api.schemas import ScoreRequest, field_error
+from leadscore.api.security import RequireMetricsKey, load_keyring
 from leadscore.config import Settings, load_settings
 from leadscore.errors import (
     ErrorEnvelope,
@@ -26,7 +32,11 @@ from leadscore.errors import (
     NotFound,
     ValidationFailed,
 )
+from leadscore.lake.sink import LakeConfig, LakeSink
+from leadscore.lake.store import S3Options, Store, open_store
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
+from leadscore.telemetry import metrics
+from leadscore.telemetry.emf import EmfAggregator, EmfEmitter
 from leadscore.telemetry.logging import configure_logging, get_logger
 
 log = get_logger("leadscore.app")
@@ -83,8 +93,14 @@ async def _on_request_validation(request: Request, exc: Exception) -> JSONRespon
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Last resort: log the fault with its traceback, answer in the envelope without leaking internals.
-    log.exception("unhandled_error", error_type=type(exc).__name__)
-    return error_response(request, LeadscoreError("internal error; the request id identifies it in the logs"))
+    # This runs outside RequestContextMiddleware (after its log context is cleared and past its header
+    # injection), so the request id is put on the log line and the response here.
+    request_id = request_context(request.scope).request_id
+    log.exception("unhandled_error", error_type=type(exc).__name__, request_id=request_id)
+    error = LeadscoreError(
+        "internal error; the request id identifies it in the logs", headers={"X-Request-ID": request_id}
+    )
+    return error_response(request, error)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -100,16 +116,100 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
-    """The ASGI app for `settings`; the scorer is loaded at start-up unless one is given."""
+def open_lake_store(settings: Settings) -> Store:
+    """The lake's store (local directory or S3) as the settings describe it."""
+    return open_store(
+        settings.lake_uri,
+        S3Options(settings.s3_endpoint_url, settings.s3_region, settings.s3_checksum_when_required),
+    )
+
+
+def open_lake(settings: Settings) -> LakeSink | None:
+    """The lake sink the settings describe (None when the lake is switched off)."""
+    if not settings.lake_enabled:
+        return None
+    store = open_lake_store(settings)
+    config = LakeConfig(
+        spool_dir=settings.spool_dir,
+        durability=settings.lake_durability,
+        segment_max_bytes=settings.lake_segment_max_bytes,
+        segment_max_age_seconds=settings.lake_segment_max_age_seconds,
+        spool_max_bytes=settings.lake_spool_max_bytes,
+        retry_initial_seconds=settings.lake_retry_initial_seconds,
+        retry_max_seconds=settings.lake_retry_max_seconds,
+    )
+    return LakeSink(config, store)
+
+
+def drain_on_sigterm(lifecycle: Lifecycle) -> Callable[[], None]:
+    """Turn readiness to 503 the moment SIGTERM arrives, then let the server's own handler shut down.
+
+    Returns a function that puts the previous handler back. Only the main thread can handle signals
+    (in-process test clients run the app elsewhere: nothing to do there).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        lifecycle.draining = True
+        log.info("sigterm_received_draining")
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
+
+
+def prometheus_metrics() -> Response:
+    """Prometheus metrics of every worker (text exposition format)."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)
+
+
+def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink | None = None) -> FastAPI:
+    """The ASGI app for `settings`; scorer and lake are built from the settings at start-up unless given.
+
+    Raises ConfigError when the API keys are unusable (e.g. prod without any): a bad deployment never serves.
+    """
+    keyring = load_keyring(settings)
+    emf = EmfAggregator(settings.emf_namespace, settings.env.value) if settings.emf_on else None
+    recorder = metrics.Recorder(prometheus=settings.metrics_enabled, emf=emf)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         loaded = scorer or load_scorer(settings)
         log.info("model_loaded", model_version=loaded.version, predictor=loaded.predictor, ready=loaded.ready)
+        if keyring.enforced:
+            log.info("api_keys_loaded", key_ids=keyring.key_ids)
+        else:
+            log.warning("api_keys_absent", message="no API keys configured: the API is open (dev only)")
         lifecycle = Lifecycle()
-        yield State(settings=settings, scorer=loaded, lifecycle=lifecycle)
-        lifecycle.draining = True
+        sink = lake if lake is not None else open_lake(settings)
+        if sink is not None:
+            sink.start()
+            log.info("lake_started", uri=sink.store.uri, durability=settings.lake_durability)
+        restore = drain_on_sigterm(lifecycle)
+        metrics.set_model_info(loaded.version)
+        emitter = None
+        if emf is not None:
+            emf.model_version = loaded.version
+            emitter = EmfEmitter(emf, settings.emf_interval_seconds, metrics.lake_snapshot if sink else lambda: None)
+            emitter.start()
+        try:
+            yield State(settings=settings, scorer=loaded, lifecycle=lifecycle, lake=sink, keyring=keyring)
+        finally:
+            lifecycle.draining = True
+            restore()
+            if sink is not None:
+                await asyncio.to_thread(sink.close, settings.shutdown_grace_seconds)
+            if emitter is not None:
+                await emitter.stop()  # after the lake's last flush, so its figures go out too
+            metrics.process_exit()
 
     app = FastAPI(
         title="leadscore",
@@ -118,7 +218,18 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
-    app.add_middleware(RequestContextMiddleware)
+    if settings.metrics_enabled:
+        app.add_api_route(
+            "/metrics", prometheus_metrics, methods=["GET"], dependencies=[RequireMetricsKey], include_in_schema=False
+        )
+    # Added first, so it runs inside RequestContextMiddleware: its 503/413 carry the request id and are logged.
+    app.add_middleware(
+        EdgeLimitsMiddleware,
+        max_in_flight=settings.max_in_flight,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
+    )
+    app.add_middleware(RequestContextMiddleware, on_complete=recorder)
     app.add_exception_handler(LeadscoreError, _on_leadscore_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_request_validation)

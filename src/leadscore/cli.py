@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,11 +14,23 @@ import uvicorn
 
 from leadscore.config import load_settings
 from leadscore.errors import LeadscoreError
+from leadscore.loadtest.thresholds import TargetEnv
 from leadscore.telemetry.logging import configure_logging, get_logger
 
-app = typer.Typer(help="leadscore: B2B lead scoring with XGBoost.", no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False
+app = typer.Typer(
+    help="leadscore: B2B lead scoring with XGBoost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
 log = get_logger("leadscore.cli")
+
+
+@app.callback()
+def _setup() -> None:
+    """leadscore: B2B lead scoring with XGBoost."""
+    # Tools keep stdout for their results; `serve` switches the logs to stdout.
+    configure_logging("INFO", stream=sys.stderr)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -31,16 +45,29 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, help="Worker processes (one per core is right).")] = 1,
 ) -> None:
     """Serve the API (settings from LEADSCORE_* variables; defaults: packaged model, local lake)."""
-    from leadscore.app import load_scorer  # noqa: PLC0415 - keeps `leadscore --help` fast
+    from leadscore.telemetry.multiprocess import prepare_multiprocess_dir  # noqa: PLC0415 - keeps --help fast
 
-    settings = load_settings()
+    # Before anything imports prometheus_client: every worker inherits the directory, so their counts add up.
+    prepare_multiprocess_dir()
+    from leadscore.api.security import load_keyring  # noqa: PLC0415 - keeps `leadscore --help` fast
+    from leadscore.app import load_scorer  # noqa: PLC0415
+
+    try:
+        settings = load_settings()
+    except LeadscoreError as exc:
+        raise _fail(f"cannot start: {exc.message}") from exc
     configure_logging(settings.log_level)
     try:
-        # Check the bundle before any worker starts: a bad bundle must stop the server, not loop workers.
+        # Check the bundle and the keys before any worker starts: a bad bundle or a keyless prod must stop
+        # the server with a clear message, not loop workers.
         scorer = load_scorer(settings)
+        load_keyring(settings)
     except LeadscoreError as exc:
         raise _fail(f"cannot start: {exc.message}") from exc
     log.info("starting", host=host, port=port, workers=workers, model_version=scorer.version, env=settings.env)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting 0 then tells ECS (and tests) the stop
+    # was clean: in-flight requests answered and the lake flushed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "leadscore.app:create_app_from_env",
         factory=True,
@@ -51,6 +78,13 @@ def serve(
         access_log=False,
         # Above an ALB's 60 s idle timeout, so the balancer closes idle connections, not us.
         timeout_keep_alive=75,
+        # Connections (idle keep-alives included) per worker, a backstop under the file-descriptor limit; the
+        # in-flight cap on requests is EdgeLimitsMiddleware's (503 in our envelope). h11_max_incomplete_event_size
+        # is not set: it applies to h11 only, and uvicorn[standard] parses with httptools.
+        limit_concurrency=settings.max_connections,
+        # No `server: uvicorn` header: nothing to tell a scanner which server and version to try.
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
 
 
@@ -101,6 +135,124 @@ def train(
         raise _fail(exc.message) from exc
     metrics = {k: v for k, v in manifest.metrics.items() if k not in ("calibration", "confusion_matrix")}
     typer.echo(json.dumps({"version": manifest.version, "bundle": str(out), "metrics": metrics}, indent=2))
+
+
+lake_app = typer.Typer(help="The data lake: Athena DDL, queries, compaction.", no_args_is_help=True)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("ddl")
+def lake_ddl(
+    location: Annotated[
+        str | None, typer.Option(help="Table location (s3://bucket/prefix); default LEADSCORE_LAKE_URI.")
+    ] = None,
+    table: Annotated[str | None, typer.Option(help="Table name; default lead_score_<env>.")] = None,
+) -> None:
+    """Print the Athena CREATE EXTERNAL TABLE (partition projection: no MSCK REPAIR needed)."""
+    from leadscore.lake.ddl import athena_ddl  # noqa: PLC0415
+
+    settings = load_settings()
+    typer.echo(athena_ddl(table or settings.table_name, location or settings.lake_uri), nl=False)
+
+
+@lake_app.command("query")
+def lake_query(
+    sql: Annotated[str, typer.Argument(help="SQL; the lake is the table named as in Athena (lead_score_<env>).")],
+    output: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
+) -> None:
+    """Run SQL over the lake (local or S3) with DuckDB."""
+    import csv  # noqa: PLC0415
+
+    from leadscore.app import open_lake_store  # noqa: PLC0415
+    from leadscore.lake.query import run_query  # noqa: PLC0415
+
+    settings = load_settings()
+    try:
+        names, rows = run_query(open_lake_store(settings), settings.table_name, sql)
+    except Exception as exc:  # any SQL or storage error is reported to the user as such
+        raise _fail(f"query failed: {exc}") from exc
+    if output == "json":
+        typer.echo(json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=str, indent=2))
+    elif output == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(names)
+        writer.writerows(rows)
+    else:
+        widths = [max([len(n)] + [len(str(r[i])) for r in rows]) for i, n in enumerate(names)]
+        typer.echo("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)))
+        for row in rows:
+            typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
+        typer.echo(f"({len(rows)} rows)")
+
+
+@lake_app.command("compact")
+def lake_compact(
+    day: Annotated[str, typer.Option("--date", help="The UTC day to compact, YYYY-MM-DD.")],
+    force: Annotated[bool, typer.Option(help="Allow today's partition (still being written).")] = False,
+) -> None:
+    """Merge a day's small Parquet files into one; no row lost or duplicated."""
+    from leadscore.app import open_lake_store  # noqa: PLC0415
+    from leadscore.lake.compact import compact_day  # noqa: PLC0415
+
+    try:
+        when = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).date()
+    except ValueError as exc:
+        raise _fail(f"--date must be YYYY-MM-DD, got {day!r}") from exc
+    if when >= datetime.now(UTC).date() and not force:
+        raise _fail("today's partition is still being written; compact past days (or pass --force)")
+    result = compact_day(open_lake_store(load_settings()), when)
+    typer.echo(
+        json.dumps(
+            {"partition": result.partition, "input_files": result.input_files, "rows": result.rows,
+             "output": result.output_key}
+        )
+    )  # fmt: skip
+
+
+keys_app = typer.Typer(help="API keys: the service stores only their hashes.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(
+    label: Annotated[str, typer.Option(help="Who holds the key, e.g. crm-sync (letters, digits, '.', '_', '-').")],
+) -> None:
+    """Create an API key: prints the key once, and the entry that configures the service with its hash."""
+    from leadscore.api.security import generate_key  # noqa: PLC0415
+
+    try:
+        key, entry = generate_key(label)
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(f"API key {entry.key_id} for {entry.label} (shown only now; it cannot be recovered, only replaced):")
+    typer.echo(f"  {key}")
+    typer.echo("Configure the service with its hash (join entries with commas; a keys file takes one a line):")
+    typer.echo(f"  LEADSCORE_API_KEYS={entry.entry()}")
+
+
+@app.command()
+def loadtest(
+    env: Annotated[TargetEnv, typer.Option(help="dev: the full load test; prod: the conservative smoke test.")],
+    url: Annotated[str, typer.Option(envvar="LOADTEST_URL", help="Base URL of the running service.")],
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LOADTEST_API_KEY", help="API key, sent as X-API-Key.", show_default=False)
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Where to write the JSON report; default data/loadtest/<env>-<time>.json.")
+    ] = None,
+) -> None:
+    """Load-test (dev) or smoke-test (prod) a running service; exits 1 when a published threshold fails."""
+    import asyncio  # noqa: PLC0415
+
+    from leadscore.loadtest.suites import run_suite  # noqa: PLC0415
+
+    result = asyncio.run(run_suite(env, url, api_key))
+    path = report or Path("data/loadtest") / f"{env.value}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    result.write_json(path)
+    typer.echo(result.text())
+    typer.echo(f"JSON report: {path}")
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

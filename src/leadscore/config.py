@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from leadscore.errors import ConfigError
 
 
 class Environment(StrEnum):
@@ -31,6 +34,56 @@ class Settings(BaseSettings):
         default=500, ge=1, le=500, description="Most leads one scoring request may carry (the contract allows 500)."
     )
 
+    # --- edge security and limits ------------------------------------------------------------------------
+    api_keys: str = Field(
+        default="",
+        description="API keys as `id:label:sha256hex` entries (from `leadscore keys new`), comma-separated or a "
+        "JSON list; hashes only, never keys. Required (here or in api_keys_file) when env is prod.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None,
+        description="File with more key entries, one per line (`#` comments allowed): e.g. a mounted secret.",
+    )
+    metrics_require_key: bool = Field(
+        default=True, description="Whether /metrics needs an API key like the API does (when keys are configured)."
+    )
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body in bytes (2 MiB holds 500 full leads); larger gets 413 while reading.",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Most seconds a client may take to send a request body; slower gets 408 and frees its slot.",
+    )
+    max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        description="Requests one worker handles at once; more get an immediate 503 with Retry-After, not a queue.",
+    )
+    max_connections: int = Field(
+        default=1024,
+        ge=1,
+        description="Open connections one worker keeps (a backstop below the file-descriptor limit); more get 503.",
+    )
+
+    # --- telemetry ---------------------------------------------------------------------------------------
+    metrics_enabled: bool = Field(default=True, description="Record Prometheus metrics and serve them at GET /metrics.")
+    emf_enabled: bool | None = Field(
+        default=None,
+        description="Write CloudWatch Embedded Metric Format lines to stdout; unset means on when env is prod.",
+    )
+    emf_namespace: str = Field(
+        default="LeadScoring", min_length=1, max_length=255, description="CloudWatch namespace of the EMF metrics."
+    )
+    emf_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds each EMF line aggregates (one line per worker per interval, never one per request).",
+    )
+
     # --- data lake ---------------------------------------------------------------------------------------
     lake_uri: str = Field(
         default="data/lake", description="Where Parquet files go: a local directory or s3://bucket/prefix."
@@ -38,8 +91,78 @@ class Settings(BaseSettings):
     spool_dir: Path = Field(
         default=Path("data/spool"), description="Local directory where acknowledged rows wait for upload."
     )
+    lake_enabled: bool = Field(default=True, description="Record every prediction in the lake (off only for tests).")
+    lake_durability: Literal["sync", "async"] = Field(
+        default="sync",
+        description="sync: a 2xx means the rows are fsync'd in the spool. async: acknowledge before the fsync "
+        "(faster; rows of the last moments before a crash or power loss can be lost).",
+    )
+    lake_table: str | None = Field(
+        default=None, description="Table name in Athena and `leadscore lake query`; default lead_score_<env>."
+    )
+    lake_segment_max_bytes: int = Field(
+        default=128 * 1024 * 1024, ge=1024, description="Close a spool segment (one Parquet file) at this size."
+    )
+    lake_segment_max_age_seconds: float = Field(
+        default=300.0, gt=0, description="Close a spool segment this long after its first row (data freshness)."
+    )
+    lake_spool_max_bytes: int = Field(
+        default=2 * 1024 * 1024 * 1024,
+        ge=1024,
+        description="Spool cap per worker; at the cap scoring answers 503 until the store catches up.",
+    )
+    lake_retry_initial_seconds: float = Field(default=0.5, gt=0, description="First retry delay of a failed upload.")
+    lake_retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest retry delay of failed uploads.")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="Endpoint of an S3-compatible store (Ceph, MinIO); unset means AWS S3."
+    )
+    s3_region: str | None = Field(default=None, description="S3 region; unset means the AWS SDK's default chain.")
+    s3_checksum_when_required: bool | None = Field(
+        default=None,
+        description="Send request checksums only when required (needed by most non-AWS stores); default: on when "
+        "s3_endpoint_url is set.",
+    )
+    test_request_patterns: list[str] = Field(
+        default=["prod-verification", "prod-baseline-test", "prod-*", "load-test-*", "smoke-*"],
+        description="Request ids (shell patterns) of smoke and load-test traffic; their rows get is_test = true.",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=25.0,
+        gt=0,
+        description="On SIGTERM: time for in-flight requests and the final lake flush (below ECS's stop timeout).",
+    )
+
+    @property
+    def emf_on(self) -> bool:
+        """Whether EMF lines are written (emf_enabled, or by default in prod)."""
+        return self.env is Environment.PROD if self.emf_enabled is None else self.emf_enabled
+
+    @property
+    def table_name(self) -> str:
+        """The lake's table name."""
+        return self.lake_table or f"lead_score_{self.env.value}"
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        # An empty LEADSCORE_API_KEYS_FILE (a blank task-definition entry) means no file, not the cwd.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _keys_in_prod(self) -> Self:
+        # Secure by default: a production service without keys would score for anyone who finds it.
+        if self.env is Environment.PROD and not self.api_keys.strip() and self.api_keys_file is None:
+            raise ValueError(
+                "LEADSCORE_ENV=prod needs API keys: set LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE "
+                "(create one with `leadscore keys new --label NAME`)"
+            )
+        return self
 
 
 def load_settings() -> Settings:
-    """Settings from the environment (the only place the environment is read)."""
-    return Settings()
+    """Settings from the environment (the only place the environment is read); ConfigError if they are unusable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from exc

@@ -43,7 +43,7 @@ def score_columns(scorer: Scorer, columns: RawColumns, n: int, scored_at: dateti
     raw = scorer.predict_proba(encoded.matrix)
     t2 = time.perf_counter()
     best = np.argmax(raw, axis=1)
-    probabilities = np.round(raw.astype(np.float64), 6)
+    probabilities = np.round(raw, 6, out=raw.astype(np.float64))
     return ScoredBatch(
         scored_at=scored_at,
         encoded=encoded,

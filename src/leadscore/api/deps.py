@@ -8,7 +8,9 @@ from typing import Annotated, TypedDict
 
 from fastapi import Depends, Request
 
+from leadscore.api.security import KeyRing
 from leadscore.config import Settings
+from leadscore.lake.sink import LakeSink
 from leadscore.model.bundle import Scorer
 
 
@@ -26,6 +28,8 @@ class State(TypedDict):
     settings: Settings
     scorer: Scorer
     lifecycle: Lifecycle
+    lake: LakeSink | None
+    keyring: KeyRing
 
 
 def _settings(request: Request) -> Settings:
@@ -43,6 +47,12 @@ def _lifecycle(request: Request) -> Lifecycle:
     return lifecycle
 
 
+def _lake(request: Request) -> LakeSink | None:
+    lake: LakeSink | None = request.state.lake
+    return lake
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ScorerDep = Annotated[Scorer, Depends(_scorer)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
+LakeDep = Annotated[LakeSink | None, Depends(_lake)]

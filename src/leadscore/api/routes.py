@@ -11,15 +11,17 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from leadscore.api.deps import LifecycleDep, ScorerDep, SettingsDep
+from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep
 from leadscore.api.middleware import request_context
 from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_score_request, to_columns
-from leadscore.errors import PayloadTooLarge, ServiceUnavailable, UnsupportedMediaType
+from leadscore.api.security import RequireApiKey
+from leadscore.errors import ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
+from leadscore.lake.records import RowGroup, is_test_request
 from leadscore.scoring import ScoredBatch, score_columns
 
-MAX_BODY_BYTES: Final = 2 * 1024 * 1024
-ERROR_STATUSES: Final = (400, 401, 413, 415, 422, 500, 503)
+# Every status the scoring routes can answer with besides 200: 408/413/503 come from EdgeLimitsMiddleware.
+ERROR_STATUSES: Final = (400, 401, 408, 413, 415, 422, 500, 503)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -33,21 +35,6 @@ router = APIRouter(prefix="/api/v1")
 def _is_json(content_type: str) -> bool:
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing it as soon as it passes `limit` bytes (whatever Content-Length claims)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def render_scores(request_id: str, batch: ScoredBatch, lead_ids: list[Any], processing_ms: float) -> bytes:
@@ -98,15 +85,20 @@ SCORE_OPENAPI: Final = {
 }
 
 
-async def score(request: Request, scorer: ScorerDep, lifecycle: LifecycleDep) -> Response:
-    """Score 1 to 500 leads. Scores come back in request order."""
+async def score(
+    request: Request, scorer: ScorerDep, lifecycle: LifecycleDep, lake: LakeDep, settings: SettingsDep
+) -> Response:
+    """Score 1 to 500 leads. Scores come back in request order, and are in the lake before the answer."""
     start = time.perf_counter()
     ctx = request_context(request.scope)
     if lifecycle.draining or not scorer.ready:
         raise ServiceUnavailable("the service is not ready to score", headers={"Retry-After": "1"})
+    if lake is not None:
+        lake.check_capacity()
     if not _is_json(request.headers.get("content-type", "")):
         raise UnsupportedMediaType("send the leads as application/json")
-    body = await read_body(request, MAX_BODY_BYTES)
+    # EdgeLimitsMiddleware bounds this read: 413 past max_body_bytes (whatever Content-Length says), 408 if slow.
+    body = await request.body()
     payload = parse_score_request(body)
     if payload.request_id:
         ctx.set_request_id(payload.request_id)
@@ -115,6 +107,19 @@ async def score(request: Request, scorer: ScorerDep, lifecycle: LifecycleDep) ->
     columns = to_columns(leads)
     batch = score_columns(scorer, columns, len(leads), datetime.now(UTC))
     processing_ms = (time.perf_counter() - start) * 1000.0
+    if lake is not None:
+        await lake.record(
+            RowGroup(
+                request_id=ctx.request_id,
+                batch=batch,
+                columns=columns,
+                processing_ms=processing_ms,
+                is_test=is_test_request(ctx.request_id, settings.test_request_patterns),
+                environment=settings.env.value,
+                api_key_id=ctx.api_key_id,
+            )
+        )
+    ctx.batch = batch  # counted in the metrics only once it is answered (and recorded)
     body_out = render_scores(ctx.request_id, batch, columns["lead_id"], processing_ms)
     return Response(content=body_out, media_type="application/json")
 
@@ -126,6 +131,7 @@ for path, include in (("/scoring/score", True), ("/score", False)):
         methods=["POST"],
         response_model=ScoreResponse,
         responses=error_responses(*ERROR_STATUSES),
+        dependencies=[RequireApiKey],
         openapi_extra=SCORE_OPENAPI,
         summary="Score leads" if include else "Score leads (older path, same handler)",
         tags=["scoring"],
@@ -140,17 +146,21 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/health/ready", tags=["health"], responses=error_responses(503))
-async def ready(scorer: ScorerDep, lifecycle: LifecycleDep) -> JSONResponse:
+async def ready(scorer: ScorerDep, lifecycle: LifecycleDep, lake: LakeDep) -> JSONResponse:
     """200 once the model is loaded and warmed up; 503 before that and while shutting down."""
     if lifecycle.draining:
         raise ServiceUnavailable("shutting down", headers={"Retry-After": "5"})
     if not scorer.ready:
         raise ServiceUnavailable("model not loaded", headers={"Retry-After": "1"})
-    return JSONResponse({"status": "ready", "model_version": scorer.version})
+    lake_status = lake.status() if lake is not None else None
+    if lake_status is not None and lake_status["spool_full"]:
+        raise ServiceUnavailable("the data lake spool is full", headers={"Retry-After": "30"})
+    return JSONResponse({"status": "ready", "model_version": scorer.version, "lake": lake_status})
 
 
-@router.get("/health", tags=["health"], responses=error_responses(500))
-async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsDep) -> dict[str, Any]:
+# Status and versions help an attacker more than a load balancer (which uses live/ready): key required.
+@router.get("/health", tags=["health"], dependencies=[RequireApiKey], responses=error_responses(401, 500, 503))
+async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsDep, lake: LakeDep) -> dict[str, Any]:
     """Status, model version, uptime and package version."""
     return {
         "status": "ok" if scorer.ready and not lifecycle.draining else "degraded",
@@ -159,10 +169,11 @@ async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsD
         "uptime_seconds": round(time.monotonic() - lifecycle.started_at, 3),
         "version": package_version("leadscore"),
         "environment": settings.env.value,
+        "lake": lake.status() if lake is not None else None,
     }
 
 
-@router.get("/model", tags=["model"], responses=error_responses(500))
+@router.get("/model", tags=["model"], dependencies=[RequireApiKey], responses=error_responses(401, 500, 503))
 async def model(scorer: ScorerDep) -> dict[str, Any]:
     """The model: version, training date, evaluation metrics, and the features it takes."""
     manifest = scorer.manifest

@@ -37,7 +37,8 @@ _RAW_TYPES: Final[dict[Kind, tuple[pa.DataType, str]]] = {
 def _columns() -> tuple[Column, ...]:
     meta = [
         Column("request_id", pa.string(), "string", "Request id (test traffic: see is_test)."),
-        Column("lead_id", pa.string(), "string", "Caller's lead id, or lead-<index> when none was given."),
+        Column("lead_id", pa.string(), "string", "Caller's lead id, or the lead's index when none was given."),
+        Column("lead_index", pa.int32(), "int", "Position of the lead in its request (0-based)."),
         Column("model_version", pa.string(), "string", "Version of the model that scored the lead."),
         Column("timestamp", _TIMESTAMP, "timestamp", "Scoring time, UTC, microseconds."),
         Column("score", pa.int32(), "int", "Score 1..5."),

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Route structlog and the standard library (uvicorn, xgboost) through one JSON renderer to stdout."""
+def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
+    """Route structlog and the standard library (uvicorn, xgboost) through one JSON renderer.
+
+    The server logs to stdout (the container log driver reads it); command-line tools log to stderr so
+    their stdout stays clean for results.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -31,7 +35,7 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.JSONRenderer(),
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -45,4 +49,4 @@ def configure_logging(level: str = "INFO") -> None:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A logger whose lines are JSON and carry the bound request context."""
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

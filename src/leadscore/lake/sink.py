@@ -1,0 +1,264 @@
+"""The lake sink: the spool in front, a background flusher behind it that turns segments into Parquet.
+
+Request path: `check_capacity()` before scoring, `await record(rows)` after; in `sync` mode that returns only
+once the rows are fsync'd in the spool. The flusher uploads each closed segment as one Parquet file per
+day partition under a key derived from the segment id, and deletes the segment only after every put
+succeeded, retrying with exponential backoff and jitter while the store is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential_jitter
+
+from leadscore.errors import ServiceUnavailable
+from leadscore.lake.records import RowGroup, deserialize, serialize
+from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.lake.spool import (
+    Backlog,
+    ClosedSegment,
+    Spool,
+    SpoolDirectory,
+    claim_orphans,
+    fsync_dir,
+    read_segment,
+    seal_open_segments,
+)
+from leadscore.lake.store import PARTITION_FORMAT, Store
+from leadscore.telemetry.logging import get_logger
+
+log = get_logger("leadscore.lake")
+PARQUET_COMPRESSION: Final = "zstd"
+
+
+@dataclass(frozen=True, slots=True)
+class LakeConfig:
+    """The sink's knobs (from Settings)."""
+
+    spool_dir: Path
+    durability: str = "sync"  # "sync": ack after fsync; "async": ack before (rows can be lost on a crash)
+    segment_max_bytes: int = 128 * 1024 * 1024
+    segment_max_age_seconds: float = 300.0
+    spool_max_bytes: int = 2 * 1024 * 1024 * 1024
+    retry_initial_seconds: float = 0.5
+    retry_max_seconds: float = 30.0
+
+
+def partition_tables(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Split rows by the UTC day of their timestamp: [("year=/month=/day=", rows), ...]."""
+    ts = table.column("timestamp")
+    key = pc.add(
+        pc.add(pc.multiply(pc.year(ts), 10000), pc.multiply(pc.month(ts), 100)),
+        pc.day(ts),
+    )
+    parts = []
+    for value in sorted(pc.unique(key).to_pylist()):
+        day = int(value)
+        partition = PARTITION_FORMAT.format(year=day // 10000, month=day // 100 % 100, day=day % 100)
+        parts.append((partition, table.filter(pc.equal(key, value))))
+    return parts
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A Parquet file of `table` in the lake schema."""
+    buffer = io.BytesIO()
+    pq.write_table(table.cast(ARROW_SCHEMA), buffer, compression=PARQUET_COMPRESSION)
+    return buffer.getvalue()
+
+
+def segment_keys(segment_id: str, table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Deterministic object keys for a segment's rows: a retry writes the same keys again."""
+    return [(f"{partition}/part-{segment_id}.parquet", rows) for partition, rows in partition_tables(table)]
+
+
+def read_segment_table(path: Path) -> pa.Table:
+    """All intact rows of a segment file."""
+    records = read_segment(path).records
+    if not records:
+        return ARROW_SCHEMA.empty_table()
+    return pa.concat_tables([deserialize(r) for r in records], promote_options="default")
+
+
+class LakeSink:
+    """Durable recording of scored rows, and their upload to the store."""
+
+    def __init__(self, config: LakeConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self.backlog = Backlog()
+        self._segments: queue.SimpleQueue[ClosedSegment | None] = queue.SimpleQueue()
+        self._abort = threading.Event()
+        self._idle = threading.Event()
+        self._recovered: list[SpoolDirectory] = []
+        self._spool: Spool[RowGroup] | None = None
+        self._flusher: threading.Thread | None = None
+        self.uploaded_files = 0
+        self.upload_failures = 0
+        self.last_error: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover segments left by a crash (they go first), then open this process's spool."""
+        self.config.spool_dir.mkdir(parents=True, exist_ok=True)
+        for directory in claim_orphans(self.config.spool_dir):
+            for segment in seal_open_segments(directory):
+                rows = read_segment_table(segment.path).num_rows
+                self.backlog.add(segment.segment_id, rows, segment.path.stat().st_size, segment.path.stat().st_mtime)
+                self._segments.put(segment)
+                log.info("spool_segment_recovered", segment=segment.segment_id, rows=rows)
+            self._recovered.append(directory)
+        self._spool = Spool(
+            self.config.spool_dir,
+            serialize=serialize,
+            on_closed=self._segments.put,
+            backlog=self.backlog,
+            segment_max_bytes=self.config.segment_max_bytes,
+            segment_max_age_seconds=self.config.segment_max_age_seconds,
+            fsync=self.config.durability == "sync",
+        )
+        self._flusher = threading.Thread(target=self._flush_loop, name="lake-flusher", daemon=True)
+        self._flusher.start()
+
+    def close(self, timeout: float) -> bool:
+        """Close the spool and upload everything within `timeout` seconds; True if nothing is left behind."""
+        deadline = time.monotonic() + timeout
+        if self._spool is not None:
+            self._spool.close()
+        self._segments.put(None)
+        if self._flusher is not None:
+            self._flusher.join(max(0.0, deadline - time.monotonic()))
+            if self._flusher.is_alive():
+                self._abort.set()
+                self._flusher.join(5.0)
+        rows, size, _ = self.backlog.totals()
+        if rows:
+            log.warning("lake_backlog_left_in_spool", rows=rows, bytes=size, spool=str(self.config.spool_dir))
+        else:
+            log.info("lake_flushed")
+        if self._spool is not None:
+            self._spool.directory.remove_if_empty()
+        return rows == 0
+
+    # --- request path ------------------------------------------------------------------------------------
+    def check_capacity(self) -> None:
+        """Refuse new work (503) while the spool is at its cap: nothing is acknowledged that cannot be kept."""
+        _, size, _ = self.backlog.totals()
+        if size >= self.config.spool_max_bytes:
+            raise ServiceUnavailable(
+                "the data lake is not keeping up (spool full); retry later", headers={"Retry-After": "30"}
+            )
+
+    async def record(self, rows: RowGroup) -> None:
+        """Spool the rows; in sync mode return only once they are fsync'd."""
+        if self._spool is None:
+            raise ServiceUnavailable("the data lake is not started", headers={"Retry-After": "1"})
+        future = self._spool.append(rows, rows.batch.size)
+        if self.config.durability == "sync":
+            try:
+                await asyncio.wrap_future(future)
+            except OSError as exc:
+                raise ServiceUnavailable(
+                    f"could not record the predictions durably: {exc.strerror or exc}", headers={"Retry-After": "5"}
+                ) from exc
+
+    def status(self) -> dict[str, Any]:
+        """Backlog and upload state, for health and readiness."""
+        rows, size, age = self.backlog.totals()
+        return {
+            "uri": self.store.uri,
+            "durability": self.config.durability,
+            "backlog_rows": rows,
+            "backlog_bytes": size,
+            "oldest_unflushed_age_seconds": round(age, 3),
+            "spool_full": size >= self.config.spool_max_bytes,
+            "uploaded_files": self.uploaded_files,
+            "upload_failures": self.upload_failures,
+            "last_error": self.last_error,
+        }
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until every closed segment so far is uploaded (tests and tools)."""
+        return self._idle.wait(timeout)
+
+    def rotate(self) -> None:
+        """Close the current segment now so it is uploaded without waiting for its age."""
+        if self._spool is not None:
+            self._idle.clear()
+            self._spool.rotate()
+
+    # --- flusher -----------------------------------------------------------------------------------------
+    def _flush_loop(self) -> None:
+        retrying = Retrying(
+            retry=retry_if_exception_type(OSError),
+            wait=wait_exponential_jitter(
+                multiplier=self.config.retry_initial_seconds, max=self.config.retry_max_seconds
+            ),
+            stop=stop_when_event_set(self._abort),
+            sleep=self._sleep,
+            before_sleep=self._on_retry,
+            reraise=True,
+        )
+        while True:
+            if self._segments.empty():
+                self._idle.set()
+            segment = self._segments.get()
+            if segment is None:
+                return
+            self._idle.clear()
+            try:
+                retrying(self.upload_segment, segment)
+            except OSError:
+                log.warning("lake_upload_abandoned_until_restart", segment=segment.segment_id)
+                return
+            except Exception:  # noqa: BLE001 - an unreadable segment must not stop the others; it is kept aside
+                self._quarantine(segment)
+            self._forget_recovered_dirs()
+
+    def _sleep(self, seconds: float) -> None:
+        # Wakes early when the shutdown deadline passes.
+        self._abort.wait(seconds)
+
+    def _on_retry(self, state: RetryCallState) -> None:
+        self.upload_failures += 1
+        error = state.outcome.exception() if state.outcome else None
+        self.last_error = repr(error)
+        log.warning("lake_upload_failed", attempt=state.attempt_number, error=repr(error))
+
+    def upload_segment(self, segment: ClosedSegment) -> list[str]:
+        """Put the segment's rows as Parquet (one file per day), then delete the segment; returns the keys."""
+        table = read_segment_table(segment.path)
+        keys = []
+        for key, rows in segment_keys(segment.segment_id, table):
+            self.store.put(key, parquet_bytes(rows))
+            keys.append(key)
+        segment.path.unlink()
+        fsync_dir(segment.path.parent)
+        self.backlog.forget(segment.segment_id)
+        self.uploaded_files += len(keys)
+        self.last_error = None
+        log.info("lake_segment_uploaded", segment=segment.segment_id, rows=table.num_rows, keys=keys)
+        return keys
+
+    def _quarantine(self, segment: ClosedSegment) -> None:
+        target = self.config.spool_dir / "quarantine" / f"{segment.segment_id}.seg"
+        log.exception("lake_segment_quarantined", segment=segment.segment_id, moved_to=str(target))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        segment.path.rename(target)
+        self.backlog.forget(segment.segment_id)
+
+    def _forget_recovered_dirs(self) -> None:
+        for directory in list(self._recovered):
+            if not directory.segments():
+                directory.remove_if_empty()
+                self._recovered.remove(directory)

@@ -1,0 +1,85 @@
+"""Lake rows: every column derived from the spec, filled from a scored batch."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns
+from leadscore.lake.records import RowGroup, deserialize, is_test_request, serialize, to_record_batch
+from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.model.bundle import Scorer
+from leadscore.scoring import score_columns
+
+TEST_PATTERNS = ["prod-verification", "prod-baseline-test", "prod-*", "load-test-*", "smoke-*"]
+
+
+def _group(scorer: Scorer, leads: list[dict[str, object]], request_id: str = "r-1") -> RowGroup:
+    payload = ScoreRequest.model_validate({"leads": leads})
+    columns = to_columns(payload.leads)
+    batch = score_columns(scorer, columns, len(payload.leads), datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC))
+    return RowGroup(request_id, batch, columns, processing_ms=1.5, is_test=False, environment="dev", api_key_id="k1")
+
+
+@pytest.mark.parametrize(
+    ("request_id", "expected"),
+    [
+        ("prod-verification", True),
+        ("prod-baseline-test", True),
+        ("prod-anything", True),
+        ("load-test-3-1700000000", True),
+        ("smoke-1", True),
+        ("batch-scoring-001", False),
+        ("my-prod-run", False),
+    ],
+)
+def test_test_traffic_is_recognised_by_request_id(request_id: str, expected: bool) -> None:
+    """Request ids matching the test patterns (and only those) mark rows as test traffic."""
+    assert is_test_request(request_id, TEST_PATTERNS) is expected
+
+
+def test_record_batch_has_the_lake_schema_and_one_row_per_lead(tiny_scorer: Scorer) -> None:
+    """Rows of two requests form one batch in the lake schema, in order, with their own request ids."""
+    batch = to_record_batch([_group(tiny_scorer, [EXAMPLE_LEAD, {}]), _group(tiny_scorer, [{}], "r-2")])
+    assert batch.schema == ARROW_SCHEMA
+    assert batch.num_rows == 3
+    assert batch.column("request_id").to_pylist() == ["r-1", "r-1", "r-2"]
+    assert batch.column("lead_index").to_pylist() == [0, 1, 0]
+    assert batch.column("lead_id").to_pylist() == ["0", "1", "0"]
+
+
+def test_raw_custom_and_engineered_values_are_recorded(tiny_scorer: Scorer) -> None:
+    """Raw inputs (custom features flattened), engineered inputs and outputs land in their columns."""
+    row = to_record_batch([_group(tiny_scorer, [{**EXAMPLE_LEAD, "lead_id": "L9"}])]).to_pylist()[0]
+    assert row["lead_id"] == "L9"
+    assert row["raw_company_size"] == "Enterprise"
+    assert row["raw_account_employees"] == 500
+    assert row["raw_existing_customer"] is False
+    assert row["raw_last_campaign_interaction"] == datetime(2024, 8, 20, 10, 30, tzinfo=UTC)
+    assert row["raw_custom_feature_34"] == pytest.approx(1.7)
+    assert row["engineered_company_size_ordinal"] == 5
+    assert row["engineered_job_level_ordinal"] == 5
+    assert row["engineered_pages_per_session"] == pytest.approx(3.0)
+    assert row["timestamp"] == datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    assert row["score"] in {1, 2, 3, 4, 5}
+    assert row["confidence"] == pytest.approx(row[f"prob_{row['score']}"])
+    assert row["features_used"] == 50
+    assert row["api_key_id"] == "k1"
+    assert row["environment"] == "dev"
+
+
+def test_missing_inputs_are_null_not_zero(tiny_scorer: Scorer) -> None:
+    """A lead with no inputs has null raw and engineered values, not zeros."""
+    row = to_record_batch([_group(tiny_scorer, [{}])]).to_pylist()[0]
+    assert row["raw_company_size"] is None
+    assert row["raw_website_sessions"] is None
+    assert row["engineered_company_size_ordinal"] is None
+    assert row["engineered_log_account_revenue"] is None
+    assert row["features_used"] == 0
+
+
+def test_serialized_rows_read_back_unchanged(tiny_scorer: Scorer) -> None:
+    """A spool record deserializes to the same rows it was made from."""
+    group = _group(tiny_scorer, [EXAMPLE_LEAD])
+    assert deserialize(serialize([group])).to_pylist() == to_record_batch([group]).to_pylist()

@@ -1,0 +1,160 @@
+"""The spool: framing, torn tails, group commit, orphan recovery."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import wait
+from pathlib import Path
+
+import pytest
+
+from leadscore.lake.spool import (
+    Backlog,
+    ClosedSegment,
+    Spool,
+    SpoolDirectory,
+    claim_orphans,
+    frame,
+    read_segment,
+    seal_open_segments,
+)
+
+
+def _spool(root: Path, closed: list[ClosedSegment], **kwargs: object) -> Spool[bytes]:
+    options: dict[str, object] = {"segment_max_bytes": 1 << 20, "segment_max_age_seconds": 60.0, **kwargs}
+    return Spool(root, b"".join, closed.append, Backlog(), **options)  # type: ignore[arg-type]
+
+
+def test_read_segment_returns_every_intact_record(tmp_path: Path) -> None:
+    """Framed records read back in order and nothing is reported torn."""
+    path = tmp_path / "s.seg"
+    path.write_bytes(frame(b"one") + frame(b"two"))
+    read = read_segment(path)
+    assert read.records == [b"one", b"two"]
+    assert read.torn_bytes == 0
+
+
+def test_read_segment_drops_a_torn_last_record(tmp_path: Path) -> None:
+    """A record cut short by a crash is dropped, never half-read."""
+    path = tmp_path / "s.seg"
+    data = frame(b"one") + frame(b"two-is-longer")
+    path.write_bytes(data[:-3])
+    read = read_segment(path)
+    assert read.records == [b"one"]
+    assert read.torn_bytes == len(frame(b"two-is-longer")) - 3
+
+
+def test_read_segment_stops_at_a_checksum_mismatch(tmp_path: Path) -> None:
+    """A record whose bytes do not match its CRC is treated as torn."""
+    path = tmp_path / "s.seg"
+    bad = bytearray(frame(b"payload"))
+    bad[-1] ^= 0xFF
+    path.write_bytes(frame(b"good") + bytes(bad))
+    assert read_segment(path).records == [b"good"]
+
+
+def test_concurrent_appends_share_fsyncs_and_all_complete(tmp_path: Path) -> None:
+    """Appends from many threads all resolve, and fewer records than appends are written (group commit)."""
+    closed: list[ClosedSegment] = []
+    spool = _spool(tmp_path, closed)
+    futures = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        for i in range(50):
+            future = spool.append(f"{i};".encode(), rows=1)
+            with lock:
+                futures.append(future)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done, _ = wait(futures, timeout=30)
+    assert len(done) == 400
+    assert all(f.exception() is None for f in futures)
+    spool.close()
+    assert len(closed) == 1
+    records = read_segment(closed[0].path).records
+    assert sum(r.count(b";") for r in records) == 400
+    assert len(records) < 400
+
+
+def test_segment_closes_at_its_size_limit(tmp_path: Path) -> None:
+    """A segment is closed and handed on once it passes its size limit."""
+    closed: list[ClosedSegment] = []
+    spool = _spool(tmp_path, closed, segment_max_bytes=100)
+    for _ in range(3):
+        spool.append(b"x" * 120, rows=1).result(timeout=10)
+    spool.close()
+    assert len(closed) == 3
+    assert all(c.path.suffix == ".seg" for c in closed)
+
+
+def test_segment_closes_at_its_age_limit(tmp_path: Path) -> None:
+    """A segment older than its age limit is closed even without more writes."""
+    closed: list[ClosedSegment] = []
+    spool = _spool(tmp_path, closed, segment_max_age_seconds=0.2)
+    spool.append(b"row", rows=1).result(timeout=10)
+    deadline = threading.Event()
+    for _ in range(50):
+        if closed:
+            break
+        deadline.wait(0.1)
+    assert len(closed) == 1
+    spool.close()
+
+
+def test_write_failure_reaches_the_waiting_caller(tmp_path: Path) -> None:
+    """When the serializer (or disk) fails, the append's future carries the error instead of succeeding."""
+
+    def broken(_: list[bytes]) -> bytes:
+        raise OSError(28, "No space left on device")
+
+    spool: Spool[bytes] = Spool(tmp_path, broken, lambda _: None, Backlog(), 1 << 20, 60.0)
+    with pytest.raises(OSError, match="No space"):
+        spool.append(b"x", rows=1).result(timeout=10)
+    spool.close()
+
+
+def test_live_spool_directories_are_not_claimed(tmp_path: Path) -> None:
+    """A directory locked by a running spool is never taken as an orphan."""
+    spool = _spool(tmp_path, [])
+    assert claim_orphans(tmp_path) == []
+    spool.close()
+
+
+def test_orphan_open_segment_is_sealed_without_its_torn_tail(tmp_path: Path) -> None:
+    """After a crash, an `.open` segment keeps its intact records, loses its torn tail and becomes `.seg`."""
+    orphan = tmp_path / "w-crashed"
+    orphan.mkdir()
+    (orphan / "000000000001.open").write_bytes(frame(b"kept") + frame(b"torn")[:-2])
+    (orphan / "000000000002.open").write_bytes(b"")
+    claimed = claim_orphans(tmp_path)
+    assert [d.path for d in claimed] == [orphan]
+    sealed = seal_open_segments(claimed[0])
+    assert [s.segment_id for s in sealed] == ["w-crashed-000000000001"]
+    assert read_segment(sealed[0].path).records == [b"kept"]
+    assert not (orphan / "000000000002.open").exists()
+
+
+def test_empty_recovered_directory_is_removed(tmp_path: Path) -> None:
+    """A claimed directory with no segments left is deleted."""
+    orphan = SpoolDirectory(tmp_path / "w-empty")
+    assert orphan.try_lock()
+    orphan.remove_if_empty()
+    assert not orphan.path.exists()
+
+
+def test_backlog_totals_follow_adds_and_forgets() -> None:
+    """Backlog sums rows and bytes of segments not yet uploaded, and reports the oldest row's age."""
+    backlog = Backlog()
+    assert backlog.totals() == (0, 0, 0.0)
+    backlog.add("a", 3, 300, first_row_at=1.0)
+    backlog.add("b", 2, 200)
+    rows, size, age = backlog.totals()
+    assert (rows, size) == (5, 500)
+    assert age > 1000
+    backlog.forget("a")
+    assert backlog.totals()[:2] == (2, 200)
