@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +44,17 @@ def score_columns(scorer: Scorer, columns: RawColumns, n: int, scored_at: dateti
     t1 = time.perf_counter()
     raw = scorer.predict_proba(encoded.matrix)
     t2 = time.perf_counter()
+    return _finish(encoded, raw, scored_at, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, scorer.version)
+
+
+def _finish(
+    encoded: Encoded,
+    raw: npt.NDArray[np.float32],
+    scored_at: datetime,
+    encode_ms: float,
+    prediction_ms: float,
+    model_version: str,
+) -> ScoredBatch:
     best = np.argmax(raw, axis=1)
     probabilities = np.round(raw, 6, out=raw.astype(np.float64))
     return ScoredBatch(
@@ -49,8 +62,82 @@ def score_columns(scorer: Scorer, columns: RawColumns, n: int, scored_at: dateti
         encoded=encoded,
         probabilities=probabilities,
         scores=_SCORE_VALUES[best],
-        confidence=probabilities[np.arange(n), best],
-        encode_ms=(t1 - t0) * 1000.0,
-        prediction_ms=(t2 - t1) * 1000.0,
-        model_version=scorer.version,
+        confidence=probabilities[np.arange(raw.shape[0]), best],
+        encode_ms=encode_ms,
+        prediction_ms=prediction_ms,
+        model_version=model_version,
     )
+
+
+Probabilities = npt.NDArray[np.float32]
+SMALL_REQUEST_ROWS: Final = 64
+MAX_BATCH_ROWS: Final = 512
+
+
+class PredictionBatcher:
+    """Adaptive micro-batching: small requests reaching the model in one event-loop turn share a call.
+
+    A model call has a large fixed cost (about 0.3-0.9 ms for 1 row with XGBoost, 1000 trees) and a
+    small cost per row, so 16 one-lead requests predicted together cost little more than one. Nothing
+    waits for a timer: the batch is flushed as soon as the loop has run the requests already ready,
+    so an idle server answers a lone request with no added delay. Large requests go straight through.
+    """
+
+    def __init__(self, scorer: Scorer, small_rows: int = SMALL_REQUEST_ROWS, max_rows: int = MAX_BATCH_ROWS) -> None:
+        self.scorer = scorer
+        self.small_rows = small_rows
+        self.max_rows = max_rows
+        self._pending: list[tuple[npt.NDArray[np.float32], asyncio.Future[tuple[Probabilities, float]]]] = []
+        self._rows = 0
+        self.calls = 0
+        self.batched_requests = 0
+
+    async def predict(self, matrix: npt.NDArray[np.float32]) -> tuple[Probabilities, float]:
+        """Probabilities for `matrix` and the milliseconds of the model call that produced them."""
+        if matrix.shape[0] > self.small_rows:
+            t0 = time.perf_counter()
+            probs = self.scorer.predict_proba(matrix)
+            self.calls += 1
+            return probs, (time.perf_counter() - t0) * 1000.0
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Probabilities, float]] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((matrix, future))
+        self._rows += matrix.shape[0]
+        if self._rows >= self.max_rows:
+            self._flush()
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending, self._rows = self._pending, [], 0
+        if not pending:
+            return
+        self.calls += 1
+        self.batched_requests += len(pending)
+        try:
+            t0 = time.perf_counter()
+            probs = self.scorer.predict_proba(np.concatenate([m for m, _ in pending]))
+            elapsed = (time.perf_counter() - t0) * 1000.0
+        except Exception as exc:  # noqa: BLE001 - every waiting request must get the model error, not hang
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        start = 0
+        for matrix, future in pending:
+            end = start + matrix.shape[0]
+            if not future.done():
+                future.set_result((probs[start:end], elapsed))
+            start = end
+
+
+async def score_columns_batched(
+    batcher: PredictionBatcher, columns: RawColumns, n: int, scored_at: datetime
+) -> ScoredBatch:
+    """Like `score_columns`, with the model call shared with concurrent small requests."""
+    t0 = time.perf_counter()
+    encoded = encode(columns, n, scored_at)
+    encode_ms = (time.perf_counter() - t0) * 1000.0
+    raw, prediction_ms = await batcher.predict(encoded.matrix)
+    return _finish(encoded, raw, scored_at, encode_ms, prediction_ms, batcher.scorer.version)

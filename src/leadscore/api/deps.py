@@ -12,6 +12,7 @@ from leadscore.api.security import KeyRing
 from leadscore.config import Settings
 from leadscore.lake.sink import LakeSink
 from leadscore.model.bundle import Scorer
+from leadscore.scoring import PredictionBatcher
 
 
 @dataclass
@@ -29,6 +30,7 @@ class State(TypedDict):
     scorer: Scorer
     lifecycle: Lifecycle
     lake: LakeSink | None
+    batcher: PredictionBatcher
     keyring: KeyRing
 
 
@@ -56,3 +58,11 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 ScorerDep = Annotated[Scorer, Depends(_scorer)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
 LakeDep = Annotated[LakeSink | None, Depends(_lake)]
+
+
+def _batcher(request: Request) -> PredictionBatcher:
+    batcher: PredictionBatcher = request.state.batcher
+    return batcher
+
+
+BatcherDep = Annotated[PredictionBatcher, Depends(_batcher)]

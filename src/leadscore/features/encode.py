@@ -29,8 +29,30 @@ from leadscore.features.spec import (
 FloatArray = npt.NDArray[np.float64]
 RawColumns = Mapping[str, Sequence[Any]]
 
-_ORDINAL_FIELDS: Final = {"company_size", "seniority_level"}
 _COLUMN: Final = {name: i for i, name in enumerate(ENGINEERED_NAMES)}
+_ORDINAL_FIELDS: Final = {"company_size", "seniority_level"}
+_CATEGORY_COLUMN: Final = {
+    f.name: _COLUMN[
+        {"company_size": "company_size_ordinal", "seniority_level": "seniority_ordinal"}.get(f.name, f"{f.name}_code")
+    ]
+    for f in CATEGORY_FIELDS
+}
+_NUMERIC_KINDS: Final = (Kind.INT, Kind.FLOAT, Kind.BOOL)
+# Core numeric inputs first, custom features last (the encoder slices them off the end).
+_NUMERIC_INPUTS: Final = tuple(f.name for f in CORE_FIELDS if f.kind in _NUMERIC_KINDS) + tuple(
+    f.name for f in CUSTOM_FIELDS
+)
+_OTHER_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind not in _NUMERIC_KINDS)
+_AS_GIVEN: Final = (
+    "email_engagement_score",
+    "website_sessions",
+    "pages_viewed",
+    "time_on_site",
+    "form_fills",
+    "content_downloads",
+    "campaign_touchpoints",
+    "existing_customer",
+)
 
 
 def normalize(value: str) -> str:
@@ -65,11 +87,6 @@ class Encoded:
     warnings: tuple[LeadWarning, ...]
 
 
-def _floats(values: Sequence[Any]) -> FloatArray:
-    # numpy turns None into NaN for a float array: missing stays missing.
-    return np.array(values, dtype=np.float64)
-
-
 def _timestamps(values: Sequence[datetime | None]) -> FloatArray:
     return np.array([math.nan if v is None else v.timestamp() for v in values], dtype=np.float64)
 
@@ -93,37 +110,24 @@ def encode(columns: RawColumns, n: int, now: datetime) -> Encoded:
                 continue
             code = _category_code(spec.name, value)
             if code is None:
-                warnings.append(
-                    LeadWarning(i, spec.name, value, f"unknown {spec.name} value; scored as unknown")
-                )
+                warnings.append(LeadWarning(i, spec.name, value, f"unknown {spec.name} value; scored as unknown"))
             else:
                 codes[i] = code
         if spec.name in _ORDINAL_FIELDS:
             codes += 1
-        target = {
-            "company_size": "company_size_ordinal",
-            "seniority_level": "seniority_ordinal",
-        }.get(spec.name, f"{spec.name}_code")
-        x[:, _COLUMN[target]] = codes
+        x[:, _CATEGORY_COLUMN[spec.name]] = codes
 
     titles = columns["job_title"]
     parsed = [None if t is None else parse_job_title(t) for t in titles]
     x[:, _COLUMN["job_function_code"]] = [np.nan if p is None else FUNCTION_INDEX[p[0]] for p in parsed]
     x[:, _COLUMN["job_level_ordinal"]] = [np.nan if p is None else LEVEL_ORDINAL[p[1]] for p in parsed]
 
-    numeric = {
-        f.name: _floats(columns[f.name]) for f in CORE_FIELDS if f.kind in (Kind.INT, Kind.FLOAT, Kind.BOOL)
-    }
-    for name in (
-        "email_engagement_score",
-        "website_sessions",
-        "pages_viewed",
-        "time_on_site",
-        "form_fills",
-        "content_downloads",
-        "campaign_touchpoints",
-        "existing_customer",
-    ):
+    # Every numeric, boolean and custom input as one (fields, n) float array: one conversion, not 42.
+    numeric_block = np.array([columns[name] for name in _NUMERIC_INPUTS], dtype=np.float64).reshape(
+        len(_NUMERIC_INPUTS), n
+    )
+    numeric = dict(zip(_NUMERIC_INPUTS, numeric_block, strict=True))
+    for name in _AS_GIVEN:
         x[:, _COLUMN[name]] = numeric[name]
 
     interaction = _timestamps(columns["last_campaign_interaction"])
@@ -140,11 +144,10 @@ def encode(columns: RawColumns, n: int, now: datetime) -> Encoded:
     x[:, _COLUMN["conversion_actions"]] = numeric["form_fills"] + numeric["content_downloads"]
 
     first_custom = _COLUMN[CUSTOM_FIELDS[0].name]
-    for offset, spec in enumerate(CUSTOM_FIELDS):
-        x[:, first_custom + offset] = _floats(columns[spec.name])
+    x[:, first_custom : first_custom + len(CUSTOM_FIELDS)] = numeric_block[-len(CUSTOM_FIELDS) :].T
 
-    present = np.zeros(n, dtype=np.int64)
-    for spec in INPUT_FIELDS:
-        present += np.fromiter((v is not None for v in columns[spec.name]), dtype=bool, count=n)
+    present = (~np.isnan(numeric_block)).sum(axis=0, dtype=np.int64)
+    for name in _OTHER_INPUTS:
+        present += np.fromiter((v is not None for v in columns[name]), dtype=bool, count=n)
 
     return Encoded(matrix=x.astype(np.float32), features_used=present, warnings=tuple(warnings))

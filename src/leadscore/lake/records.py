@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
-from leadscore.features.encode import RawColumns
-from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, ENGINEERED_FEATURES, SCORES
+from leadscore.features.encode import Encoded, RawColumns
+from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, ENGINEERED_FEATURES, N_MODEL_INPUTS, SCORES, Kind
 from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.scoring import ScoredBatch
 
@@ -36,41 +39,61 @@ def is_test_request(request_id: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(request_id, p) for p in patterns)
 
 
-def _repeat(groups: Sequence[RowGroup], value: Callable[[RowGroup], object]) -> list[object]:
-    return [v for g in groups for v in [value(g)] * g.batch.size]
-
-
 def _int_column(values: np.ndarray[Any, Any], arrow_type: pa.DataType) -> pa.Array:
     missing = np.isnan(values)
     return pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing).cast(arrow_type)
 
 
+_SCALARS: Final[tuple[tuple[str, Callable[[RowGroup], object]], ...]] = (
+    ("request_id", lambda g: g.request_id),
+    ("model_version", lambda g: g.batch.model_version),
+    ("timestamp", lambda g: g.batch.scored_at),
+    ("processing_time_ms", lambda g: g.processing_ms),
+    ("prediction_time_ms", lambda g: g.batch.prediction_ms),
+    ("is_test", lambda g: g.is_test),
+    ("environment", lambda g: g.environment),
+    ("api_key_id", lambda g: g.api_key_id),
+)
+_RAW_NAMES: Final = tuple(f.name for f in _INPUTS)
+
+
 def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
-    """One Arrow batch in the lake schema for all rows of `groups`."""
+    """One Arrow batch in the lake schema for all rows of `groups`.
+
+    One pass over the groups extends plain lists column by column (cheap per group), then each column
+    becomes one Arrow array: the cost is per row and per column, not per group and column.
+    """
+    scalars: dict[str, list[Any]] = {name: [] for name, _ in _SCALARS}
+    raw: dict[str, list[Any]] = {name: [] for name in (*_RAW_NAMES, "lead_id")}
+    for g in groups:
+        n = g.batch.size
+        for name, value in _SCALARS:
+            scalars[name].extend([value(g)] * n)
+        columns = g.columns
+        for name, values in raw.items():
+            values.extend(columns[name])
+    sizes = np.fromiter((g.batch.size for g in groups), dtype=np.int64, count=len(groups))
+    starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    lead_index = (np.arange(int(sizes.sum())) - starts).astype(np.int32)
     arrays: dict[str, pa.Array] = {
-        "request_id": pa.array(_repeat(groups, lambda g: g.request_id), pa.string()),
-        "lead_id": pa.array(
-            [str(i) if lead_id is None else lead_id for g in groups for i, lead_id in enumerate(g.columns["lead_id"])],
-            pa.string(),
-        ),
-        "lead_index": pa.array(np.concatenate([np.arange(g.batch.size, dtype=np.int32) for g in groups]), pa.int32()),
-        "model_version": pa.array(_repeat(groups, lambda g: g.batch.model_version), pa.string()),
-        "timestamp": pa.array(_repeat(groups, lambda g: g.batch.scored_at), ARROW_SCHEMA.field("timestamp").type),
-        "score": pa.array(np.concatenate([g.batch.scores for g in groups]).astype(np.int32)),
-        "confidence": pa.array(np.concatenate([g.batch.confidence for g in groups])),
-        "features_used": pa.array(np.concatenate([g.batch.encoded.features_used for g in groups]).astype(np.int32)),
-        "processing_time_ms": pa.array(_repeat(groups, lambda g: g.processing_ms), pa.float64()),
-        "prediction_time_ms": pa.array(_repeat(groups, lambda g: g.batch.prediction_ms), pa.float64()),
-        "is_test": pa.array(_repeat(groups, lambda g: g.is_test), pa.bool_()),
-        "environment": pa.array(_repeat(groups, lambda g: g.environment), pa.string()),
-        "api_key_id": pa.array(_repeat(groups, lambda g: g.api_key_id), pa.string()),
+        name: pa.array(values, ARROW_SCHEMA.field(name).type) for name, values in scalars.items()
     }
+    arrays["lead_id"] = pa.array(
+        [
+            str(i) if lead_id is None else lead_id
+            for i, lead_id in zip(lead_index.tolist(), raw.pop("lead_id"), strict=True)
+        ],
+        pa.string(),
+    )
+    arrays["lead_index"] = pa.array(lead_index, pa.int32())
+    arrays["score"] = pa.array(np.concatenate([g.batch.scores for g in groups]).astype(np.int32))
+    arrays["confidence"] = pa.array(np.concatenate([g.batch.confidence for g in groups]))
+    arrays["features_used"] = pa.array(np.concatenate([g.batch.encoded.features_used for g in groups]).astype(np.int32))
     probabilities = np.concatenate([g.batch.probabilities for g in groups])
     for i, score in enumerate(SCORES):
         arrays[f"prob_{score}"] = pa.array(probabilities[:, i])
-    for spec in _INPUTS:
-        name = f"raw_{spec.name}"
-        arrays[name] = pa.array([v for g in groups for v in g.columns[spec.name]], ARROW_SCHEMA.field(name).type)
+    for name, values in raw.items():
+        arrays[f"raw_{name}"] = pa.array(values, ARROW_SCHEMA.field(f"raw_{name}").type)
     matrix = np.concatenate([g.batch.encoded.matrix for g in groups]).astype(np.float64)
     for j, feature in enumerate(ENGINEERED_FEATURES):
         name = f"engineered_{feature.name}"
@@ -82,16 +105,99 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([arrays[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
 
 
+# A spool record is a JSON header (scalars and raw input columns) followed by the raw bytes of each
+# group's NumPy arrays. It costs a few microseconds per request to write; the Arrow table, about 150
+# columns, is built by the flusher once per segment (thousands of rows), where its fixed cost is amortised.
+# Measured on the 1-lead request path: Arrow IPC per group commit ~1.5 ms, this format ~0.02 ms.
+RECORD_VERSION: Final = 2
+_LENGTH: Final = struct.Struct("<I")
+_ARRAYS: Final = (
+    ("matrix", np.float32, N_MODEL_INPUTS),
+    ("probabilities", np.float64, len(SCORES)),
+    ("scores", np.int64, 0),
+    ("confidence", np.float64, 0),
+    ("features_used", np.int64, 0),
+)
+_TIMESTAMP_FIELDS: Final = tuple(f.name for f in CORE_FIELDS if f.kind is Kind.TIMESTAMP)
+
+
 def serialize(groups: Sequence[RowGroup]) -> bytes:
-    """Arrow IPC stream bytes of the groups' rows (one spool record)."""
-    batch = to_record_batch(groups)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, ARROW_SCHEMA) as writer:
-        writer.write_batch(batch)
-    return bytes(sink.getvalue().to_pybytes())
+    """One spool record holding the rows of `groups`."""
+    metas = []
+    buffers: list[bytes] = []
+    for g in groups:
+        b = g.batch
+        metas.append(
+            {
+                "request_id": g.request_id,
+                "scored_at": b.scored_at,
+                "model_version": b.model_version,
+                "encode_ms": b.encode_ms,
+                "prediction_ms": b.prediction_ms,
+                "processing_ms": g.processing_ms,
+                "is_test": g.is_test,
+                "environment": g.environment,
+                "api_key_id": g.api_key_id,
+                "columns": g.columns,
+            }
+        )
+        arrays = (b.encoded.matrix, b.probabilities, b.scores, b.confidence, b.encoded.features_used)
+        buffers.extend(
+            np.ascontiguousarray(a, dtype=dtype).tobytes() for a, (_, dtype, _) in zip(arrays, _ARRAYS, strict=True)
+        )
+    header = orjson.dumps({"v": RECORD_VERSION, "groups": metas}, option=orjson.OPT_UTC_Z)
+    return _LENGTH.pack(len(header)) + header + b"".join(buffers)
+
+
+def _datetime(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def deserialize_groups(payload: bytes) -> list[RowGroup]:
+    """The row groups of one spool record."""
+    (length,) = _LENGTH.unpack_from(payload)
+    header = orjson.loads(payload[_LENGTH.size : _LENGTH.size + length])
+    if header.get("v") != RECORD_VERSION:
+        raise ValueError(f"unsupported spool record version {header.get('v')!r}")
+    view = memoryview(payload)
+    offset = _LENGTH.size + length
+    groups = []
+    for meta in header["groups"]:
+        columns = meta["columns"]
+        n = len(columns["lead_id"])
+        arrays: list[Any] = []
+        for _, dtype, width in _ARRAYS:
+            count = n * width if width else n
+            array = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+            offset += array.nbytes
+            arrays.append(array.reshape(n, width) if width else array)
+        for name in _TIMESTAMP_FIELDS:
+            columns[name] = [_datetime(v) for v in columns[name]]
+        matrix, probabilities, scores, confidence, features_used = arrays
+        batch = ScoredBatch(
+            scored_at=datetime.fromisoformat(meta["scored_at"]),
+            encoded=Encoded(matrix=matrix, features_used=features_used, warnings=()),
+            probabilities=probabilities,
+            scores=scores,
+            confidence=confidence,
+            encode_ms=meta["encode_ms"],
+            prediction_ms=meta["prediction_ms"],
+            model_version=meta["model_version"],
+        )
+        groups.append(
+            RowGroup(
+                request_id=meta["request_id"],
+                batch=batch,
+                columns=columns,
+                processing_ms=meta["processing_ms"],
+                is_test=meta["is_test"],
+                environment=meta["environment"],
+                api_key_id=meta["api_key_id"],
+            )
+        )
+    return groups
 
 
 def deserialize(payload: bytes) -> pa.Table:
-    """The rows of one spool record."""
-    with pa.ipc.open_stream(payload) as reader:
-        return reader.read_all()
+    """The rows of one spool record, as a table in the lake schema."""
+    return pa.Table.from_batches([to_record_batch(deserialize_groups(payload))])

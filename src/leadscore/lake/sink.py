@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential_jitter
 
 from leadscore.errors import ServiceUnavailable
-from leadscore.lake.records import RowGroup, deserialize, serialize
+from leadscore.lake.records import RowGroup, deserialize_groups, serialize, to_record_batch
 from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.lake.spool import (
     Backlog,
@@ -83,11 +83,11 @@ def segment_keys(segment_id: str, table: pa.Table) -> list[tuple[str, pa.Table]]
 
 
 def read_segment_table(path: Path) -> pa.Table:
-    """All intact rows of a segment file."""
-    records = read_segment(path).records
-    if not records:
+    """All intact rows of a segment file, as one table (built once for the whole segment)."""
+    groups = [g for record in read_segment(path).records for g in deserialize_groups(record)]
+    if not groups:
         return ARROW_SCHEMA.empty_table()
-    return pa.concat_tables([deserialize(r) for r in records], promote_options="default")
+    return pa.Table.from_batches([to_record_batch(groups)])
 
 
 class LakeSink:
