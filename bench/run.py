@@ -114,12 +114,12 @@ class Server:
     def rss_mb(self) -> list[float]:
         """Resident memory of each worker."""
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        out = []
-        for child in children:
-            for line in Path(f"/proc/{child}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out.append(int(line.split()[1]) / 1024)
-        return out
+        return [
+            int(line.split()[1]) / 1024
+            for child in children
+            for line in Path(f"/proc/{child}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        ]
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)

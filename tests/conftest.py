@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,14 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_scorer(tiny_bundle: Path) -> Scorer:
     """The tiny bundle, loaded and warmed up."""
     return load_bundle(tiny_bundle)
+
+
+@pytest.fixture
+def bundle_copy(tmp_path: Path, tiny_bundle: Path) -> Path:
+    """A private copy of the tiny bundle that a test may break (corrupt, truncate, edit)."""
+    copy = tmp_path / "bundle-copy"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ def test_model_errors_reach_every_waiting_request(tiny_scorer: Scorer) -> None:
     """If the shared model call fails, each request in the batch gets the error rather than hanging."""
 
     class Broken(Scorer):
-        def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        def predict_proba(self, matrix: np.ndarray) -> np.ndarray:  # noqa: ARG002 - same signature as Scorer
             raise RuntimeError("model exploded")
 
     broken = Broken(tiny_scorer.booster, tiny_scorer.manifest)

@@ -35,6 +35,7 @@ from leadscore.errors import (
 from leadscore.lake.sink import LakeConfig, LakeSink
 from leadscore.lake.store import S3Options, Store, open_store
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
+from leadscore.scoring import PredictionBatcher
 from leadscore.telemetry import metrics
 from leadscore.telemetry.emf import EmfAggregator, EmfEmitter
 from leadscore.telemetry.logging import configure_logging, get_logger
@@ -59,14 +60,16 @@ def error_response(request: Request, error: LeadscoreError) -> JSONResponse:
 
 
 async def _on_leadscore_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, LeadscoreError)  # noqa: S101 - registered for this class only
+    if not isinstance(exc, LeadscoreError):  # registered for this class only
+        raise exc
     if exc.status_code >= 500:
         log.error("request_failed", code=exc.code, error=exc.message)
     return error_response(request, exc)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for this class only
+    if not isinstance(exc, StarletteHTTPException):  # registered for this class only
+        raise exc
     error: LeadscoreError
     if exc.status_code == 404:
         error = NotFound(f"no route {request.method} {request.url.path}")
@@ -86,7 +89,8 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_request_validation(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)  # noqa: S101 - registered for this class only
+    if not isinstance(exc, RequestValidationError):  # registered for this class only
+        raise exc
     details = tuple(field_error(dict(e)) for e in exc.errors())
     return error_response(request, ValidationFailed(f"{len(details)} invalid field(s)", details))
 
@@ -152,7 +156,7 @@ def drain_on_sigterm(lifecycle: Lifecycle) -> Callable[[], None]:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        lifecycle.draining = True
+        lifecycle.start_draining()
         log.info("sigterm_received_draining")
         if callable(previous):
             previous(signum, frame)
@@ -195,18 +199,29 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
             log.info("lake_started", uri=sink.store.uri, durability=settings.lake_durability)
         restore = drain_on_sigterm(lifecycle)
         metrics.set_model_info(loaded.version)
+        backlog = asyncio.create_task(metrics.poll_lake_backlog(sink.backlog.totals)) if sink is not None else None
         emitter = None
         if emf is not None:
             emf.model_version = loaded.version
             emitter = EmfEmitter(emf, settings.emf_interval_seconds, metrics.lake_snapshot if sink else lambda: None)
             emitter.start()
         try:
-            yield State(settings=settings, scorer=loaded, lifecycle=lifecycle, lake=sink, keyring=keyring)
+            yield State(
+                settings=settings,
+                scorer=loaded,
+                lifecycle=lifecycle,
+                lake=sink,
+                keyring=keyring,
+                batcher=PredictionBatcher(loaded),
+            )
         finally:
-            lifecycle.draining = True
+            lifecycle.start_draining()
             restore()
+            if backlog is not None:
+                backlog.cancel()
             if sink is not None:
-                await asyncio.to_thread(sink.close, settings.shutdown_grace_seconds)
+                await asyncio.to_thread(sink.close, lifecycle.remaining_grace(settings.shutdown_grace_seconds))
+                metrics.set_lake_backlog(*sink.backlog.totals())  # what the last flush left behind
             if emitter is not None:
                 await emitter.stop()  # after the lake's last flush, so its figures go out too
             metrics.process_exit()

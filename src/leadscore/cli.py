@@ -121,7 +121,10 @@ def train(
         raise _fail(f"no such file: {data}")
     config = TrainConfig(num_boost_round=rounds, max_depth=max_depth, seed=seed, version=version)
     if as_of:
-        moment = datetime.fromisoformat(as_of)
+        try:
+            moment = datetime.fromisoformat(as_of)
+        except ValueError as exc:
+            raise _fail(f"--as-of must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got {as_of!r}") from exc
         config = TrainConfig(
             num_boost_round=rounds,
             max_depth=max_depth,
@@ -243,9 +246,12 @@ def loadtest(
 ) -> None:
     """Load-test (dev) or smoke-test (prod) a running service; exits 1 when a published threshold fails."""
     import asyncio  # noqa: PLC0415
+    import logging  # noqa: PLC0415
 
     from leadscore.loadtest.suites import run_suite  # noqa: PLC0415
 
+    # One log line per request would bury the report.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     result = asyncio.run(run_suite(env, url, api_key))
     path = report or Path("data/loadtest") / f"{env.value}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     result.write_json(path)

@@ -30,9 +30,6 @@ class Settings(BaseSettings):
         description="Model bundle directory (booster + manifest); unset means the bundle shipped in the package.",
     )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs (DEBUG, INFO, WARNING, ERROR).")
-    max_leads_per_request: int = Field(
-        default=500, ge=1, le=500, description="Most leads one scoring request may carry (the contract allows 500)."
-    )
 
     # --- edge security and limits ------------------------------------------------------------------------
     api_keys: str = Field(

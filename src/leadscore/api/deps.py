@@ -20,7 +20,22 @@ class Lifecycle:
     """Process-level facts readiness and health report."""
 
     started_at: float = field(default_factory=time.monotonic)
-    draining: bool = False
+    draining_since: float | None = None  # monotonic time shutdown began
+
+    @property
+    def draining(self) -> bool:
+        """True from the moment shutdown begins (SIGTERM): readiness answers 503 from then on."""
+        return self.draining_since is not None
+
+    def start_draining(self) -> None:
+        """Mark the start of shutdown (idempotent: the first call's time counts)."""
+        if self.draining_since is None:
+            self.draining_since = time.monotonic()
+
+    def remaining_grace(self, grace: float) -> float:
+        """Seconds of the shutdown grace not yet used."""
+        used = 0.0 if self.draining_since is None else time.monotonic() - self.draining_since
+        return max(1.0, grace - used)
 
 
 class State(TypedDict):

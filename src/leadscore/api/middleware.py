@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leadscore.scoring import ScoredBatch
 from leadscore.telemetry.logging import get_logger
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -28,11 +30,15 @@ def new_request_id() -> str:
 class RequestContext:
     """Per-request facts that the route fills in and the summary line reports."""
 
-    __slots__ = ("leads", "request_id")
+    __slots__ = ("api_key_id", "batch", "leads", "request_id")
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
         self.leads = 0
+        # The scored batch, for the metrics recorded when the request ends.
+        self.batch: ScoredBatch | None = None
+        # Id (never the key) of the API key that authenticated the request; None when open or refused.
+        self.api_key_id: str | None = None
 
     def set_request_id(self, request_id: str) -> None:
         """Adopt the id the caller gave in the body; later log lines and the response carry it."""
@@ -48,13 +54,19 @@ def request_context(scope: Scope) -> RequestContext:
     return RequestContext(new_request_id())
 
 
+# Called once per finished request: (method, route template or None, status, seconds, scored batch or None).
+RequestObserver = Callable[[str, str | None, int, float, ScoredBatch | None], None]
+
+
 class RequestContextMiddleware:
     """Binds a request id to the logs, echoes it as `X-Request-ID`, and logs one summary line."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_complete: RequestObserver | None = None) -> None:
         self.app = app
+        self.on_complete = on_complete
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request with its context bound; log the summary line whatever happens."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -78,7 +90,10 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - start
             route = scope.get("route")
+            if self.on_complete is not None:
+                self.on_complete(scope["method"], getattr(route, "path", None), status, elapsed, ctx.batch)
             log.info(
                 "request",
                 method=scope["method"],
@@ -86,6 +101,7 @@ class RequestContextMiddleware:
                 route=getattr(route, "path", scope["path"]),
                 status=status,
                 leads=ctx.leads,
-                duration_ms=round((time.perf_counter() - start) * 1000.0, 3),
+                api_key_id=ctx.api_key_id,
+                duration_ms=round(elapsed * 1000.0, 3),
             )
             structlog.contextvars.clear_contextvars()

@@ -11,14 +11,14 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep
+from leadscore.api.deps import BatcherDep, LakeDep, LifecycleDep, ScorerDep, SettingsDep
 from leadscore.api.middleware import request_context
 from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_score_request, to_columns
 from leadscore.api.security import RequireApiKey
 from leadscore.errors import ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
 from leadscore.lake.records import RowGroup, is_test_request
-from leadscore.scoring import ScoredBatch, score_columns
+from leadscore.scoring import ScoredBatch, score_columns_batched
 
 # Every status the scoring routes can answer with besides 200: 408/413/503 come from EdgeLimitsMiddleware.
 ERROR_STATUSES: Final = (400, 401, 408, 413, 415, 422, 500, 503)
@@ -86,7 +86,12 @@ SCORE_OPENAPI: Final = {
 
 
 async def score(
-    request: Request, scorer: ScorerDep, lifecycle: LifecycleDep, lake: LakeDep, settings: SettingsDep
+    request: Request,
+    scorer: ScorerDep,
+    lifecycle: LifecycleDep,
+    lake: LakeDep,
+    settings: SettingsDep,
+    batcher: BatcherDep,
 ) -> Response:
     """Score 1 to 500 leads. Scores come back in request order, and are in the lake before the answer."""
     start = time.perf_counter()
@@ -105,7 +110,7 @@ async def score(
     leads = payload.leads
     ctx.leads = len(leads)
     columns = to_columns(leads)
-    batch = score_columns(scorer, columns, len(leads), datetime.now(UTC))
+    batch = await score_columns_batched(batcher, columns, len(leads), datetime.now(UTC))
     processing_ms = (time.perf_counter() - start) * 1000.0
     if lake is not None:
         await lake.record(

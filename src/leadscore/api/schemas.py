@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
     ValidationError,
     create_model,
 )
+from pydantic_core import PydanticCustomError
 
 from leadscore.errors import FieldError, MalformedRequest, ValidationFailed
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, InputField, Kind
@@ -27,7 +30,30 @@ MAX_ABS_FLOAT: Final = 1e30
 
 def _as_utc(value: datetime) -> datetime:
     """A timestamp without offset is read as UTC; every timestamp is converted to UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        # 0001-01-01T00:00:00+01:00 is a valid string whose UTC form is before year 1: a 422, not a 500.
+        raise ValueError("timestamp is out of range once converted to UTC") from exc
+
+
+_ISO_DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+
+
+def _require_iso_text(value: object) -> object:
+    """Timestamps are ISO 8601 strings; pydantic would also take 0 or "1700000000" as Unix times."""
+    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
+        raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time string")
+    return value
+
+
+def _reject_text_and_bool(value: object) -> object:
+    """Ints follow JSON Schema (15 and 15.0 are integers), but "15" and true are type errors, not numbers."""
+    if isinstance(value, str | bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
 
 
 def _field_definition(spec: InputField) -> tuple[Any, Any]:
@@ -40,14 +66,18 @@ def _field_definition(spec: InputField) -> tuple[Any, Any]:
             extra["description"] += " Known values (case-insensitive): " + ", ".join(spec.vocabulary) + "."
         return str | None, Field(default=None, max_length=spec.max_length, **extra)
     if spec.kind is Kind.INT:
-        return int | None, Field(default=None, ge=spec.minimum, le=MAX_INT, **extra)
+        # Lax int without the str/bool coercions; the check runs only on INT fields (6 per lead).
+        json_int = Annotated[int, Field(ge=spec.minimum, le=MAX_INT), BeforeValidator(_reject_text_and_bool)]
+        return json_int | None, Field(default=None, **extra)
     if spec.kind is Kind.FLOAT:
         lower = spec.minimum if spec.minimum is not None else -MAX_ABS_FLOAT
         upper = spec.maximum if spec.maximum is not None else MAX_ABS_FLOAT
-        return float | None, Field(default=None, ge=lower, le=upper, allow_inf_nan=False, **extra)
+        # Strict: a JSON number (int or float) only; "0.5" or true is a type error, not silently a number.
+        return float | None, Field(default=None, ge=lower, le=upper, allow_inf_nan=False, strict=True, **extra)
     if spec.kind is Kind.BOOL:
         return StrictBool | None, Field(default=None, **extra)
-    return Annotated[datetime, AfterValidator(_as_utc)] | None, Field(default=None, **extra)
+    timestamp = Annotated[datetime, BeforeValidator(_require_iso_text), AfterValidator(_as_utc)]
+    return timestamp | None, Field(default=None, **extra)
 
 
 _FORBID = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -107,7 +137,7 @@ class ScoreRequest(BaseModel):
         pattern=REQUEST_ID_PATTERN,
         description="Caller's id for the request (letters, digits, `._:-`, at most 128); generated when absent.",
     )
-    leads: list[Lead] = Field(min_length=1, max_length=MAX_LEADS)  # type: ignore[valid-type]
+    leads: list[Lead] = Field(min_length=1, max_length=MAX_LEADS)
 
 
 class LeadWarningOut(BaseModel):
@@ -163,6 +193,7 @@ class ErrorResponse(BaseModel):
 
 
 def field_error(err: dict[str, Any]) -> FieldError:
+    """One pydantic error as a FieldError: `leads[3].industry` becomes lead_index 3, field "industry"."""
     loc = tuple(err.get("loc", ()))
     lead_index: int | None = None
     parts: list[str] = [str(p) for p in loc]

@@ -36,6 +36,7 @@ from leadscore.lake.spool import (
     seal_open_segments,
 )
 from leadscore.lake.store import PARTITION_FORMAT, Store
+from leadscore.telemetry import metrics
 from leadscore.telemetry.logging import get_logger
 
 log = get_logger("leadscore.lake")
@@ -231,12 +232,14 @@ class LakeSink:
 
     def _on_retry(self, state: RetryCallState) -> None:
         self.upload_failures += 1
+        metrics.observe_lake_upload_failure()
         error = state.outcome.exception() if state.outcome else None
         self.last_error = repr(error)
         log.warning("lake_upload_failed", attempt=state.attempt_number, error=repr(error))
 
     def upload_segment(self, segment: ClosedSegment) -> list[str]:
         """Put the segment's rows as Parquet (one file per day), then delete the segment; returns the keys."""
+        started = time.perf_counter()
         table = read_segment_table(segment.path)
         keys = []
         for key, rows in segment_keys(segment.segment_id, table):
@@ -247,6 +250,7 @@ class LakeSink:
         self.backlog.forget(segment.segment_id)
         self.uploaded_files += len(keys)
         self.last_error = None
+        metrics.observe_lake_flush(table.num_rows, len(keys), time.perf_counter() - started)
         log.info("lake_segment_uploaded", segment=segment.segment_id, rows=table.num_rows, keys=keys)
         return keys
 

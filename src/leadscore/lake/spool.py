@@ -276,13 +276,16 @@ class Spool(Generic[T]):
         self._queue.put(None)
         self._thread.join()
 
-    def _open_segment(self) -> None:
-        self._seq += 1
-        self._path = self.directory.path / f"{self._seq:012d}{OPEN_SUFFIX}"
-        self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        fsync_dir(self.directory.path)
-        self._size = 0
-        self._opened_at = time.monotonic()
+    def _current_segment(self) -> tuple[int, Path]:
+        """The open segment's descriptor and path, opening a new segment if none is open."""
+        if self._fd is None or self._path is None:
+            self._seq += 1
+            self._path = self.directory.path / f"{self._seq:012d}{OPEN_SUFFIX}"
+            self._fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            fsync_dir(self.directory.path)
+            self._size = 0
+            self._opened_at = time.monotonic()
+        return self._fd, self._path
 
     def _close_segment(self) -> None:
         if self._fd is None or self._path is None:
@@ -314,16 +317,13 @@ class Spool(Generic[T]):
         items = [a.item for a in batch if a.item is not None]
         try:
             if items:
-                if self._fd is None or self._path is None:
-                    self._open_segment()
-                assert self._fd is not None  # noqa: S101 - opened just above
-                assert self._path is not None  # noqa: S101 - opened just above
+                fd, path = self._current_segment()
                 data = frame(self._serialize(items))
-                _write_all(self._fd, data)
+                _write_all(fd, data)
                 if self._fsync:
-                    os.fsync(self._fd)
+                    os.fsync(fd)
                 self._size += len(data)
-                self._backlog.add(self.directory.segment_id(self._path), sum(a.rows for a in batch), len(data))
+                self._backlog.add(self.directory.segment_id(path), sum(a.rows for a in batch), len(data))
         except Exception as exc:  # every failure must reach the waiting requests, not kill the thread
             log.exception("spool_write_failed")
             if self._fd is not None:

@@ -121,7 +121,9 @@ class Scorer:
     def warm_up(self) -> None:
         """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
         probs = self.predict_proba(np.full((1, len(ENGINEERED_NAMES)), np.nan, dtype=np.float32))
-        if probs.shape != (1, len(SCORES)) or not np.isfinite(probs).all():
+        if probs.shape != (1, len(SCORES)):
+            raise ModelBundleError(f"warm-up prediction has shape {probs.shape}, expected (1, {len(SCORES)})")
+        if not np.isfinite(probs).all():
             raise ModelBundleError("warm-up prediction returned non-finite probabilities")
         if abs(float(probs.sum()) - 1.0) > 1e-3:
             raise ModelBundleError("warm-up probabilities do not sum to 1")
@@ -154,9 +156,7 @@ def load_bundle(directory: Path) -> Scorer:
     except xgb.core.XGBoostError as exc:
         raise ModelBundleError(f"booster {booster_path.name} is corrupt: {exc}") from exc
     if booster.num_features() != len(ENGINEERED_NAMES):
-        raise ModelBundleError(
-            f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}"
-        )
+        raise ModelBundleError(f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}")
     scorer = Scorer(booster, manifest)
     try:
         scorer.warm_up()

@@ -36,9 +36,10 @@ def evaluate(probabilities: npt.NDArray[np.floating[Any]], outcome: npt.NDArray[
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     aucs = [_auc(labels == c, probs[:, c]) for c in range(k)]
+    defined = [a for a in aucs if not np.isnan(a)]
 
-    edges = np.linspace(0.0, 1.0, 11)
-    bins = np.clip(np.digitize(confidence, edges) - 1, 0, 9)
+    # Ten bins [0.0, 0.1) .. [0.9, 1.0] by floor(10 c): float edges put 0.7 below linspace's 0.7000000000000001.
+    bins = np.minimum(np.floor(confidence * 10.0).astype(np.int64), 9)
     correct = predicted == labels
     calibration: list[dict[str, float | int]] = []
     ece = 0.0
@@ -51,7 +52,7 @@ def evaluate(probabilities: npt.NDArray[np.floating[Any]], outcome: npt.NDArray[
         accuracy = float(correct[in_bin].mean())
         ece += count / n * abs(mean_conf - accuracy)
         calibration.append(
-            {"bin_low": float(edges[b]), "bin_high": float(edges[b + 1]), "count": count,
+            {"bin_low": b / 10, "bin_high": (b + 1) / 10, "count": count,
              "mean_confidence": round(mean_conf, 4), "accuracy": round(accuracy, 4)}
         )  # fmt: skip
 
@@ -59,8 +60,9 @@ def evaluate(probabilities: npt.NDArray[np.floating[Any]], outcome: npt.NDArray[
         "rows": n,
         "log_loss": round(float(-np.log(probs[np.arange(n), labels]).mean()), 5),
         "accuracy": round(float(correct.mean()), 5),
-        "macro_auc": round(float(np.nanmean(aucs)), 5),
-        "auc_per_score": {str(s): round(a, 5) for s, a in zip(SCORES, aucs, strict=True)},
+        "macro_auc": round(float(np.mean(defined)), 5) if defined else None,
+        # A score absent from the held-out rows has no AUC: null, since NaN is not JSON (the manifest is served).
+        "auc_per_score": {str(s): None if np.isnan(a) else round(a, 5) for s, a in zip(SCORES, aucs, strict=True)},
         "within_one_accuracy": round(float((np.abs(predicted - labels) <= 1).mean()), 5),
         "confusion_matrix": {"rows_true_cols_predicted": confusion.tolist(), "labels": list(SCORES)},
         "calibration": {"expected_calibration_error": round(ece, 5), "bins": calibration},

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from leadscore.errors import LeadscoreError
 from leadscore.features.spec import (
     COMPANY_SIZES,
     CORE_FIELDS,
@@ -143,10 +144,15 @@ def write_table(table: pa.Table, path: Path) -> None:
 
 
 def read_table(path: Path) -> pa.Table:
-    """Read training data from Parquet or CSV."""
-    if path.suffix.lower() == ".csv":
-        return pacsv.read_csv(path)
-    return pq.read_table(path)
+    """Read training data from Parquet or CSV; an unreadable file is a LeadscoreError naming it."""
+    try:
+        if path.suffix.lower() == ".csv":
+            return pacsv.read_csv(path)
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise LeadscoreError(
+            f"cannot read {path} as {'CSV' if path.suffix.lower() == '.csv' else 'Parquet'}: {exc}"
+        ) from exc
 
 
 def table_to_columns(table: pa.Table) -> dict[str, list[Any]]:
@@ -168,7 +174,7 @@ def table_to_columns(table: pa.Table) -> dict[str, list[Any]]:
     return columns
 
 
-def _utc(value: Any) -> datetime | None:
+def _utc(value: object) -> datetime | None:
     if value is None:
         return None
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))

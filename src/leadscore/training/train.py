@@ -59,7 +59,14 @@ def train_bundle(table: pa.Table, out_dir: Path, config: TrainConfig, source: st
     """Encode the table with the serving encoder, train, evaluate on a held-out split, write the bundle."""
     if OUTCOME not in table.column_names:
         raise LeadscoreError(f"training data needs an `{OUTCOME}` column with scores 1..5")
-    outcome = np.asarray(table.column(OUTCOME).to_numpy(zero_copy_only=False), dtype=np.int64)
+    column = table.column(OUTCOME)
+    if column.null_count or not pa.types.is_integer(column.type):
+        # Checked first: nulls or text would otherwise be cast to arbitrary integers.
+        raise LeadscoreError(
+            f"`{OUTCOME}` must hold integer scores 1..5 for every row "
+            f"(found type {column.type}, {column.null_count} missing)"
+        )
+    outcome = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
     if outcome.size == 0 or outcome.min() < 1 or outcome.max() > len(SCORES):
         raise LeadscoreError(f"`{OUTCOME}` must hold scores 1..5 for every row")
     n = table.num_rows

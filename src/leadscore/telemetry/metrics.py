@@ -1,0 +1,371 @@
+"""Prometheus metrics: what each request records, the lake's figures, and the `/metrics` exposition.
+
+The metrics live at module level, as prometheus_client intends: under `leadscore serve` (see
+telemetry.multiprocess) every process writes its own mmap files and a scrape sums them, so the counts of all
+workers add up. The lake reports through `set_lake_backlog`, `observe_lake_flush` and
+`observe_lake_upload_failure`; the app reports each finished request through a `Recorder`.
+
+Per request the cost is a handful of calls whatever the batch size: scores are counted with one `np.bincount`
+and the confidence histogram is filled from one `np.searchsorted` + `np.bincount` (see `add_bucket_counts`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from leadscore.features.spec import SCORES
+from leadscore.telemetry.emf import EmfAggregator, LakeSnapshot
+from leadscore.telemetry.multiprocess import MULTIPROC_ENV, alive, file_pid
+
+if TYPE_CHECKING:  # only a type here: scrape-only processes need not load the model stack
+    from leadscore.scoring import ScoredBatch
+
+UNMATCHED_ROUTE: Final = "<unmatched>"
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Chosen around the published thresholds: health < 0.5 s, single < 1 s, average < 2 s, p95 < 5 s, batch < 10 s.
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MODEL_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# The most probable of five classes is never below 0.2.
+CONFIDENCE_BUCKETS: Final = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+FLUSH_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# Used when the process is not in multiprocess mode (tests, `uvicorn` started by hand).
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+
+HTTP_DURATION: Final = Histogram(
+    "leadscore_http_request_duration_seconds",
+    "Time from request start to the end of the response, by method, route template and status; "
+    "its _count is the number of requests.",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+LEADS: Final = Counter("leadscore_leads_scored_total", "Leads scored.", registry=REGISTRY)
+SCORES_TOTAL: Final = Counter(
+    "leadscore_lead_scores_total", "Leads scored, by the score they got (1..5).", ["score"], registry=REGISTRY
+)
+CONFIDENCE: Final = Histogram(
+    "leadscore_score_confidence_ratio",
+    "Probability of the returned score, one observation per lead.",
+    buckets=CONFIDENCE_BUCKETS,
+    registry=REGISTRY,
+)
+MODEL_SECONDS: Final = Histogram(
+    "leadscore_model_inference_seconds",
+    "Model prediction time per scored batch (encoding excluded); its _count is the number of batches.",
+    buckets=MODEL_BUCKETS,
+    registry=REGISTRY,
+)
+WARNINGS: Final = Counter(
+    "leadscore_lead_warnings_total",
+    "Input problems that did not stop a lead being scored, by field.",
+    ["field"],
+    registry=REGISTRY,
+)
+MODEL_INFO: Final = Gauge(
+    "leadscore_model_info",
+    "1 for the model version a live worker serves.",
+    ["model_version"],
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+LAKE_BACKLOG_ROWS: Final = Gauge(
+    "leadscore_lake_backlog_rows",
+    "Acknowledged rows not yet in the lake (all live workers).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+LAKE_BACKLOG_BYTES: Final = Gauge(
+    "leadscore_lake_backlog_bytes",
+    "Spool bytes not yet in the lake (all live workers).",
+    registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+LAKE_OLDEST_AGE: Final = Gauge(
+    "leadscore_lake_oldest_unflushed_age_seconds",
+    "Age of the oldest row not yet in the lake, when last reported (oldest over live workers; 0 when none).",
+    registry=REGISTRY,
+    multiprocess_mode="livemax",
+)
+LAKE_FLUSHES: Final = Counter("leadscore_lake_flushes_total", "Spool segments written to the lake.", registry=REGISTRY)
+LAKE_FLUSHED_ROWS: Final = Counter("leadscore_lake_flushed_rows_total", "Rows written to the lake.", registry=REGISTRY)
+LAKE_FILES: Final = Counter(
+    "leadscore_lake_files_written_total", "Parquet files written to the lake.", registry=REGISTRY
+)
+LAKE_FLUSH_SECONDS: Final = Histogram(
+    "leadscore_lake_flush_duration_seconds",
+    "Time to turn one spool segment into lake files.",
+    buckets=FLUSH_BUCKETS,
+    registry=REGISTRY,
+)
+LAKE_UPLOAD_FAILURES: Final = Counter(
+    "leadscore_lake_upload_failures_total", "Failed uploads to the lake's store (each is retried).", registry=REGISTRY
+)
+
+_SCORE_CHILDREN: Final = tuple(SCORES_TOTAL.labels(score=str(s)) for s in SCORES)
+_CONFIDENCE_BOUNDS: Final = np.asarray(CONFIDENCE_BUCKETS, dtype=np.float64)
+
+
+def multiprocess_mode() -> bool:
+    """Whether this process writes its metrics to files that a scrape of any worker sums."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+# --- per request ---------------------------------------------------------------------------------------
+
+
+def bucket_counts(bounds: npt.NDArray[np.float64], observations: npt.NDArray[np.float64]) -> list[int]:
+    """How many observations fall in each histogram bucket (`le` bounds, then +Inf), in two array calls."""
+    # side="left": v lands in the first bucket with v <= bound, Prometheus's `le`; past the last bound: +Inf.
+    counts: list[int] = np.bincount(
+        np.searchsorted(bounds, observations, side="left"), minlength=bounds.size + 1
+    ).tolist()
+    return counts
+
+
+def add_bucket_counts(histogram: Histogram, counts: list[int], total: float) -> None:
+    """Add precomputed bucket counts and their sum to `histogram`: one call per non-empty bucket, not per value.
+
+    prometheus_client has no bulk observe, and one `observe` per lead costs about half a millisecond for 500
+    leads (several in multiprocess mode). So the counts are added to the histogram's own bucket values, the
+    same ones `observe` increments (private attributes; a test checks the exposition equals one-by-one
+    observation, so a library change that breaks this fails the tests).
+    """
+    buckets: list[Any] = histogram._buckets
+    for index, count in enumerate(counts):
+        if count:
+            buckets[index].inc(count)
+    histogram._sum.inc(total)
+
+
+def observe_many(histogram: Histogram, observations: npt.NDArray[np.float64]) -> None:
+    """`histogram.observe(v)` for every v, in a few calls whatever the number of values."""
+    if observations.size:
+        bounds = np.asarray(histogram._upper_bounds[:-1], dtype=np.float64)
+        add_bucket_counts(histogram, bucket_counts(bounds, observations), float(observations.sum()))
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSummary:
+    """What the metrics need from one scored batch, computed once with a few array operations."""
+
+    leads: int
+    score_counts: list[int]  # leads per score 1..5
+    confidence_buckets: list[int]  # leads per confidence bucket (CONFIDENCE_BUCKETS, then +Inf)
+    confidence_sum: float
+    confidence_min: float
+    confidence_max: float
+    prediction_seconds: float
+    warnings: dict[str, int] = field(default_factory=dict)
+
+
+def summarize(batch: ScoredBatch) -> BatchSummary:
+    """The summary of `batch`."""
+    confidence = batch.confidence
+    warnings = batch.encoded.warnings
+    return BatchSummary(
+        leads=batch.size,
+        score_counts=np.bincount(batch.scores, minlength=SCORES[-1] + 1)[SCORES[0] :].tolist(),
+        confidence_buckets=bucket_counts(_CONFIDENCE_BOUNDS, confidence),
+        confidence_sum=float(confidence.sum()),
+        confidence_min=float(confidence.min()),
+        confidence_max=float(confidence.max()),
+        prediction_seconds=batch.prediction_ms / 1000.0,
+        # Warnings are rare (one per bad input), so counting them one by one costs nothing on clean traffic.
+        warnings=dict(Tally(w.field for w in warnings)) if warnings else {},
+    )
+
+
+_HTTP_CHILDREN: dict[tuple[str, str, int], Any] = {}
+
+
+def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    """Record one finished request; `route` is the matched route template (None when nothing matched)."""
+    # Bounded keys: methods folded to a fixed set, routes are templates, statuses are the server's own.
+    key = (method if method in _METHODS else "OTHER", route or UNMATCHED_ROUTE, status)
+    child = _HTTP_CHILDREN.get(key)
+    if child is None:
+        child = _HTTP_CHILDREN.setdefault(key, HTTP_DURATION.labels(key[0], key[1], str(status)))
+    child.observe(seconds)
+
+
+def observe_batch(summary: BatchSummary) -> None:
+    """Record one scored batch."""
+    LEADS.inc(summary.leads)
+    for child, count in zip(_SCORE_CHILDREN, summary.score_counts, strict=True):
+        if count:
+            child.inc(count)
+    add_bucket_counts(CONFIDENCE, summary.confidence_buckets, summary.confidence_sum)
+    MODEL_SECONDS.observe(summary.prediction_seconds)
+    for name, count in summary.warnings.items():
+        WARNINGS.labels(field=name).inc(count)
+
+
+class Recorder:
+    """Called once per finished request (by the request middleware): feeds Prometheus and EMF, each when on."""
+
+    def __init__(self, prometheus: bool = True, emf: EmfAggregator | None = None) -> None:
+        self.prometheus = prometheus
+        self.emf = emf
+
+    def __call__(self, method: str, route: str | None, status: int, seconds: float, batch: ScoredBatch | None) -> None:
+        """Record the request, and its scored batch when it scored one."""
+        summary = summarize(batch) if batch is not None and batch.size else None
+        if self.prometheus:
+            observe_request(method, route, status, seconds)
+            if summary is not None:
+                observe_batch(summary)
+        if self.emf is not None:
+            self.emf.add_request(status, seconds)
+            if summary is not None:
+                self.emf.add_batch(
+                    summary.score_counts, summary.confidence_sum, summary.confidence_min, summary.confidence_max
+                )
+
+
+# --- the lake's figures --------------------------------------------------------------------------------
+
+
+class _LakeFigures:
+    """This process's lake figures, for EMF (Prometheus keeps its own); the lake reports from its own thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rows = 0
+        self.bytes = 0
+        self.oldest_age_seconds = 0.0
+        self.flushes = 0
+        self.upload_failures = 0
+
+    def snapshot(self) -> LakeSnapshot:
+        with self.lock:
+            return LakeSnapshot(self.rows, self.bytes, self.oldest_age_seconds, self.flushes, self.upload_failures)
+
+
+_LAKE: Final = _LakeFigures()
+
+
+def set_lake_backlog(rows: int, bytes_: int, oldest_age_seconds: float) -> None:
+    """Report this process's lake backlog: rows and bytes not yet in the lake, age of the oldest such row."""
+    LAKE_BACKLOG_ROWS.set(rows)
+    LAKE_BACKLOG_BYTES.set(bytes_)
+    LAKE_OLDEST_AGE.set(oldest_age_seconds)
+    with _LAKE.lock:
+        _LAKE.rows, _LAKE.bytes, _LAKE.oldest_age_seconds = rows, bytes_, oldest_age_seconds
+
+
+def observe_lake_flush(rows: int, files: int, seconds: float) -> None:
+    """Report one flush: `rows` written as `files` Parquet files in `seconds`."""
+    LAKE_FLUSHES.inc()
+    LAKE_FLUSHED_ROWS.inc(rows)
+    LAKE_FILES.inc(files)
+    LAKE_FLUSH_SECONDS.observe(seconds)
+    with _LAKE.lock:
+        _LAKE.flushes += 1
+
+
+def observe_lake_upload_failure() -> None:
+    """Report one failed upload to the lake's store."""
+    LAKE_UPLOAD_FAILURES.inc()
+    with _LAKE.lock:
+        _LAKE.upload_failures += 1
+
+
+async def poll_lake_backlog(totals: Callable[[], tuple[int, int, float]], interval: float = 5.0) -> None:
+    """Report `totals()` (rows, bytes, oldest age) every `interval` seconds until cancelled.
+
+    Polled rather than reported per event: the age of the oldest unflushed row grows while nothing happens.
+    """
+    while True:
+        set_lake_backlog(*totals())
+        await asyncio.sleep(interval)
+
+
+def lake_snapshot() -> LakeSnapshot:
+    """This process's lake figures (backlog now, flushes and failures so far)."""
+    return _LAKE.snapshot()
+
+
+# --- process lifetime ----------------------------------------------------------------------------------
+
+
+def set_model_info(model_version: str) -> None:
+    """Mark the model version this process serves."""
+    MODEL_INFO.labels(model_version=model_version).set(1)
+
+
+def process_exit() -> None:
+    """Drop this process's live gauges (backlog, model info) so a scrape stops counting it."""
+    if multiprocess_mode():
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+# --- exposition ----------------------------------------------------------------------------------------
+
+
+class WorkerProcesses(Collector):
+    """Standard `process_*` metrics of every process that writes metrics here, labelled by pid.
+
+    prometheus_client's ProcessCollector reports only the process that serves the scrape; in multiprocess mode
+    each worker's figures are read from /proc by pid instead.
+    """
+
+    def __init__(self, pids: Iterable[int]) -> None:
+        self._pids = sorted(set(pids))
+        self._current = 0
+        self._collector = ProcessCollector(pid=lambda: self._current, registry=None)
+
+    def collect(self) -> Iterable[Metric]:
+        """One family per process metric, one sample per pid."""
+        families: dict[str, Metric] = {}
+        for pid in self._pids:
+            self._current = pid
+            for family in self._collector.collect():
+                merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    merged.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
+        return list(families.values())
+
+
+def _multiprocess_registry(directory: Path) -> CollectorRegistry:
+    pids = {pid for path in directory.glob("*.db") if (pid := file_pid(path)) is not None}
+    for pid in pids - {os.getpid()}:
+        if not alive(pid):
+            # A worker that crashed never ran its own clean-up; its live gauges must not count any more.
+            multiprocess.mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
+    registry.register(WorkerProcesses(p for p in pids | {os.getpid()} if alive(p)))
+    return registry
+
+
+def render() -> tuple[bytes, str]:
+    """The Prometheus text exposition of every worker (body, content type)."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if multiprocess_mode() and directory:
+        return generate_latest(_multiprocess_registry(Path(directory))), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,113 @@
+"""The `leadscore` command: synth and train (serve is exercised as a real process in test_e2e.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.model.bundle import MANIFEST_FILE, Manifest, load_bundle
+from leadscore.training.synth import OUTCOME, read_table, synthesize, write_table
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """A CLI runner (stdout and stderr captured apart)."""
+    return CliRunner()
+
+
+@pytest.fixture
+def training_file(tmp_path):
+    """A small synthetic training file."""
+    path = tmp_path / "train.parquet"
+    write_table(synthesize(800, seed=5), path)
+    return path
+
+
+@pytest.mark.parametrize("name", ["leads.parquet", "leads.csv"])
+def test_synth_writes_a_file(runner, tmp_path, name):
+    """`leadscore synth` writes the requested number of rows, with an outcome, as Parquet or CSV."""
+    out = tmp_path / "nested" / name
+    result = runner.invoke(app, ["synth", "--out", str(out), "--rows", "120", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote 120 rows to {out}" in result.stdout
+    table = read_table(out)
+    assert table.num_rows == 120
+    assert OUTCOME in table.column_names
+
+
+def test_synth_is_deterministic(runner, tmp_path):
+    """The same seed writes the same data."""
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    for out in (first, second):
+        assert runner.invoke(app, ["synth", "--out", str(out), "--rows", "50", "--seed", "9"]).exit_code == 0
+    assert pq.read_table(first).equals(pq.read_table(second))
+
+
+def test_train_writes_a_bundle_and_prints_metrics(runner, tmp_path, training_file):
+    """`leadscore train` writes a loadable bundle and prints its version and held-out metrics as JSON."""
+    out = tmp_path / "bundle"
+    result = runner.invoke(
+        app,
+        ["train", str(training_file), "--out", str(out), "--rounds", "3", "--max-depth", "2", "--version", "cli-1"],
+    )
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["version"] == "cli-1"
+    assert printed["bundle"] == str(out)
+    assert {"log_loss", "accuracy", "macro_auc", "rows", "train_rows"} <= set(printed["metrics"])
+    assert "confusion_matrix" not in printed["metrics"]
+    scorer = load_bundle(out)
+    assert scorer.version == "cli-1"
+    assert scorer.manifest.metrics["accuracy"] == printed["metrics"]["accuracy"]
+    assert scorer.manifest.num_boost_round == 3
+    assert scorer.manifest.training_data["source"] == "train.parquet"
+
+
+def test_train_on_csv_with_reference_time(runner, tmp_path):
+    """Training reads CSV too, and --as-of (naive means UTC) is recorded as the recency reference."""
+    data = tmp_path / "train.csv"
+    write_table(synthesize(400, seed=6), data)
+    out = tmp_path / "bundle"
+    result = runner.invoke(
+        app, ["train", str(data), "--out", str(out), "--rounds", "2", "--max-depth", "2", "--as-of", "2025-06-01T00:00"]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = Manifest.from_json((out / MANIFEST_FILE).read_text())
+    assert manifest.training_data["as_of"] == "2025-06-01T00:00:00+00:00"
+
+
+def test_train_without_outcome_fails_clearly(runner, tmp_path):
+    """Training data without an `outcome` column fails with exit code 2 and a message naming the column."""
+    data = tmp_path / "no-outcome.parquet"
+    write_table(synthesize(100, seed=5).drop_columns([OUTCOME]), data)
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "bundle")])
+    assert result.exit_code == 2
+    assert "error: training data needs an `outcome` column" in result.stderr
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_train_on_missing_file_fails_clearly(runner, tmp_path):
+    """A training file that does not exist fails with exit code 2 naming it."""
+    result = runner.invoke(app, ["train", str(tmp_path / "nope.parquet")])
+    assert result.exit_code == 2
+    assert "error: no such file" in result.stderr
+
+
+def test_train_with_bad_reference_time_fails_clearly(runner, training_file, tmp_path):
+    """An --as-of that is not ISO 8601 fails with exit code 2 and says what was expected."""
+    result = runner.invoke(app, ["train", str(training_file), "--out", str(tmp_path / "b"), "--as-of", "last tuesday"])
+    assert result.exit_code == 2
+    assert "--as-of" in result.stderr
+
+
+def test_train_on_unreadable_file_fails_clearly(runner, tmp_path):
+    """A file that is not Parquet fails with exit code 2 and a message naming it, not a traceback."""
+    data = tmp_path / "broken.parquet"
+    data.write_bytes(b"this is not parquet")
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "bundle")])
+    assert result.exit_code == 2
+    assert f"error: cannot read {data} as Parquet" in result.stderr

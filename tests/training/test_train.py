@@ -1,0 +1,77 @@
+"""Training a bundle: what it writes, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pytest
+
+from leadscore.errors import LeadscoreError
+from leadscore.features.spec import ENGINEERED_NAMES, SPEC
+from leadscore.model.bundle import BOOSTER_FILE, MANIFEST_FILE, Manifest, load_bundle
+from leadscore.training.synth import OUTCOME, synthesize
+from leadscore.training.train import TrainConfig, train_bundle
+
+TINY = TrainConfig(num_boost_round=3, max_depth=2, version="unit")
+
+
+def test_train_bundle_writes_a_loadable_bundle(tmp_path):
+    """train_bundle writes booster and manifest, and the result loads and is ready."""
+    manifest = train_bundle(synthesize(600, seed=2), tmp_path / "b", TINY, source="synth.parquet")
+    assert {p.name for p in (tmp_path / "b").iterdir()} == {BOOSTER_FILE, MANIFEST_FILE}
+    scorer = load_bundle(tmp_path / "b")
+    assert scorer.ready
+    assert scorer.version == manifest.version == "unit"
+
+
+def test_manifest_records_metrics_and_provenance(tiny_bundle):
+    """The manifest holds held-out metrics, the spec fingerprint, parameters and the training data summary."""
+    manifest = Manifest.from_json((tiny_bundle / MANIFEST_FILE).read_text())
+    for key in ("log_loss", "accuracy", "macro_auc", "auc_per_score", "confusion_matrix", "calibration"):
+        assert key in manifest.metrics, key
+    assert manifest.metrics["rows"] + manifest.metrics["train_rows"] == manifest.training_data["rows"] == 3000
+    assert manifest.metrics["rows"] == 600  # the 20 % held out
+    assert manifest.feature_spec_fingerprint == SPEC.fingerprint()
+    assert manifest.feature_names == ENGINEERED_NAMES
+    assert manifest.params["objective"] == "multi:softprob"
+    assert manifest.params["num_class"] == 5
+    assert manifest.num_boost_round == 5
+    assert sum(manifest.training_data["outcome_distribution"].values()) == 3000
+    json.loads((tiny_bundle / MANIFEST_FILE).read_text())
+
+
+def test_default_version_is_date_and_hash(tmp_path):
+    """Without a version, the bundle is named by training date and booster hash."""
+    config = TrainConfig(num_boost_round=2, max_depth=2)
+    manifest = train_bundle(synthesize(300, seed=2), tmp_path / "b", config)
+    date, digest = manifest.version.split("-")
+    assert len(date.split(".")) == 3
+    assert len(digest) == 8
+
+
+def test_missing_outcome_column_is_refused(tmp_path):
+    """Data without an `outcome` column fails with a message naming it."""
+    table = synthesize(100, seed=2).drop_columns([OUTCOME])
+    with pytest.raises(LeadscoreError, match="`outcome` column"):
+        train_bundle(table, tmp_path / "b", TINY)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("bad", [0, 6, None])
+def test_outcome_outside_1_to_5_is_refused(tmp_path, bad):
+    """An outcome outside 1..5 (or missing) in any row fails the training."""
+    table = synthesize(100, seed=2)
+    outcome = table.column(OUTCOME).to_pylist()
+    outcome[17] = bad
+    table = table.set_column(table.column_names.index(OUTCOME), OUTCOME, pa.array(outcome, pa.int64()))
+    with pytest.raises(LeadscoreError, match=r"scores 1\.\.5 for every row"):
+        train_bundle(table, tmp_path / "b", TINY)
+
+
+def test_text_outcome_is_refused(tmp_path):
+    """An outcome column of text (e.g. "hot") fails with the type it found, not a cast error."""
+    table = synthesize(50, seed=2)
+    table = table.set_column(table.column_names.index(OUTCOME), OUTCOME, pa.array(["hot"] * 50))
+    with pytest.raises(LeadscoreError, match="found type string"):
+        train_bundle(table, tmp_path / "b", TINY)
