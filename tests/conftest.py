@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,3 +65,15 @@ def server(tmp_path: Path, tiny_bundle: Path) -> Iterator[ServerProcess]:
     process = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(tiny_bundle)})
     yield process
     process.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect load tests of the other environment (`ENV`, default dev); they run in their own pass."""
+    env = os.environ.get("ENV", "dev").lower()
+    keep, drop = [], []
+    for item in items:
+        suites = item.get_closest_marker("suites")
+        (keep if suites is None or env in suites.args else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -5,7 +5,8 @@
     ENV=dev python tests/test_load.py                                   # the same, as a script
 
 With LOADTEST_URL (and LOADTEST_API_KEY) the deployed service is tested; without, a local server is started with
-the packaged model (in prod mode with a fresh API key). Tests of the other environment are skipped. These
+the packaged model (in prod mode with a fresh API key). Tests of the other environment are deselected
+(tests/conftest.py), so `./dev test` runs the file once per environment. These
 thresholds are the product's verdict on a service, as the spec asks; every request is bounded by a timeout.
 """
 
@@ -56,51 +57,61 @@ def judge(target: tuple[str, str | None], phase: str, envs: set[TargetEnv]) -> N
     assert report.passed, report.text()
 
 
+@pytest.mark.suites("dev", "prod")
 def test_single_request_load(target):
     """One lead in one request is scored correctly in under 1 s (dev and prod)."""
     judge(target, "single_request", BOTH)
 
 
+@pytest.mark.suites("dev")
 def test_batch_processing_load(target):
     """Batches of 5, 10, 25 and 50 leads all succeed within the dev averages."""
     judge(target, "batch_processing", DEV)
 
 
+@pytest.mark.suites("dev")
 def test_concurrent_load(target):
     """20 requests, 5 at a time: success >= 95 %, average < 2 s, p95 < 5 s, >= 2 req/s, 5 in flight."""
     judge(target, "concurrent_load", DEV)
 
 
+@pytest.mark.suites("dev")
 def test_stress_load(target):
     """50 requests, 10 at a time, meet the same dev thresholds."""
     judge(target, "stress_test", DEV)
 
 
+@pytest.mark.suites("dev")
 def test_maximum_batch_size(target):
     """A batch of 500 leads (the contract's maximum) is scored completely."""
     judge(target, "maximum_batch", DEV)
 
 
+@pytest.mark.suites("dev")
 def test_data_variety(target):
     """Leads of realistic variety are all scored, and not all with the same score."""
     judge(target, "data_variety", DEV)
 
 
+@pytest.mark.suites("prod")
 def test_health_check(target):
     """The health endpoint answers ok under 500 ms (prod smoke, request id prod-verification)."""
     judge(target, "health_check", PROD)
 
 
+@pytest.mark.suites("prod")
 def test_basic_batch(target):
     """A two-lead batch is scored in under 10 s (prod smoke)."""
     judge(target, "basic_batch", PROD)
 
 
+@pytest.mark.suites("prod")
 def test_end_to_end_prediction(target):
     """One lead's answer is consistent field by field: probabilities, score, confidence, model (prod smoke)."""
     judge(target, "end_to_end_prediction", PROD)
 
 
+@pytest.mark.suites("prod")
 def test_performance_baseline(target):
     """One lead under prod-baseline-test is scored in under 10 s (prod smoke)."""
     judge(target, "performance_baseline", PROD)

@@ -45,7 +45,7 @@ log = get_logger("leadscore.app")
 
 def load_scorer(settings: Settings) -> Scorer:
     """The scorer for the configured bundle (the packaged one unless LEADSCORE_MODEL_DIR is set)."""
-    return load_bundle(settings.model_dir or default_bundle_dir())
+    return load_bundle(settings.model_dir or default_bundle_dir(), predictor=settings.predictor)
 
 
 def error_response(request: Request, error: LeadscoreError) -> JSONResponse:

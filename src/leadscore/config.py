@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         default=None,
         description="Model bundle directory (booster + manifest); unset means the bundle shipped in the package.",
     )
+    predictor: Literal["auto", "xgboost"] = Field(
+        default="auto",
+        description="auto: oneDAL's faster tree inference when it builds here and matches XGBoost on a load-time "
+        "check (else XGBoost's, with a warning); xgboost: always XGBoost's own predictor.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs (DEBUG, INFO, WARNING, ERROR).")
 
     # --- edge security and limits ------------------------------------------------------------------------

@@ -187,6 +187,7 @@ async def model(scorer: ScorerDep) -> dict[str, Any]:
         "created_at": manifest.created_at,
         "xgboost_version": manifest.xgboost_version,
         "predictor": scorer.predictor,
+        "predictor_fallback_reason": scorer.predictor_fallback_reason,
         "feature_spec_fingerprint": manifest.feature_spec_fingerprint,
         "params": manifest.params,
         "num_boost_round": manifest.num_boost_round,

@@ -15,6 +15,7 @@ import xgboost as xgb
 
 from leadscore.errors import ModelBundleError
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
+from leadscore.model.fastpath import PredictorMode, select_predictor
 
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"
@@ -99,14 +100,19 @@ class Scorer:
     `ready` is true only after a warm-up prediction on this very booster succeeded.
     """
 
-    def __init__(self, booster: xgb.Booster, manifest: Manifest, nthread: int = 1) -> None:
+    def __init__(
+        self, booster: xgb.Booster, manifest: Manifest, nthread: int = 1, predictor: PredictorMode = "auto"
+    ) -> None:
         self.booster = booster
         self.manifest = manifest
         self.ready = False
-        self.predictor = "xgboost.inplace_predict"
         # One thread per prediction: the server runs one worker per core, and threads would fight them.
         self.booster.set_param({"nthread": nthread})
         self._local = threading.local()
+        selection = select_predictor(booster, predictor, nthread)
+        self._predictor = selection.predictor
+        self.predictor = selection.predictor.name
+        self.predictor_fallback_reason = selection.fallback_reason
 
     @property
     def version(self) -> str:
@@ -114,9 +120,8 @@ class Scorer:
         return self.manifest.version
 
     def predict_proba(self, matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Probabilities of scores 1..5, shape (n, 5)."""
-        out = self.booster.inplace_predict(matrix, validate_features=False)
-        return np.asarray(out, dtype=np.float32).reshape(matrix.shape[0], len(SCORES))
+        """Probabilities of scores 1..5, shape (n, 5), from the selected predictor (thread-safe)."""
+        return self._predictor.predict(matrix)
 
     def warm_up(self) -> None:
         """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
@@ -130,8 +135,11 @@ class Scorer:
         self.ready = True
 
 
-def load_bundle(directory: Path) -> Scorer:
-    """Load and check a bundle; raise ModelBundleError saying exactly what is wrong."""
+def load_bundle(directory: Path, predictor: PredictorMode = "auto") -> Scorer:
+    """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
+
+    `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
+    """
     manifest_path = directory / MANIFEST_FILE
     booster_path = directory / BOOSTER_FILE
     if not directory.is_dir():
@@ -157,7 +165,7 @@ def load_bundle(directory: Path) -> Scorer:
         raise ModelBundleError(f"booster {booster_path.name} is corrupt: {exc}") from exc
     if booster.num_features() != len(ENGINEERED_NAMES):
         raise ModelBundleError(f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}")
-    scorer = Scorer(booster, manifest)
+    scorer = Scorer(booster, manifest, predictor=predictor)
     try:
         scorer.warm_up()
     except xgb.core.XGBoostError as exc:

@@ -1,0 +1,1 @@
+"""leadscore's AWS infrastructure (CDK): one definition, instantiated for dev and prod."""
