@@ -50,7 +50,7 @@ def serve(
     # Before anything imports prometheus_client: every worker inherits the directory, so their counts add up.
     prepare_multiprocess_dir()
     from leadscore.api.security import load_keyring  # noqa: PLC0415 - keeps `leadscore --help` fast
-    from leadscore.app import load_scorer  # noqa: PLC0415
+    from leadscore.model.bundle import default_bundle_dir, load_bundle  # noqa: PLC0415
 
     try:
         settings = load_settings()
@@ -60,11 +60,12 @@ def serve(
     try:
         # Check the bundle and the keys before any worker starts: a bad bundle or a keyless prod must stop
         # the server with a clear message, not loop workers.
-        scorer = load_scorer(settings)
+        # XGBoost's own predictor is enough for the check; the workers build the fast path themselves.
+        model_version = load_bundle(settings.model_dir or default_bundle_dir(), predictor="xgboost").version
         load_keyring(settings)
     except LeadscoreError as exc:
         raise _fail(f"cannot start: {exc.message}") from exc
-    log.info("starting", host=host, port=port, workers=workers, model_version=scorer.version, env=settings.env)
+    log.info("starting", host=host, port=port, workers=workers, model_version=model_version, env=settings.env)
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting 0 then tells ECS (and tests) the stop
     # was clean: in-flight requests answered and the lake flushed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

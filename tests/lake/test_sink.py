@@ -12,8 +12,9 @@ import pytest
 
 from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns
 from leadscore.errors import ServiceUnavailable
-from leadscore.lake.records import RowGroup
-from leadscore.lake.sink import LakeConfig, LakeSink, partition_tables, segment_keys
+from leadscore.lake.records import RowGroup, serialize
+from leadscore.lake.sink import LakeConfig, LakeSink, partition_tables, segment_keys, segment_parquet
+from leadscore.lake.spool import Backlog, ClosedSegment, Spool
 from leadscore.lake.store import Store, open_store
 from leadscore.model.bundle import Scorer
 from leadscore.scoring import score_columns
@@ -157,3 +158,18 @@ def test_async_durability_acknowledges_without_waiting(tmp_path: Path, tiny_scor
     asyncio.run(sink.record(_rows(tiny_scorer, 2, "fast")))
     sink.close(10)
     assert _read_all(store).num_rows == 2
+
+
+def test_large_segments_are_converted_in_bounded_chunks(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """A segment bigger than one conversion chunk becomes one file with every row, in several row groups."""
+    closed: list[ClosedSegment] = []
+    spool: Spool[RowGroup] = Spool(tmp_path, serialize, closed.append, Backlog(), 1 << 20, 60.0)
+    for i in range(7):
+        spool.append(_rows(tiny_scorer, 3, f"r{i}", datetime(2026, 5, 6, tzinfo=UTC)), rows=3).result(timeout=10)
+    spool.close()
+    files, rows = segment_parquet("w-x-000000000001", closed[0].path, chunk_rows=5)
+    assert rows == 21
+    (data,) = files.values()
+    parquet = pq.ParquetFile(pa.BufferReader(data))
+    assert parquet.metadata.num_rows == 21
+    assert parquet.metadata.num_row_groups > 1

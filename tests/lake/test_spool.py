@@ -77,7 +77,7 @@ def test_concurrent_appends_share_fsyncs_and_all_complete(tmp_path: Path) -> Non
     spool.close()
     assert len(closed) == 1
     records = read_segment(closed[0].path).records
-    assert sum(r.count(b";") for r in records) == 400
+    assert sum(bytes(r).count(b";") for r in records) == 400
     assert len(records) < 400
 
 

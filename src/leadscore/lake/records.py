@@ -153,7 +153,7 @@ def _datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-def deserialize_groups(payload: bytes) -> list[RowGroup]:
+def deserialize_groups(payload: bytes | memoryview) -> list[RowGroup]:
     """The row groups of one spool record."""
     (length,) = _LENGTH.unpack_from(payload)
     header = orjson.loads(payload[_LENGTH.size : _LENGTH.size + length])
@@ -198,6 +198,6 @@ def deserialize_groups(payload: bytes) -> list[RowGroup]:
     return groups
 
 
-def deserialize(payload: bytes) -> pa.Table:
+def deserialize(payload: bytes | memoryview) -> pa.Table:
     """The rows of one spool record, as a table in the lake schema."""
     return pa.Table.from_batches([to_record_batch(deserialize_groups(payload))])

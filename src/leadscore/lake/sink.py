@@ -41,6 +41,7 @@ from leadscore.telemetry.logging import get_logger
 
 log = get_logger("leadscore.lake")
 PARQUET_COMPRESSION: Final = "zstd"
+CHUNK_ROWS: Final = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class LakeConfig:
 
     spool_dir: Path
     durability: str = "sync"  # "sync": ack after fsync; "async": ack before (rows can be lost on a crash)
-    segment_max_bytes: int = 128 * 1024 * 1024
+    segment_max_bytes: int = 64 * 1024 * 1024
     segment_max_age_seconds: float = 300.0
     spool_max_bytes: int = 2 * 1024 * 1024 * 1024
     retry_initial_seconds: float = 0.5
@@ -71,24 +72,49 @@ def partition_tables(table: pa.Table) -> list[tuple[str, pa.Table]]:
     return parts
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
-    """A Parquet file of `table` in the lake schema."""
-    buffer = io.BytesIO()
-    pq.write_table(table.cast(ARROW_SCHEMA), buffer, compression=PARQUET_COMPRESSION)
-    return buffer.getvalue()
-
-
 def segment_keys(segment_id: str, table: pa.Table) -> list[tuple[str, pa.Table]]:
     """Deterministic object keys for a segment's rows: a retry writes the same keys again."""
     return [(f"{partition}/part-{segment_id}.parquet", rows) for partition, rows in partition_tables(table)]
 
 
-def read_segment_table(path: Path) -> pa.Table:
-    """All intact rows of a segment file, as one table (built once for the whole segment)."""
-    groups = [g for record in read_segment(path).records for g in deserialize_groups(record)]
-    if not groups:
-        return ARROW_SCHEMA.empty_table()
-    return pa.Table.from_batches([to_record_batch(groups)])
+def segment_parquet(segment_id: str, path: Path, chunk_rows: int = CHUNK_ROWS) -> tuple[dict[str, bytes], int]:
+    """The segment's rows as Parquet files by day partition ({key: file bytes}) and the row count.
+
+    Rows are converted `chunk_rows` at a time and appended to each file as row groups, so memory stays
+    bounded by the chunk, not by the segment (a 64 MiB segment holds about 100,000 leads).
+    """
+    files: dict[str, tuple[io.BytesIO, pq.ParquetWriter]] = {}
+    pending: list[RowGroup] = []
+    pending_rows = total = 0
+
+    def write_pending() -> None:
+        table = pa.Table.from_batches([to_record_batch(pending)])
+        for key, rows in segment_keys(segment_id, table):
+            if key not in files:
+                buffer = io.BytesIO()
+                files[key] = (buffer, pq.ParquetWriter(buffer, ARROW_SCHEMA, compression=PARQUET_COMPRESSION))
+            files[key][1].write_table(rows)
+
+    for record in read_segment(path).records:
+        for group in deserialize_groups(record):
+            pending.append(group)
+            pending_rows += group.batch.size
+            total += group.batch.size
+            if pending_rows >= chunk_rows:
+                write_pending()
+                pending, pending_rows = [], 0
+    if pending:
+        write_pending()
+    out = {}
+    for key, (buffer, writer) in files.items():
+        writer.close()
+        out[key] = buffer.getvalue()
+    return out, total
+
+
+def count_segment_rows(path: Path) -> int:
+    """Rows in a segment's intact records (no Arrow conversion)."""
+    return sum(g.batch.size for record in read_segment(path).records for g in deserialize_groups(record))
 
 
 class LakeSink:
@@ -114,7 +140,7 @@ class LakeSink:
         self.config.spool_dir.mkdir(parents=True, exist_ok=True)
         for directory in claim_orphans(self.config.spool_dir):
             for segment in seal_open_segments(directory):
-                rows = read_segment_table(segment.path).num_rows
+                rows = count_segment_rows(segment.path)
                 self.backlog.add(segment.segment_id, rows, segment.path.stat().st_size, segment.path.stat().st_mtime)
                 self._segments.put(segment)
                 log.info("spool_segment_recovered", segment=segment.segment_id, rows=rows)
@@ -240,18 +266,18 @@ class LakeSink:
     def upload_segment(self, segment: ClosedSegment) -> list[str]:
         """Put the segment's rows as Parquet (one file per day), then delete the segment; returns the keys."""
         started = time.perf_counter()
-        table = read_segment_table(segment.path)
+        files, rows = segment_parquet(segment.segment_id, segment.path)
         keys = []
-        for key, rows in segment_keys(segment.segment_id, table):
-            self.store.put(key, parquet_bytes(rows))
+        for key, data in files.items():
+            self.store.put(key, data)
             keys.append(key)
         segment.path.unlink()
         fsync_dir(segment.path.parent)
         self.backlog.forget(segment.segment_id)
         self.uploaded_files += len(keys)
         self.last_error = None
-        metrics.observe_lake_flush(table.num_rows, len(keys), time.perf_counter() - started)
-        log.info("lake_segment_uploaded", segment=segment.segment_id, rows=table.num_rows, keys=keys)
+        metrics.observe_lake_flush(rows, len(keys), time.perf_counter() - started)
+        log.info("lake_segment_uploaded", segment=segment.segment_id, rows=rows, keys=keys)
         return keys
 
     def _quarantine(self, segment: ClosedSegment) -> None:

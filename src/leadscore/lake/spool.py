@@ -47,21 +47,22 @@ def frame(payload: bytes) -> bytes:
 class SegmentRead:
     """The intact records of a segment, and how many bytes at its end were torn."""
 
-    records: list[bytes]
+    records: list[memoryview]  # views into the file's bytes: no copy per record
     torn_bytes: int
 
 
 def read_segment(path: Path) -> SegmentRead:
     """Read every intact record; stop at the first torn or corrupt one (only the tail can be torn)."""
     data = path.read_bytes()
-    records: list[bytes] = []
+    view = memoryview(data)
+    records: list[memoryview] = []
     offset = 0
     while offset + _HEADER.size <= len(data):
         magic, length, crc = _HEADER.unpack_from(data, offset)
         start, end = offset + _HEADER.size, offset + _HEADER.size + length
         if magic != MAGIC or end > len(data) or zlib.crc32(data[start:end]) != crc:
             break
-        records.append(data[start:end])
+        records.append(view[start:end])
         offset = end
     return SegmentRead(records=records, torn_bytes=len(data) - offset)
 

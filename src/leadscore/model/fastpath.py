@@ -9,7 +9,10 @@ every kind of branch; if it cannot be built or disagrees, the service keeps XGBo
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from importlib import metadata
 from itertools import pairwise
@@ -215,6 +218,17 @@ class Selection:
     fallback_reason: str | None = None
 
 
+def release_freed_memory() -> None:
+    """Hand the heap freed after a conversion back to the system (glibc only; elsewhere nothing to do).
+
+    Converting and checking the model makes about 40 MB of short-lived Python objects; the freed heap
+    would otherwise stay in every worker's RSS for its whole life (about 15 MB measured).
+    """
+    gc.collect()
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1) -> Selection:
     """The fastest predictor that gives XGBoost's answers on this machine; XGBoost's own when forced or on failure."""
     reference = XGBoostPredictor(booster)
@@ -227,6 +241,7 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
     except _BUILD_ERRORS as exc:
         reason = f"oneDAL predictor could not be built: {type(exc).__name__}: {exc}"
     else:
+        release_freed_memory()
         if problem is None:
             log.info("predictor_selected", predictor=candidate.name, block_rows=candidate.block_rows)
             return Selection(candidate)
