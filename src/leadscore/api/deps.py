@@ -49,22 +49,22 @@ class State(TypedDict):
     keyring: KeyRing
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
 
-def _scorer(request: Request) -> Scorer:
+async def _scorer(request: Request) -> Scorer:
     scorer: Scorer = request.state.scorer
     return scorer
 
 
-def _lifecycle(request: Request) -> Lifecycle:
+async def _lifecycle(request: Request) -> Lifecycle:
     lifecycle: Lifecycle = request.state.lifecycle
     return lifecycle
 
 
-def _lake(request: Request) -> LakeSink | None:
+async def _lake(request: Request) -> LakeSink | None:
     lake: LakeSink | None = request.state.lake
     return lake
 
@@ -75,7 +75,7 @@ LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
 LakeDep = Annotated[LakeSink | None, Depends(_lake)]
 
 
-def _batcher(request: Request) -> PredictionBatcher:
+async def _batcher(request: Request) -> PredictionBatcher:
     batcher: PredictionBatcher = request.state.batcher
     return batcher
 
