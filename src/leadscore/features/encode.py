@@ -39,10 +39,10 @@ _CATEGORY_COLUMN: Final = {
 }
 _NUMERIC_KINDS: Final = (Kind.INT, Kind.FLOAT, Kind.BOOL)
 # Core numeric inputs first, custom features last (the encoder slices them off the end).
-_NUMERIC_INPUTS: Final = tuple(f.name for f in CORE_FIELDS if f.kind in _NUMERIC_KINDS) + tuple(
+NUMERIC_INPUTS: Final = tuple(f.name for f in CORE_FIELDS if f.kind in _NUMERIC_KINDS) + tuple(
     f.name for f in CUSTOM_FIELDS
 )
-_OTHER_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind not in _NUMERIC_KINDS)
+OTHER_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind not in _NUMERIC_KINDS)
 _AS_GIVEN: Final = (
     "email_engagement_score",
     "website_sessions",
@@ -83,6 +83,9 @@ class Encoded:
     """The model inputs for a batch plus what the encoder noticed."""
 
     matrix: npt.NDArray[np.float32]  # shape (n, N_MODEL_INPUTS); NaN = missing
+    # The raw numeric, boolean and custom inputs as given, shape (n, len(NUMERIC_INPUTS)), NaN = missing.
+    # Exact: integers are bounded well below 2**53. The lake records raw values from here, not from lists.
+    raw_numeric: npt.NDArray[np.float64]
     features_used: npt.NDArray[np.int64]  # raw inputs present per lead
     warnings: tuple[LeadWarning, ...]
 
@@ -123,10 +126,10 @@ def encode(columns: RawColumns, n: int, now: datetime) -> Encoded:
     x[:, _COLUMN["job_level_ordinal"]] = [np.nan if p is None else LEVEL_ORDINAL[p[1]] for p in parsed]
 
     # Every numeric, boolean and custom input as one (fields, n) float array: one conversion, not 42.
-    numeric_block = np.array([columns[name] for name in _NUMERIC_INPUTS], dtype=np.float64).reshape(
-        len(_NUMERIC_INPUTS), n
+    numeric_block = np.array([columns[name] for name in NUMERIC_INPUTS], dtype=np.float64).reshape(
+        len(NUMERIC_INPUTS), n
     )
-    numeric = dict(zip(_NUMERIC_INPUTS, numeric_block, strict=True))
+    numeric = dict(zip(NUMERIC_INPUTS, numeric_block, strict=True))
     for name in _AS_GIVEN:
         x[:, _COLUMN[name]] = numeric[name]
 
@@ -147,7 +150,12 @@ def encode(columns: RawColumns, n: int, now: datetime) -> Encoded:
     x[:, first_custom : first_custom + len(CUSTOM_FIELDS)] = numeric_block[-len(CUSTOM_FIELDS) :].T
 
     present = (~np.isnan(numeric_block)).sum(axis=0, dtype=np.int64)
-    for name in _OTHER_INPUTS:
+    for name in OTHER_INPUTS:
         present += np.fromiter((v is not None for v in columns[name]), dtype=bool, count=n)
 
-    return Encoded(matrix=x.astype(np.float32), features_used=present, warnings=tuple(warnings))
+    return Encoded(
+        matrix=x.astype(np.float32),
+        raw_numeric=np.ascontiguousarray(numeric_block.T),
+        features_used=present,
+        warnings=tuple(warnings),
+    )
