@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, TypedDict
+from typing import Annotated, TypedDict, cast
 
 from fastapi import Depends, Request
 
@@ -75,9 +75,9 @@ LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
 LakeDep = Annotated[LakeSink | None, Depends(_lake)]
 
 
-async def _batcher(request: Request) -> PredictionBatcher:
-    batcher: PredictionBatcher = request.state.batcher
-    return batcher
+async def _state(request: Request) -> State:
+    # The lifespan state dict Starlette copies into the ASGI scope for each request.
+    return cast(State, request.scope["state"])
 
 
-BatcherDep = Annotated[PredictionBatcher, Depends(_batcher)]
+StateDep = Annotated[State, Depends(_state)]

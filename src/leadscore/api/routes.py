@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from leadscore.api.deps import BatcherDep, LakeDep, LifecycleDep, ScorerDep, SettingsDep
+from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep, StateDep
 from leadscore.api.middleware import request_context
 from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_score_request, to_columns
 from leadscore.api.security import RequireApiKey
@@ -85,16 +85,12 @@ SCORE_OPENAPI: Final = {
 }
 
 
-async def score(
-    request: Request,
-    scorer: ScorerDep,
-    lifecycle: LifecycleDep,
-    lake: LakeDep,
-    settings: SettingsDep,
-    batcher: BatcherDep,
-) -> Response:
+async def score(request: Request, state: StateDep) -> Response:
     """Score 1 to 500 leads. Scores come back in request order, and are in the lake before the answer."""
     start = time.perf_counter()
+    # One dependency for the whole state: the hot path resolves 1 dependency instead of 5.
+    scorer, lifecycle, lake = state["scorer"], state["lifecycle"], state["lake"]
+    settings, batcher = state["settings"], state["batcher"]
     ctx = request_context(request.scope)
     if lifecycle.draining or not scorer.ready:
         raise ServiceUnavailable("the service is not ready to score", headers={"Retry-After": "1"})
