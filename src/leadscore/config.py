@@ -103,9 +103,9 @@ class Settings(BaseSettings):
         default=None, description="Table name in Athena and `leadscore lake query`; default lead_score_<env>."
     )
     lake_segment_max_bytes: int = Field(
-        default=64 * 1024 * 1024,
+        default=32 * 1024 * 1024,
         ge=1024,
-        description="Close a spool segment (one Parquet file per day it spans) at this size (64 MiB: ~100k leads).",
+        description="Close a spool segment (one Parquet file per day it spans) at this size (32 MiB: ~50k leads).",
     )
     lake_segment_max_age_seconds: float = Field(
         default=300.0, gt=0, description="Close a spool segment this long after its first row (data freshness)."

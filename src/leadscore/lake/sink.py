@@ -41,7 +41,7 @@ from leadscore.telemetry.logging import get_logger
 
 log = get_logger("leadscore.lake")
 PARQUET_COMPRESSION: Final = "zstd"
-CHUNK_ROWS: Final = 20_000
+CHUNK_ROWS: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +50,7 @@ class LakeConfig:
 
     spool_dir: Path
     durability: str = "sync"  # "sync": ack after fsync; "async": ack before (rows can be lost on a crash)
-    segment_max_bytes: int = 64 * 1024 * 1024
+    segment_max_bytes: int = 32 * 1024 * 1024
     segment_max_age_seconds: float = 300.0
     spool_max_bytes: int = 2 * 1024 * 1024 * 1024
     retry_initial_seconds: float = 0.5
@@ -81,7 +81,7 @@ def segment_parquet(segment_id: str, path: Path, chunk_rows: int = CHUNK_ROWS) -
     """The segment's rows as Parquet files by day partition ({key: file bytes}) and the row count.
 
     Rows are converted `chunk_rows` at a time and appended to each file as row groups, so memory stays
-    bounded by the chunk, not by the segment (a 64 MiB segment holds about 100,000 leads).
+    bounded by the chunk, not by the segment (a 32 MiB segment holds about 50,000 leads).
     """
     files: dict[str, tuple[io.BytesIO, pq.ParquetWriter]] = {}
     pending: list[RowGroup] = []
@@ -274,6 +274,8 @@ class LakeSink:
         segment.path.unlink()
         fsync_dir(segment.path.parent)
         self.backlog.forget(segment.segment_id)
+        # Give the conversion's Arrow buffers back to the OS: a worker's memory stays flat between flushes.
+        pa.default_memory_pool().release_unused()
         self.uploaded_files += len(keys)
         self.last_error = None
         metrics.observe_lake_flush(rows, len(keys), time.perf_counter() - started)
