@@ -158,3 +158,36 @@ def test_backlog_totals_follow_adds_and_forgets() -> None:
     assert age > 1000
     backlog.forget("a")
     assert backlog.totals()[:2] == (2, 200)
+
+
+def test_awaitable_appends_resolve_on_their_event_loop(tmp_path: Path) -> None:
+    """Appends awaited on an event loop all complete once durable, in one group commit or a few."""
+    import asyncio  # noqa: PLC0415
+
+    closed: list[ClosedSegment] = []
+    spool = _spool(tmp_path, closed)
+
+    async def run() -> None:
+        await asyncio.gather(*(spool.append_awaitable(f"{i};".encode(), rows=1) for i in range(100)))
+
+    asyncio.run(run())
+    spool.close()
+    records = read_segment(closed[0].path).records
+    assert sum(bytes(r).count(b";") for r in records) == 100
+
+
+def test_awaitable_append_failure_reaches_the_awaiting_request(tmp_path: Path) -> None:
+    """A write error is raised in the awaiting coroutine, so the request is never acknowledged."""
+    import asyncio  # noqa: PLC0415
+
+    def broken(_: list[bytes]) -> bytes:
+        raise OSError(5, "Input/output error")
+
+    spool: Spool[bytes] = Spool(tmp_path, broken, lambda _: None, Backlog(), 1 << 20, 60.0)
+
+    async def run() -> None:
+        await spool.append_awaitable(b"x", rows=1)
+
+    with pytest.raises(OSError, match="Input/output"):
+        asyncio.run(run())
+    spool.close()

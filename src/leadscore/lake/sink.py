@@ -8,7 +8,6 @@ succeeded, retrying with exponential backoff and jitter while the store is down.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import queue
 import threading
@@ -190,14 +189,15 @@ class LakeSink:
         """Spool the rows; in sync mode return only once they are fsync'd."""
         if self._spool is None:
             raise ServiceUnavailable("the data lake is not started", headers={"Retry-After": "1"})
-        future = self._spool.append(rows, rows.batch.size)
-        if self.config.durability == "sync":
-            try:
-                await asyncio.wrap_future(future)
-            except OSError as exc:
-                raise ServiceUnavailable(
-                    f"could not record the predictions durably: {exc.strerror or exc}", headers={"Retry-After": "5"}
-                ) from exc
+        if self.config.durability != "sync":
+            self._spool.append(rows, rows.batch.size)  # written shortly, fsync'd when its segment closes
+            return
+        try:
+            await self._spool.append_awaitable(rows, rows.batch.size)
+        except OSError as exc:
+            raise ServiceUnavailable(
+                f"could not record the predictions durably: {exc.strerror or exc}", headers={"Retry-After": "5"}
+            ) from exc
 
     def status(self) -> dict[str, Any]:
         """Backlog and upload state, for health and readiness."""

@@ -12,6 +12,7 @@ flock, so a crashed worker's directory is found unlocked and recovered by the ne
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -76,6 +77,31 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _settle_on_loop(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():  # the request was cancelled (client gone): nothing to tell it
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _settle(batch: list[_Append[T]], error: BaseException | None) -> None:
+    """Resolve every waiter of a group commit: thread futures directly, loop futures once per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for a in batch:
+        if isinstance(a.future, asyncio.Future):
+            by_loop.setdefault(a.future.get_loop(), []).append(a.future)
+        elif error is None:
+            a.future.set_result(None)
+        else:
+            a.future.set_exception(error)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop already closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle_on_loop, futures, error)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     written = os.write(fd, data)
     if written != len(data):
@@ -86,7 +112,7 @@ def _write_all(fd: int, data: bytes) -> None:
 class _Append(Generic[T]):
     item: T | None  # None: a wake-up with nothing to write
     rows: int
-    future: Future[None]
+    future: Future[None] | asyncio.Future[None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +293,15 @@ class Spool(Generic[T]):
         self._queue.put(_Append(item, rows, future))
         return future
 
+    def append_awaitable(self, item: T, rows: int) -> asyncio.Future[None]:
+        """Like `append`, for a caller on an event loop.
+
+        The futures of one group commit are resolved with a single wake-up of their loop, not one per request.
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Append(item, rows, future))
+        return future
+
     def rotate(self) -> None:
         """Close the current segment soon (used on shutdown so everything can be uploaded)."""
         self._rotate_requested.set()
@@ -331,11 +366,9 @@ class Spool(Generic[T]):
                 # Cut a partial record off so the segment stays readable past this point.
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._size)
-            for a in batch:
-                a.future.set_exception(exc)
+            _settle(batch, exc)
             return
-        for a in batch:
-            a.future.set_result(None)
+        _settle(batch, None)
 
     def _due(self) -> bool:
         if self._fd is None:
