@@ -69,7 +69,7 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting 0 then tells ECS (and tests) the stop
     # was clean: in-flight requests answered and the lake flushed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
+    config = uvicorn.Config(
         "leadscore.app:create_app_from_env",
         factory=True,
         host=host,
@@ -87,6 +87,9 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
+    from leadscore.serving import run  # noqa: PLC0415
+
+    run(config)
 
 
 @app.command()
