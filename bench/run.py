@@ -32,6 +32,7 @@ import xgboost as xgb
 
 from leadscore.api.schemas import EXAMPLE_REQUEST
 from leadscore.features.encode import encode
+from leadscore.loadtest.data import synthetic_leads
 from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir
 from leadscore.training.synth import synthesize, table_to_columns
 
@@ -50,16 +51,7 @@ def payloads(workdir: Path) -> dict[str, tuple[Path, int]]:
     """The benchmark bodies: the original example (1 lead) and 500 realistic synthetic leads."""
     one = workdir / "one.json"
     one.write_text(json.dumps({"leads": EXAMPLE_REQUEST["leads"]}))
-    rows = synthesize(500, seed=21).to_pylist()
-    leads = []
-    for i, row in enumerate(rows):
-        custom = {k: v for k, v in row.items() if k.startswith("custom_feature_") and v is not None}
-        lead = {
-            k: v for k, v in row.items() if not k.startswith("custom_feature_") and k != "outcome" and v is not None
-        }
-        if "last_campaign_interaction" in lead:
-            lead["last_campaign_interaction"] = lead["last_campaign_interaction"].isoformat()
-        leads.append({"lead_id": f"lead-{i}", **lead, "custom_features": custom})
+    leads = synthetic_leads(500, seed=21, prefix="lead")
     five = workdir / "five-hundred.json"
     five.write_text(json.dumps({"leads": leads}))
     return {"1-lead": (one, 1), "500-lead": (five, 500)}

@@ -7,8 +7,8 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, INPUT_FIELDS, SCORES
-from leadscore.training.synth import synthesize
+from leadscore.features.spec import INPUT_FIELDS, SCORES
+from leadscore.loadtest.data import synthetic_leads as load_leads
 
 RESPONSE_KEYS = {"request_id", "timestamp", "total_leads", "processing_time_ms", "scores", "model_version", "status"}
 SCORE_KEYS = {"lead_id", "score", "confidence", "probabilities", "features_used", "prediction_time_ms", "warnings"}
@@ -16,16 +16,7 @@ SCORE_KEYS = {"lead_id", "score", "confidence", "probabilities", "features_used"
 
 def synthetic_leads(n: int, seed: int = 5) -> list[dict[str, Any]]:
     """`n` leads in the API's shape, from the synthetic generator (missing values left out, ids lead-0..)."""
-    leads: list[dict[str, Any]] = []
-    for i, row in enumerate(synthesize(n, seed=seed).to_pylist()):
-        lead: dict[str, Any] = {"lead_id": f"lead-{i}"}
-        for spec in CORE_FIELDS:
-            value = row[spec.name]
-            if value is not None:
-                lead[spec.name] = value.isoformat() if isinstance(value, datetime) else value
-        lead["custom_features"] = {f.name: row[f.name] for f in CUSTOM_FIELDS if row[f.name] is not None}
-        leads.append(lead)
-    return leads
+    return load_leads(n, seed=seed, prefix="lead")
 
 
 def present_inputs(lead: dict[str, Any]) -> int:
