@@ -97,7 +97,8 @@ class Server:
                     return
             except httpx.TransportError:
                 time.sleep(0.2)
-        raise RuntimeError("server did not become ready")
+        self.stop()
+        raise RuntimeError(f"server did not become ready; see {workdir}")
 
     @property
     def url(self) -> str:
