@@ -173,3 +173,30 @@ def test_large_segments_are_converted_in_bounded_chunks(tmp_path: Path, tiny_sco
     parquet = pq.ParquetFile(pa.BufferReader(data))
     assert parquet.metadata.num_rows == 21
     assert parquet.metadata.num_row_groups > 1
+
+
+def test_retried_upload_of_a_compacted_segment_adds_no_rows(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """A segment re-uploaded after its day was compacted (crash recovery) is skipped: no row twice."""
+    import shutil  # noqa: PLC0415
+    from datetime import date  # noqa: PLC0415
+
+    from leadscore.lake.compact import compact_day  # noqa: PLC0415
+
+    day = datetime(2026, 5, 6, 12, tzinfo=UTC)
+    closed: list[ClosedSegment] = []
+    spool: Spool[RowGroup] = Spool(tmp_path / "spool", serialize, closed.append, Backlog(), 1, 60.0)
+    for i in range(2):
+        spool.append(_rows(tiny_scorer, 2, f"r{i}", day), rows=2).result(timeout=10)
+    spool.close()
+    store = open_store(str(tmp_path / "lake"))
+    sink = LakeSink(LakeConfig(spool_dir=tmp_path / "unused"), store)
+    saved = tmp_path / "saved.seg"
+    shutil.copy(closed[0].path, saved)
+    for segment in closed:
+        sink.upload_segment(segment)
+    compact_day(store, date(2026, 5, 6))
+    assert len(store.list()) == 1
+
+    assert sink.upload_segment(ClosedSegment(saved, closed[0].segment_id)) == []
+    assert len(store.list()) == 1
+    assert _read_all(store).num_rows == 4

@@ -21,10 +21,9 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from leadscore.lake.query import REPLACES_KEY, replaced_by
 from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.lake.sink import PARQUET_COMPRESSION
-from leadscore.lake.store import PARTITION_FORMAT, Store
+from leadscore.lake.store import PARTITION_FORMAT, REPLACES_KEY, Store, replaced_by
 from leadscore.telemetry.logging import get_logger
 
 log = get_logger("leadscore.lake.compact")

@@ -8,27 +8,16 @@ compaction is deleting its inputs.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
-from leadscore.lake.store import Store
+from leadscore.lake.store import Store, replaced_by
 
-REPLACES_KEY: Final = b"leadscore.replaces"
 PARTITION_SCHEMA: Final = pa.schema([pa.field(k, pa.int32()) for k in PARTITION_KEYS])
-
-
-def replaced_by(store: Store, key: str) -> list[str]:
-    """Keys a compacted file replaces (read from its Parquet footer); [] for an ordinary file."""
-    if "/part-compacted-" not in key:
-        return []
-    metadata = pq.read_metadata(store.path(key), filesystem=store.fs).metadata or {}
-    return list(json.loads(metadata.get(REPLACES_KEY, b"[]")))
 
 
 def visible_keys(store: Store, prefix: str = "") -> list[str]:

@@ -34,7 +34,7 @@ from leadscore.lake.spool import (
     read_segment,
     seal_open_segments,
 )
-from leadscore.lake.store import PARTITION_FORMAT, Store
+from leadscore.lake.store import PARTITION_FORMAT, Store, replaced_by
 from leadscore.telemetry import metrics
 from leadscore.telemetry.logging import get_logger
 
@@ -269,6 +269,10 @@ class LakeSink:
         files, rows = segment_parquet(segment.segment_id, segment.path)
         keys = []
         for key, data in files.items():
+            if self._already_compacted(key):
+                # A retry after a crash, and the day was compacted since: the rows are in the compacted file.
+                log.warning("lake_upload_skipped_already_compacted", key=key)
+                continue
             self.store.put(key, data)
             keys.append(key)
         segment.path.unlink()
@@ -281,6 +285,11 @@ class LakeSink:
         metrics.observe_lake_flush(rows, len(keys), time.perf_counter() - started)
         log.info("lake_segment_uploaded", segment=segment.segment_id, rows=rows, keys=keys)
         return keys
+
+    def _already_compacted(self, key: str) -> bool:
+        """True when a compacted file of the key's day lists the key as replaced (one listing per upload)."""
+        partition = key.rsplit("/", 1)[0]
+        return any(key in replaced_by(self.store, other) for other in self.store.list(partition))
 
     def _quarantine(self, segment: ClosedSegment) -> None:
         target = self.config.spool_dir / "quarantine" / f"{segment.segment_id}.seg"

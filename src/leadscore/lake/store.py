@@ -6,6 +6,7 @@ multipart upload), and a put to an existing key replaces it, so retries never ad
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -14,8 +15,11 @@ from typing import Final
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 PARTITION_FORMAT: Final = "year={year:04d}/month={month:02d}/day={day:02d}"
+# Parquet footer key of a compacted file: the JSON list of the keys it replaces.
+REPLACES_KEY: Final = b"leadscore.replaces"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +123,11 @@ def open_store(uri: str, s3: S3Options | None = None) -> Store:
     local = Path(parsed.path if parsed.scheme == "file" else uri).resolve()
     local.mkdir(parents=True, exist_ok=True)
     return Store(pafs.LocalFileSystem(), str(local), str(local))
+
+
+def replaced_by(store: Store, key: str) -> list[str]:
+    """Keys a compacted file replaces (read from its Parquet footer); [] for an ordinary file."""
+    if "/part-compacted-" not in key:
+        return []
+    metadata = pq.read_metadata(store.path(key), filesystem=store.fs).metadata or {}
+    return list(json.loads(metadata.get(REPLACES_KEY, b"[]")))
