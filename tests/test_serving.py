@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -40,3 +44,22 @@ def test_two_workers_serve_and_stop_cleanly_on_sigterm(tmp_path: Path, tiny_bund
     assert statuses == [200] * 20
     assert code == 0
     assert server.log().count("Application shutdown complete") == 2
+
+
+def test_multi_worker_server_refuses_a_port_in_use(tmp_path: Path, tiny_bundle: Path) -> None:
+    """A second server on a busy port exits non-zero with a message instead of sharing the port."""
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "leadscore", "serve", "--port", str(port), "--workers", "2"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "LEADSCORE_MODEL_DIR": str(tiny_bundle),
+                 "LEADSCORE_SPOOL_DIR": str(tmp_path / "spool"), "LEADSCORE_LAKE_URI": str(tmp_path / "lake")},
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr

@@ -89,7 +89,10 @@ def serve(
     )
     from leadscore.serving import run  # noqa: PLC0415
 
-    run(config)
+    try:
+        run(config)
+    except OSError as exc:
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 @app.command()

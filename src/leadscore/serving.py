@@ -28,10 +28,23 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Raise OSError (EADDRINUSE) if anything listens on host:port.
+
+    SO_REUSEPORT would otherwise let a second server started by mistake on the same port join the first
+    one's group silently and take half its traffic; a plain bind fails as it should.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+
+
 class ReusePortWorkers(Multiprocess):
     """uvicorn's supervisor, starting worker i on socket i; a replacement worker listens on all of them."""
 
     def __init__(self, config: uvicorn.Config) -> None:
+        ensure_port_free(config.host, config.port)
         sockets = [reuse_port_socket(config.host, config.port) for _ in range(config.workers)]
         super().__init__(config, sockets=sockets)
 
