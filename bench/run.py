@@ -57,14 +57,18 @@ def payloads(workdir: Path) -> dict[str, tuple[Path, int]]:
     return {"1-lead": (one, 1), "500-lead": (five, 500)}
 
 
-def process_tree_cpu(pid: int) -> float:
-    """CPU seconds used so far by `pid` and its children (the uvicorn workers)."""
-    total = 0.0
-    pids = [pid]
+def _descendants(pid: int) -> list[int]:
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for p in pids:
+    if not children.exists():
+        return []
+    kids = [int(p) for p in children.read_text().split()]
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
+def process_tree_cpu(pid: int) -> float:
+    """CPU seconds used so far by `pid` and all its descendants (workers, their Parquet converters)."""
+    total = 0.0
+    for p in [pid, *_descendants(pid)]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:

@@ -142,6 +142,7 @@ def open_lake(settings: Settings) -> LakeSink | None:
         spool_max_bytes=settings.lake_spool_max_bytes,
         retry_initial_seconds=settings.lake_retry_initial_seconds,
         retry_max_seconds=settings.lake_retry_max_seconds,
+        convert_in_subprocess=settings.lake_convert_in_subprocess,
     )
     return LakeSink(config, store)
 

@@ -115,6 +115,10 @@ class Settings(BaseSettings):
         ge=1024,
         description="Spool cap per worker; at the cap scoring answers 503 until the store catches up.",
     )
+    lake_convert_in_subprocess: bool = Field(
+        default=True,
+        description="Convert spool segments to Parquet in a child process of each worker, off its GIL.",
+    )
     lake_retry_initial_seconds: float = Field(default=0.5, gt=0, description="First retry delay of a failed upload.")
     lake_retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest retry delay of failed uploads.")
     s3_endpoint_url: str | None = Field(

@@ -200,3 +200,12 @@ def test_retried_upload_of_a_compacted_segment_adds_no_rows(tmp_path: Path, tiny
     assert sink.upload_segment(ClosedSegment(saved, closed[0].segment_id)) == []
     assert len(store.list()) == 1
     assert _read_all(store).num_rows == 4
+
+
+def test_segments_can_be_converted_in_a_child_process(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """With conversion in a child process (the server's default) rows still reach the store, all of them."""
+    store = open_store(str(tmp_path / "lake"))
+    sink = _sink(tmp_path, store, convert_in_subprocess=True)
+    asyncio.run(sink.record(_rows(tiny_scorer, 3, "child")))
+    assert sink.close(60)
+    assert _read_all(store).column("request_id").to_pylist() == ["child"] * 3

@@ -9,9 +9,12 @@ succeeded, retrying with exponential backoff and jitter while the store is down.
 from __future__ import annotations
 
 import io
+import multiprocessing
 import queue
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +57,9 @@ class LakeConfig:
     spool_max_bytes: int = 2 * 1024 * 1024 * 1024
     retry_initial_seconds: float = 0.5
     retry_max_seconds: float = 30.0
+    # Convert segments to Parquet in a child process: the conversion then never holds the request
+    # worker's GIL (measured: with it in a thread, the 1-lead p99 under load grew from ~10 ms to ~50 ms).
+    convert_in_subprocess: bool = False
 
 
 def partition_tables(table: pa.Table) -> list[tuple[str, pa.Table]]:
@@ -128,6 +134,7 @@ class LakeSink:
         self._idle = threading.Event()
         self._recovered: list[SpoolDirectory] = []
         self._spool: Spool[RowGroup] | None = None
+        self._converter: ProcessPoolExecutor | None = None
         self._flusher: threading.Thread | None = None
         self.uploaded_files = 0
         self.upload_failures = 0
@@ -153,6 +160,9 @@ class LakeSink:
             segment_max_age_seconds=self.config.segment_max_age_seconds,
             fsync=self.config.durability == "sync",
         )
+        if self.config.convert_in_subprocess:
+            # spawn, not fork: forking a process that runs threads can copy held locks into the child.
+            self._converter = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         self._flusher = threading.Thread(target=self._flush_loop, name="lake-flusher", daemon=True)
         self._flusher.start()
 
@@ -167,6 +177,8 @@ class LakeSink:
             if self._flusher.is_alive():
                 self._abort.set()
                 self._flusher.join(5.0)
+        if self._converter is not None:
+            self._converter.shutdown(wait=True, cancel_futures=True)
         rows, size, _ = self.backlog.totals()
         if rows:
             log.warning("lake_backlog_left_in_spool", rows=rows, bytes=size, spool=str(self.config.spool_dir))
@@ -266,7 +278,7 @@ class LakeSink:
     def upload_segment(self, segment: ClosedSegment) -> list[str]:
         """Put the segment's rows as Parquet (one file per day), then delete the segment; returns the keys."""
         started = time.perf_counter()
-        files, rows = segment_parquet(segment.segment_id, segment.path)
+        files, rows = self._convert(segment)
         keys = []
         for key, data in files.items():
             if self._already_compacted(key):
@@ -285,6 +297,16 @@ class LakeSink:
         metrics.observe_lake_flush(rows, len(keys), time.perf_counter() - started)
         log.info("lake_segment_uploaded", segment=segment.segment_id, rows=rows, keys=keys)
         return keys
+
+    def _convert(self, segment: ClosedSegment) -> tuple[dict[str, bytes], int]:
+        if self._converter is None:
+            return segment_parquet(segment.segment_id, segment.path)
+        try:
+            return self._converter.submit(segment_parquet, segment.segment_id, segment.path).result()
+        except BrokenProcessPool as exc:
+            # The converter died (e.g. killed): start a new one; the retry loop tries the segment again.
+            self._converter = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            raise OSError(f"Parquet converter process died: {exc}") from exc
 
     def _already_compacted(self, key: str) -> bool:
         """True when a compacted file of the key's day lists the key as replaced (one listing per upload)."""
