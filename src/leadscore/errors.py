@@ -90,6 +90,20 @@ class MethodNotAllowed(LeadscoreError):
     code = "method_not_allowed"
 
 
+class RequestTimeout(LeadscoreError):
+    """The client took longer than the body deadline to send its body."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
+class ClientClosedRequest(LeadscoreError):
+    """The client went away before its body arrived; nobody reads the answer (499, as nginx logs it)."""
+
+    status_code = 499
+    code = "client_closed_request"
+
+
 class PayloadTooLarge(LeadscoreError):
     """The body is over the configured cap."""
 

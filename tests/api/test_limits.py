@@ -13,10 +13,10 @@ import httpx
 import orjson
 import pytest
 
-from leadscore.api.limits import ClientClosedRequest, EdgeLimitsMiddleware, RequestTimeout
+from leadscore.api.limits import EdgeLimitsMiddleware
 from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.api.security import generate_key
-from leadscore.errors import PayloadTooLarge
+from leadscore.errors import ClientClosedRequest, PayloadTooLarge, RequestTimeout
 from tests.support.server import ServerProcess, start_server
 
 SCORE = "/api/v1/scoring/score"

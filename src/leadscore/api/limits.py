@@ -14,26 +14,19 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore.api.middleware import request_context
-from leadscore.errors import ErrorEnvelope, LeadscoreError, PayloadTooLarge, ServiceUnavailable
+from leadscore.errors import (
+    ClientClosedRequest,
+    ErrorEnvelope,
+    LeadscoreError,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+)
 
 # Probes and scrapes stay answerable under overload: a load balancer that saw failing health checks would
 # replace busy tasks and make the overload worse.
 UNCAPPED_PATHS: Final = frozenset({"/api/v1/health/live", "/api/v1/health/ready", "/metrics"})
 RETRY_AFTER_SECONDS: Final = 1
-
-
-class RequestTimeout(LeadscoreError):
-    """The client took longer than the body deadline to send its body."""
-
-    status_code = 408
-    code = "request_timeout"
-
-
-class ClientClosedRequest(LeadscoreError):
-    """The client went away before its body arrived; nobody reads the answer (499, as nginx logs it)."""
-
-    status_code = 499
-    code = "client_closed_request"
 
 
 def _declared_length(scope: Scope) -> int | None:
