@@ -19,8 +19,10 @@ import numpy.typing as npt
 from leadscore.features.jobtitle import FUNCTION_INDEX, LEVEL_ORDINAL, parse_job_title
 from leadscore.features.spec import (
     CATEGORY_FIELDS,
+    CORE_BY_NAME,
     CORE_FIELDS,
     CUSTOM_FIELDS,
+    ENGINEERED_FEATURES,
     ENGINEERED_NAMES,
     INPUT_FIELDS,
     Kind,
@@ -43,16 +45,8 @@ NUMERIC_INPUTS: Final = tuple(f.name for f in CORE_FIELDS if f.kind in _NUMERIC_
     f.name for f in CUSTOM_FIELDS
 )
 OTHER_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind not in _NUMERIC_KINDS)
-_AS_GIVEN: Final = (
-    "email_engagement_score",
-    "website_sessions",
-    "pages_viewed",
-    "time_on_site",
-    "form_fills",
-    "content_downloads",
-    "campaign_touchpoints",
-    "existing_customer",
-)
+# Model inputs that are a raw numeric input as given (same name in the spec): derived, not listed.
+_AS_GIVEN: Final = tuple(f.name for f in ENGINEERED_FEATURES if f.name in CORE_BY_NAME)
 
 
 def normalize(value: str) -> str:
