@@ -58,10 +58,13 @@ def payloads(workdir: Path) -> dict[str, tuple[Path, int]]:
 
 
 def _descendants(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if not children.exists():
-        return []
-    kids = [int(p) for p in children.read_text().split()]
+    # Every thread's children: a worker starts its Parquet converter from the lake flusher thread, not the main one.
+    kids = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids += [int(p) for p in children.read_text().split()]
+        except FileNotFoundError:
+            continue
     return kids + [d for k in kids for d in _descendants(k)]
 
 

@@ -1,7 +1,6 @@
 """Properties of validation + encoding over leads generated from the feature spec (hypothesis).
 
-What holds for every lead the contract accepts, as a JSON body goes through parse_score_request, to_columns
-and encode:
+What holds for every lead the contract accepts, as a JSON body goes through parse_leads and encode:
 - the matrix is float32 of shape (n, N_MODEL_INPUTS);
 - every entry is finite or NaN (never +-inf);
 - an entry is NaN exactly when the raw inputs it derives from are missing (null or absent), a category is
@@ -14,7 +13,7 @@ And every value the contract refuses gets a 422 whose errors name the lead and t
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -22,18 +21,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadscore.api.schemas import MAX_ABS_FLOAT, MAX_INT, parse_score_request, to_columns
+from leadscore.api.schemas import parse_leads
 from leadscore.errors import ValidationFailed
 from leadscore.features.encode import encode, normalize
 from leadscore.features.spec import (
-    CORE_FIELDS,
     CUSTOM_FIELDS,
     ENGINEERED_NAMES,
     INPUT_FIELDS,
     N_MODEL_INPUTS,
-    InputField,
-    Kind,
 )
+from tests.support.strategies import invalid_value, valid_lead
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 PROPERTY_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -69,50 +66,6 @@ RATIOS = {
 SPEC_BY_NAME = {f.name: f for f in INPUT_FIELDS}
 
 
-# --- valid values, drawn from the spec ----------------------------------------------------------------------
-def _spellings(value: str) -> st.SearchStrategy[str]:
-    return st.sampled_from([value, value.upper(), value.lower(), f"  {value}\t"])
-
-
-def valid_value(spec: InputField) -> st.SearchStrategy[Any]:
-    """Any value the contract accepts for `spec` (JSON-ready)."""
-    if spec.kind is Kind.CATEGORY:
-        known = st.sampled_from(spec.vocabulary).flatmap(_spellings)
-        return known | st.text(max_size=spec.max_length or 200)
-    if spec.kind is Kind.TEXT:
-        return st.text(max_size=spec.max_length or 200)
-    if spec.kind is Kind.INT:
-        return st.integers(min_value=int(spec.minimum or 0), max_value=MAX_INT)
-    if spec.kind is Kind.FLOAT:
-        lower = spec.minimum if spec.minimum is not None else -MAX_ABS_FLOAT
-        upper = spec.maximum if spec.maximum is not None else MAX_ABS_FLOAT
-        return st.floats(min_value=lower, max_value=upper, allow_nan=False, allow_infinity=False)
-    if spec.kind is Kind.BOOL:
-        return st.booleans()
-    offsets = st.none() | st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
-    # A day away from the ends of the calendar, so any offset converts to UTC (the edges are 422: see below).
-    # hypothesis takes naive bounds and attaches the drawn zone (or none: naive means UTC in the contract).
-    earliest, latest = datetime(1, 1, 2), datetime(9999, 12, 30)  # noqa: DTZ001
-    moments = st.datetimes(earliest, latest, timezones=offsets)
-    return moments.map(datetime.isoformat)
-
-
-@st.composite
-def valid_lead(draw: st.DrawFn) -> dict[str, Any]:
-    """A lead with any subset of its fields present (absent, null or a valid value)."""
-    lead: dict[str, Any] = {}
-    for spec in CORE_FIELDS:
-        choice = draw(st.sampled_from(["absent", "null", "value", "value"]))
-        if choice == "null":
-            lead[spec.name] = None
-        elif choice == "value":
-            lead[spec.name] = draw(valid_value(spec))
-    if draw(st.booleans()):
-        customs = draw(st.lists(st.sampled_from(CUSTOM_FIELDS), unique=True))
-        lead["custom_features"] = {f.name: draw(st.none() | valid_value(f)) for f in customs}
-    return lead
-
-
 def raw(lead: dict[str, Any], name: str) -> Any:
     """The raw value of input `name` in a request lead (None when absent or null)."""
     if SPEC_BY_NAME[name].custom:
@@ -142,8 +95,8 @@ def expected_nan(lead: dict[str, Any]) -> np.ndarray:
 
 def encode_body(leads: list[dict[str, Any]]) -> Any:
     """A request body as it arrives: JSON bytes -> validated leads -> columns -> encoded matrix."""
-    request = parse_score_request(json.dumps({"leads": leads}).encode())
-    return encode(to_columns(request.leads), len(request.leads), NOW)
+    request = parse_leads(json.dumps({"leads": leads}).encode())
+    return encode(request.columns, request.size, NOW)
 
 
 @PROPERTY_SETTINGS
@@ -191,43 +144,6 @@ def test_features_used_counts_present_inputs(leads):
 
 
 # --- invalid values -------------------------------------------------------------------------------------------
-_NOT_TEXT = st.integers() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | st.just([]) | st.just({})
-_NOT_NUMBER = st.text() | st.booleans() | st.just([]) | st.just({"value": 1})
-
-
-def _not_iso_text(value: str) -> bool:
-    try:
-        parse_score_request(json.dumps({"leads": [{"last_campaign_interaction": value}]}).encode())
-    except ValidationFailed:
-        return True
-    return False
-
-
-def invalid_value(spec: InputField) -> st.SearchStrategy[Any]:
-    """Values the contract must refuse for `spec`."""
-    if spec.kind in (Kind.CATEGORY, Kind.TEXT):
-        limit = spec.max_length or 200
-        return _NOT_TEXT | st.text(min_size=limit + 1, max_size=limit + 50)
-    if spec.kind is Kind.INT:
-        below = st.integers(max_value=int(spec.minimum or 0) - 1)
-        fractional = st.floats(min_value=-1e6, max_value=1e6).filter(lambda x: not x.is_integer())
-        return below | st.integers(min_value=MAX_INT + 1) | fractional | _NOT_NUMBER
-    if spec.kind is Kind.FLOAT:
-        lower = spec.minimum if spec.minimum is not None else -MAX_ABS_FLOAT
-        upper = spec.maximum if spec.maximum is not None else MAX_ABS_FLOAT
-        outside = st.floats(max_value=lower, exclude_max=True, allow_infinity=False, allow_nan=False) | st.floats(
-            min_value=upper, exclude_min=True, allow_infinity=False, allow_nan=False
-        )
-        return outside | _NOT_NUMBER
-    if spec.kind is Kind.BOOL:
-        return st.integers() | st.text() | st.floats(allow_nan=False, allow_infinity=False) | st.just([])
-    unix_times = st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.booleans()
-    impossible_dates = st.sampled_from(
-        ["2024-13-01T00:00:00Z", "2024-02-30T10:00:00Z", "2024-01-01T25:00:00Z", "0001-01-01T00:00:00+01:00"]
-    )
-    return unix_times | impossible_dates | st.text(max_size=40).filter(_not_iso_text)
-
-
 @st.composite
 def batch_with_one_invalid_value(draw: st.DrawFn) -> tuple[list[dict[str, Any]], int, str]:
     """A batch of valid leads where one lead carries one refused value; returns (leads, index, field path)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from typing import Any, Final
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep, StateDep
 from leadscore.api.middleware import request_context
-from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_score_request, to_columns
+from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_leads
 from leadscore.api.security import RequireApiKey
 from leadscore.errors import ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
@@ -37,7 +38,7 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-def render_scores(request_id: str, batch: ScoredBatch, lead_ids: list[Any], processing_ms: float) -> bytes:
+def render_scores(request_id: str, batch: ScoredBatch, lead_ids: Sequence[Any], processing_ms: float) -> bytes:
     """The success body; built directly with orjson because it is the hot path."""
     warnings: list[list[dict[str, str]]] = [[] for _ in range(batch.size)]
     for w in batch.encoded.warnings:
@@ -100,13 +101,12 @@ async def score(request: Request, state: StateDep) -> Response:
         raise UnsupportedMediaType("send the leads as application/json")
     # EdgeLimitsMiddleware bounds this read: 413 past max_body_bytes (whatever Content-Length says), 408 if slow.
     body = await request.body()
-    payload = parse_score_request(body)
+    payload = parse_leads(body)
     if payload.request_id:
         ctx.set_request_id(payload.request_id)
-    leads = payload.leads
-    ctx.leads = len(leads)
-    columns = to_columns(leads)
-    batch = await score_columns_batched(batcher, columns, len(leads), datetime.now(UTC))
+    ctx.leads = payload.size
+    columns = payload.columns
+    batch = await score_columns_batched(batcher, columns, payload.size, datetime.now(UTC))
     processing_ms = (time.perf_counter() - start) * 1000.0
     if lake is not None:
         await lake.record(

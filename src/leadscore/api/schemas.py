@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
+import msgspec
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -13,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    TypeAdapter,
     ValidationError,
     create_model,
 )
@@ -56,6 +61,10 @@ def _reject_text_and_bool(value: object) -> object:
     return value
 
 
+# ISO 8601 text only, read as UTC when it has no offset.
+Timestamp = Annotated[datetime, BeforeValidator(_require_iso_text), AfterValidator(_as_utc)]
+
+
 def _field_definition(spec: InputField) -> tuple[Any, Any]:
     extra: dict[str, Any] = {"description": spec.description}
     if spec.unit:
@@ -76,8 +85,7 @@ def _field_definition(spec: InputField) -> tuple[Any, Any]:
         return float | None, Field(default=None, ge=lower, le=upper, allow_inf_nan=False, strict=True, **extra)
     if spec.kind is Kind.BOOL:
         return StrictBool | None, Field(default=None, **extra)
-    timestamp = Annotated[datetime, BeforeValidator(_require_iso_text), AfterValidator(_as_utc)]
-    return timestamp | None, Field(default=None, **extra)
+    return Timestamp | None, Field(default=None, **extra)
 
 
 _FORBID = ConfigDict(extra="forbid", str_strip_whitespace=False)
@@ -224,7 +232,7 @@ def parse_score_request(body: bytes) -> ScoreRequest:
         raise ValidationFailed(f"{len(details)} invalid field(s) in the request", details) from exc
 
 
-def to_columns(leads: list[Any]) -> dict[str, list[Any]]:
+def to_columns(leads: Sequence[Any]) -> dict[str, list[Any]]:
     """Turn validated leads into columns (field name -> one value per lead), the encoder's input."""
     columns: dict[str, list[Any]] = {f.name: [getattr(lead, f.name) for lead in leads] for f in CORE_FIELDS}
     customs = [lead.custom_features for lead in leads]
@@ -232,3 +240,104 @@ def to_columns(leads: list[Any]) -> dict[str, list[Any]]:
         columns[f.name] = [None if c is None else getattr(c, f.name) for c in customs]
     columns["lead_id"] = [lead.lead_id for lead in leads]
     return columns
+
+
+# --- The fast path -----------------------------------------------------------------------------------------------
+# pydantic validates a 500-lead body (670 KB) in about 3.9 ms, and reading its models back into columns takes 1 ms
+# more: together the largest CPU cost of a 500-lead request after the model (bench/README.md). msgspec decodes and
+# checks the same body into structs, and zip() turns them into columns, in a fraction of that. The pydantic models
+# above stay the contract (OpenAPI, error messages): msgspec accepts a subset of what they accept, with the same
+# values (tests/api/test_fast_path.py), and whatever it refuses is handed to pydantic, which either accepts it
+# (15.0 as an integer, say) or says what is wrong with it.
+
+
+def _fast_type(spec: InputField) -> Any:  # noqa: ANN401 - a type expression for msgspec
+    if spec.kind in (Kind.CATEGORY, Kind.TEXT):
+        return Annotated[str, msgspec.Meta(max_length=spec.max_length)] | None
+    if spec.kind is Kind.INT:
+        lowest = None if spec.minimum is None else math.ceil(spec.minimum)
+        return Annotated[int, msgspec.Meta(ge=lowest, le=MAX_INT)] | None
+    if spec.kind is Kind.FLOAT:
+        lower = spec.minimum if spec.minimum is not None else -MAX_ABS_FLOAT
+        upper = spec.maximum if spec.maximum is not None else MAX_ABS_FLOAT
+        return Annotated[float, msgspec.Meta(ge=lower, le=upper)] | None
+    if spec.kind is Kind.BOOL:
+        return bool | None
+    return str | None  # timestamps: checked column-wise by pydantic below, with the contract's own type
+
+
+_FAST_OPTIONS: Final[dict[str, Any]] = {"forbid_unknown_fields": True, "gc": False}
+_FastCustom = msgspec.defstruct(
+    "FastCustomFeatures", [(f.name, _fast_type(f), None) for f in CUSTOM_FIELDS], **_FAST_OPTIONS
+)
+_FAST_LEAD_FIELDS: Final = (*(f.name for f in CORE_FIELDS), "lead_id", "custom_features")
+_FastLead = msgspec.defstruct(
+    "FastLead",
+    [
+        *((f.name, _fast_type(f), None) for f in CORE_FIELDS),
+        ("lead_id", Annotated[str, msgspec.Meta(max_length=128)] | None, None),
+        ("custom_features", _FastCustom | None, None),
+    ],
+    **_FAST_OPTIONS,
+)
+_FastRequest = msgspec.defstruct(
+    "FastRequest",
+    [
+        ("leads", Annotated[list[_FastLead], msgspec.Meta(min_length=1, max_length=MAX_LEADS)]),  # type: ignore[valid-type]
+        ("request_id", str | None, None),
+    ],
+    **_FAST_OPTIONS,
+)
+_FAST_DECODER: Final = msgspec.json.Decoder(_FastRequest)
+_REQUEST_ID_FULL: Final = re.compile(REQUEST_ID_PATTERN.removeprefix("^").removesuffix("$"))
+_NO_CUSTOM_FEATURES: Final = (None,) * len(CUSTOM_FIELDS)
+_TIMESTAMP_FIELDS: Final = tuple(f.name for f in CORE_FIELDS if f.kind is Kind.TIMESTAMP)
+_TIMESTAMP_COLUMN: Final = TypeAdapter(list[Timestamp | None])
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    """A valid scoring request as the encoder takes it: the leads as columns (field name -> value per lead)."""
+
+    request_id: str | None
+    columns: dict[str, Sequence[Any]]
+    size: int
+
+
+def _fast_parse(body: bytes) -> ParsedRequest | None:
+    """The request decoded by msgspec, or None when msgspec refuses it (pydantic then decides)."""
+    try:
+        request: Any = _FAST_DECODER.decode(body)  # a _FastRequest; defstruct types are opaque to mypy
+    except msgspec.MsgspecError:
+        return None
+    request_id: str | None = request.request_id
+    if request_id is not None and not _REQUEST_ID_FULL.fullmatch(request_id):
+        return None
+    leads = request.leads
+    astuple = msgspec.structs.astuple
+    rows = map(astuple, leads)
+    columns: dict[str, Sequence[Any]] = dict(zip(_FAST_LEAD_FIELDS, zip(*rows, strict=True), strict=True))
+    customs = columns.pop("custom_features")
+    custom_rows = [_NO_CUSTOM_FEATURES if c is None else astuple(c) for c in customs]
+    columns.update(zip((f.name for f in CUSTOM_FIELDS), zip(*custom_rows, strict=True), strict=True))
+    for name in _TIMESTAMP_FIELDS:
+        values = columns[name]
+        if any(v is not None for v in values):
+            try:
+                columns[name] = _TIMESTAMP_COLUMN.validate_python(values)
+            except ValidationError:
+                return None
+    return ParsedRequest(request_id=request_id, columns=columns, size=len(leads))
+
+
+def parse_leads(body: bytes) -> ParsedRequest:
+    """Validate a raw JSON body into columns.
+
+    Raises MalformedRequest (400) or ValidationFailed (422) listing every error, exactly as `parse_score_request`.
+    """
+    parsed = _fast_parse(body)
+    if parsed is not None:
+        return parsed
+    request = parse_score_request(body)
+    columns = dict[str, Sequence[Any]](to_columns(request.leads))
+    return ParsedRequest(request_id=request.request_id, columns=columns, size=len(request.leads))

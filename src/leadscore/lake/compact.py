@@ -21,8 +21,7 @@ from datetime import date
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from leadscore.lake.schema import ARROW_SCHEMA
-from leadscore.lake.sink import PARQUET_COMPRESSION
+from leadscore.lake.schema import ARROW_SCHEMA, PARQUET_OPTIONS
 from leadscore.lake.store import PARTITION_FORMAT, REPLACES_KEY, Store, replaced_by
 from leadscore.telemetry.logging import get_logger
 
@@ -57,7 +56,7 @@ def compact_day(store: Store, day: date) -> CompactionResult:
     output = f"{partition}/part-compacted-{digest}.parquet"
     table = merged.replace_schema_metadata({REPLACES_KEY: json.dumps(keys).encode()})
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
+    pq.write_table(table, buffer, **PARQUET_OPTIONS)
     store.put(output, buffer.getvalue())
     for key in keys:
         if key != output:

@@ -26,7 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_whe
 
 from leadscore.errors import ServiceUnavailable
 from leadscore.lake.records import RowGroup, deserialize_groups, serialize, to_record_batch
-from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.lake.schema import ARROW_SCHEMA, PARQUET_OPTIONS
 from leadscore.lake.spool import (
     Backlog,
     ClosedSegment,
@@ -42,7 +42,6 @@ from leadscore.telemetry import metrics
 from leadscore.telemetry.logging import get_logger
 
 log = get_logger("leadscore.lake")
-PARQUET_COMPRESSION: Final = "zstd"
 CHUNK_ROWS: Final = 5_000
 
 
@@ -97,7 +96,7 @@ def segment_parquet(segment_id: str, path: Path, chunk_rows: int = CHUNK_ROWS) -
         for key, rows in segment_keys(segment_id, table):
             if key not in files:
                 buffer = io.BytesIO()
-                files[key] = (buffer, pq.ParquetWriter(buffer, ARROW_SCHEMA, compression=PARQUET_COMPRESSION))
+                files[key] = (buffer, pq.ParquetWriter(buffer, ARROW_SCHEMA, **PARQUET_OPTIONS))
             files[key][1].write_table(rows)
 
     for record in read_segment(path).records:
@@ -120,6 +119,22 @@ def segment_parquet(segment_id: str, path: Path, chunk_rows: int = CHUNK_ROWS) -
 def count_segment_rows(path: Path) -> int:
     """Rows in a segment's intact records (no Arrow conversion)."""
     return sum(g.batch.size for record in read_segment(path).records for g in deserialize_groups(record))
+
+
+def _start_converter() -> ProcessPoolExecutor:
+    """The process that converts segments to Parquet, started now rather than at the first segment.
+
+    Its start-up (importing pyarrow and the service, about 2 s of CPU) then happens while the worker starts, not
+    in the middle of the load that fills the first segment. spawn, not fork: forking a process that runs threads
+    can copy held locks into the child.
+    """
+    converter = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    converter.submit(_warm_up)
+    return converter
+
+
+def _warm_up() -> None:
+    """Runs in the converter process: importing this module loaded everything a conversion needs."""
 
 
 class LakeSink:
@@ -161,8 +176,7 @@ class LakeSink:
             fsync=self.config.durability == "sync",
         )
         if self.config.convert_in_subprocess:
-            # spawn, not fork: forking a process that runs threads can copy held locks into the child.
-            self._converter = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._converter = _start_converter()
         self._flusher = threading.Thread(target=self._flush_loop, name="lake-flusher", daemon=True)
         self._flusher.start()
 
@@ -305,7 +319,7 @@ class LakeSink:
             return self._converter.submit(segment_parquet, segment.segment_id, segment.path).result()
         except BrokenProcessPool as exc:
             # The converter died (e.g. killed): start a new one; the retry loop tries the segment again.
-            self._converter = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._converter = _start_converter()
             raise OSError(f"Parquet converter process died: {exc}") from exc
 
     def _already_compacted(self, key: str) -> bool:
