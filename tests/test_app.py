@@ -12,3 +12,22 @@ def test_startup_freezes_long_lived_objects_and_raises_the_gc_threshold(client: 
     assert client.get("/api/v1/health/live").status_code == 200
     assert gc.get_freeze_count() > 0
     assert gc.get_threshold()[0] >= 50_000
+
+
+def test_scoring_fast_lane_serves_both_scoring_paths() -> None:
+    """The fast lane takes POSTs to the scoring path and its older alias, each with its documented route."""
+    from leadscore.api.routes import router, score  # noqa: PLC0415
+    from leadscore.app import scoring_routes  # noqa: PLC0415
+
+    routes = scoring_routes(router, score)
+    assert sorted(routes) == ["/api/v1/score", "/api/v1/scoring/score"]
+    assert all(route.path == path and route.methods == {"POST"} for path, route in routes.items())
+
+
+def test_scoring_through_the_fast_lane_reports_the_route_template(client: TestClient) -> None:
+    """A scored request is counted under its route template, as FastAPI's router would have set it."""
+    from leadscore.api.schemas import EXAMPLE_REQUEST  # noqa: PLC0415
+
+    assert client.post("/api/v1/score", json=EXAMPLE_REQUEST).status_code == 200
+    exposition = client.get("/metrics").text
+    assert 'route="/api/v1/score"' in exposition

@@ -30,7 +30,7 @@ log = get_logger("leadscore.cli")
 def _setup() -> None:
     """leadscore: B2B lead scoring with XGBoost."""
     # Tools keep stdout for their results; `serve` switches the logs to stdout.
-    configure_logging("INFO", stream=sys.stderr)
+    configure_logging("INFO", stderr=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

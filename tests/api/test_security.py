@@ -341,7 +341,8 @@ def test_keys_never_reach_the_logs(tmp_path, tiny_bundle):
     assert statuses == [200, 200, 401, 401, 401]
     for secret in (KEY, secret_of(KEY), WRONG_KEY, secret_of(WRONG_KEY), OTHER_KEY, secret_of(OTHER_KEY)):
         assert secret not in log
-    summaries = [json.loads(line) for line in log.splitlines() if '"event": "request"' in line]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    summaries = [line for line in lines if line.get("event") == "request"]
     assert [s["api_key_id"] for s in summaries if s["path"] == SCORE] == [ENTRY.key_id] * 2 + [None] * 3
 
 
@@ -375,3 +376,40 @@ def test_open_dev_server_warns_once_at_start(server):
     warnings = [line for line in server.log().splitlines() if "api_keys_absent" in line]
     assert len(warnings) == 1
     assert json.loads(warnings[0])["level"] == "warning"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-API-Key": "k1"},
+        {"X-API-Key": ""},
+        {"Authorization": "Bearer k2"},
+        {"Authorization": "bearer   k2  "},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"Authorization": ""},
+        {"X-API-Key": "k1", "Authorization": "Bearer k2"},
+        {"X-API-Key": "", "Authorization": "Bearer k2"},
+    ],
+)
+def test_presented_key_reads_headers_as_fastapi_security_does(headers):
+    """The scoring route's own header reading finds the key FastAPI's APIKeyHeader and HTTPBearer would find."""
+    import asyncio  # noqa: PLC0415
+
+    from fastapi import Request  # noqa: PLC0415
+    from fastapi.security import APIKeyHeader, HTTPBearer  # noqa: PLC0415
+    from starlette.datastructures import Headers  # noqa: PLC0415
+
+    from leadscore.api.security import API_KEY_HEADER, presented_key  # noqa: PLC0415
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    request = Request({"type": "http", "headers": raw, "method": "POST", "path": "/"})
+
+    async def fastapi_reads() -> str | None:
+        header_key = await APIKeyHeader(name=API_KEY_HEADER, auto_error=False)(request)
+        bearer = await HTTPBearer(auto_error=False)(request)
+        return header_key or (bearer.credentials if bearer else None)
+
+    assert presented_key(Headers(raw=raw)) == asyncio.run(fastapi_reads())

@@ -52,3 +52,32 @@ def test_every_line_is_json_and_each_request_has_a_summary(server):
         assert summary["duration_ms"] >= 0.0
     assert scored.headers["x-request-id"] == "batch-scoring-001"
     assert traced.headers["x-request-id"] == "trace-abc.1"
+
+
+def test_lines_follow_stdout_when_it_is_replaced(capsys):
+    """A logger used before stdout was replaced writes to the new stdout (the stream is looked up per line)."""
+    from leadscore.telemetry.logging import configure_logging, get_logger  # noqa: PLC0415
+
+    configure_logging("INFO")
+    log = get_logger("leadscore.test")
+    log.info("first")
+    capsys.readouterr()
+    log.info("second", n=2)
+    line = json.loads(capsys.readouterr().out.strip())
+    assert (line["event"], line["n"], line["logger"], line["level"]) == ("second", 2, "leadscore.test", "info")
+
+
+def test_a_closed_stream_does_not_fail_the_caller():
+    """Logging to a closed stream drops the line instead of raising into the request that logs."""
+    import io  # noqa: PLC0415
+
+    from leadscore.telemetry.logging import configure_logging, get_logger  # noqa: PLC0415
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream)
+    stream.close()
+    try:
+        get_logger("leadscore.test").info("dropped")
+    finally:
+        configure_logging("INFO")
+    assert stream.closed

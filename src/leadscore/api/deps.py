@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, TypedDict, cast
+from typing import Annotated, TypedDict
 
 from fastapi import Depends, Request
 
@@ -73,11 +73,3 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 ScorerDep = Annotated[Scorer, Depends(_scorer)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
 LakeDep = Annotated[LakeSink | None, Depends(_lake)]
-
-
-async def _state(request: Request) -> State:
-    # The lifespan state dict Starlette copies into the ASGI scope for each request.
-    return cast(State, request.scope["state"])
-
-
-StateDep = Annotated[State, Depends(_state)]

@@ -6,16 +6,16 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep, StateDep
+from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep, State
 from leadscore.api.middleware import request_context
 from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_leads
-from leadscore.api.security import RequireApiKey
+from leadscore.api.security import API_KEY_SECURITY, RequireApiKey, authenticate, presented_key
 from leadscore.errors import ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
 from leadscore.lake.records import RowGroup, is_test_request
@@ -79,17 +79,21 @@ def render_scores(request_id: str, batch: ScoredBatch, lead_ids: Sequence[Any], 
 
 
 SCORE_OPENAPI: Final = {
+    "security": API_KEY_SECURITY,
     "requestBody": {
         "required": True,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ScoreRequest"}}},
-    }
+    },
 }
 
 
-async def score(request: Request, state: StateDep) -> Response:
+async def score(request: Request) -> Response:
     """Score 1 to 500 leads. Scores come back in request order, and are in the lake before the answer."""
     start = time.perf_counter()
-    # One dependency for the whole state: the hot path resolves 1 dependency instead of 5.
+    # No FastAPI dependencies on the hot path: solving them (the API key's two security schemes, the state) cost
+    # about 15% of a 1-lead request's CPU. The route authenticates and reads the lifespan state itself.
+    authenticate(request, presented_key(request.headers))
+    state = cast(State, request.scope["state"])
     scorer, lifecycle, lake = state["scorer"], state["lifecycle"], state["lake"]
     settings, batcher = state["settings"], state["batcher"]
     ctx = request_context(request.scope)
@@ -132,7 +136,6 @@ for path, include in (("/scoring/score", True), ("/score", False)):
         methods=["POST"],
         response_model=ScoreResponse,
         responses=error_responses(*ERROR_STATUSES),
-        dependencies=[RequireApiKey],
         openapi_extra=SCORE_OPENAPI,
         summary="Score leads" if include else "Score leads (older path, same handler)",
         tags=["scoring"],

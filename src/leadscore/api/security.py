@@ -20,6 +20,7 @@ from typing import Annotated, Final
 import structlog
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import Headers
 
 from leadscore.api.middleware import request_context
 from leadscore.config import Environment, Settings
@@ -174,16 +175,26 @@ def _keyring(request: Request) -> KeyRing:
     return keyring
 
 
-async def require_api_key(
-    request: Request,
-    header_key: Annotated[str | None, Security(_api_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> ApiKey | None:
+def presented_key(headers: Headers) -> str | None:
+    """The key in `X-API-Key`, else in `Authorization: Bearer <key>`.
+
+    Read as FastAPI's APIKeyHeader and HTTPBearer (auto_error off) read them.
+    """
+    header_key = headers.get(API_KEY_HEADER)
+    if header_key:
+        return header_key
+    scheme, _, credentials = (headers.get("authorization") or "").partition(" ")
+    credentials = credentials.strip()
+    if scheme and credentials and scheme.lower() == "bearer":
+        return credentials
+    return None
+
+
+def authenticate(request: Request, presented: str | None) -> ApiKey | None:
     """The caller's key (None when the service runs open in dev); 401 when a key is needed and not valid."""
     keyring = _keyring(request)
     if not keyring.enforced:
         return None
-    presented = header_key or (bearer.credentials if bearer else None)
     if not presented:
         log.warning("auth_failed", reason="missing")
         raise Unauthorized(
@@ -197,6 +208,19 @@ async def require_api_key(
     request_context(request.scope).api_key_id = key.key_id
     structlog.contextvars.bind_contextvars(api_key_id=key.key_id)
     return key
+
+
+async def require_api_key(
+    request: Request,
+    header_key: Annotated[str | None, Security(_api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> ApiKey | None:
+    """`authenticate` as a dependency: the security schemes it declares document the API key in OpenAPI."""
+    return authenticate(request, header_key or (bearer.credentials if bearer else None))
+
+
+# The OpenAPI security requirement of a route that calls `authenticate` itself instead of depending on RequireApiKey.
+API_KEY_SECURITY: Final[list[dict[str, list[str]]]] = [{"APIKeyHeader": []}, {"HTTPBearer": []}]
 
 
 async def require_metrics_key(

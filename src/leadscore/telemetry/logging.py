@@ -4,38 +4,86 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, TextIO
+import threading
+from typing import Any, Final, TextIO, cast
 
+import orjson
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Route structlog and the standard library (uvicorn, xgboost) through one JSON renderer.
+def render_json(event: Any, **_: Any) -> str:  # noqa: ANN401 - structlog's serializer signature
+    """One log line: orjson (values it cannot encode appear as their repr)."""
+    return orjson.dumps(event, default=repr, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
-    The server logs to stdout (the container log driver reads it); command-line tools log to stderr so
-    their stdout stays clean for results.
+
+class _LineLogger:
+    """Writes each rendered line to the configured stream, looked up at every line.
+
+    structlog's WriteLogger binds its file when a logger is first used; the stream here can change after that
+    (`serve` moves the command-line tools' stderr logging to stdout; test runners swap sys.stdout).
     """
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-    ]
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # for add_logger_name
+
+    def msg(self, message: str) -> None:
+        """Write one line."""
+        out = _TARGET["stream"] or (sys.stderr if _TARGET["stderr"] else sys.stdout)
+        try:
+            with _WRITE_LOCK:  # one whole line at a time, whichever thread logs
+                out.write(message + "\n")
+                out.flush()
+        except (OSError, ValueError):
+            # A closed or broken stream must not fail the request that logs; the standard library's handlers also
+            # carry on (they report the error on stderr).
+            return
+
+    log = debug = info = warn = warning = error = err = critical = exception = failure = fatal = msg
+
+
+_TARGET: dict[str, Any] = {"stream": None, "stderr": False}
+_WRITE_LOCK: Final = threading.Lock()
+
+
+def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stderr: bool = False) -> None:
+    """One JSON format for the service's own lines and for the standard library's (uvicorn, xgboost).
+
+    The service's lines go straight from structlog to the stream: the standard library bridge cost ~18 us per line,
+    this path ~5 us, and every request writes one. Library lines go through the standard library and the same
+    renderer. The server logs to stdout (the container log driver reads it); command-line tools log to stderr
+    (`stderr=True`) so their stdout stays clean for results.
+    """
+    _TARGET["stream"], _TARGET["stderr"] = stream, stderr
+    out = stream or (sys.stderr if stderr else sys.stdout)
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            timestamper,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=render_json),
+        ],
+        logger_factory=lambda *args: _LineLogger(str(args[0]) if args else ""),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            timestamper,
+            structlog.processors.format_exc_info,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=render_json),
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -47,6 +95,6 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A logger whose lines are JSON and carry the bound request context."""
-    return structlog.stdlib.get_logger(name)
+def get_logger(name: str) -> FilteringBoundLogger:
+    """A logger whose lines are JSON, carry the bound request context, and name the logger."""
+    return cast(FilteringBoundLogger, structlog.get_logger(name))
