@@ -191,3 +191,15 @@ def test_awaitable_append_failure_reaches_the_awaiting_request(tmp_path: Path) -
     with pytest.raises(OSError, match="Input/output"):
         asyncio.run(run())
     spool.close()
+
+
+def test_backlog_bytes_is_the_running_total_of_its_segments():
+    """The byte count the capacity check reads equals the sum over segments, through adds and forgets."""
+    backlog = Backlog()
+    backlog.add("a", 1, 10)
+    backlog.add("b", 2, 5)
+    backlog.add("a", 1, 3)
+    assert backlog.bytes == backlog.totals()[1] == 18
+    backlog.forget("a")
+    backlog.forget("never-added")
+    assert backlog.bytes == backlog.totals()[1] == 5

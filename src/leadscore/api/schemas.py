@@ -291,6 +291,7 @@ _FastRequest = msgspec.defstruct(
 _FAST_DECODER: Final = msgspec.json.Decoder(_FastRequest)
 _REQUEST_ID_FULL: Final = re.compile(REQUEST_ID_PATTERN.removeprefix("^").removesuffix("$"))
 _NO_CUSTOM_FEATURES: Final = (None,) * len(CUSTOM_FIELDS)
+_CUSTOM_NAMES: Final = tuple(f.name for f in CUSTOM_FIELDS)
 _TIMESTAMP_FIELDS: Final = tuple(f.name for f in CORE_FIELDS if f.kind is Kind.TIMESTAMP)
 _TIMESTAMP_COLUMN: Final = TypeAdapter(list[Timestamp | None])
 
@@ -319,7 +320,7 @@ def _fast_parse(body: bytes) -> ParsedRequest | None:
     columns: dict[str, Sequence[Any]] = dict(zip(_FAST_LEAD_FIELDS, zip(*rows, strict=True), strict=True))
     customs = columns.pop("custom_features")
     custom_rows = [_NO_CUSTOM_FEATURES if c is None else astuple(c) for c in customs]
-    columns.update(zip((f.name for f in CUSTOM_FIELDS), zip(*custom_rows, strict=True), strict=True))
+    columns.update(zip(_CUSTOM_NAMES, zip(*custom_rows, strict=True), strict=True))
     for name in _TIMESTAMP_FIELDS:
         values = columns[name]
         if any(v is not None for v in values):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import re
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +38,15 @@ class RowGroup:
 
 def is_test_request(request_id: str, patterns: Sequence[str]) -> bool:
     """True when the request id matches a test-traffic pattern (shell-style, e.g. `load-test-*`)."""
-    return any(fnmatch.fnmatchcase(request_id, p) for p in patterns)
+    return _test_request_matcher(tuple(patterns))(request_id) is not None
+
+
+@functools.lru_cache(maxsize=8)
+def _test_request_matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    # One regex for all patterns, built once: asked on every request.
+    if not patterns:
+        return lambda _: None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
 
 
 def _int_column(values: np.ndarray[Any, Any], arrow_type: pa.DataType) -> pa.Array:

@@ -205,8 +205,7 @@ class LakeSink:
     # --- request path ------------------------------------------------------------------------------------
     def check_capacity(self) -> None:
         """Refuse new work (503) while the spool is at its cap: nothing is acknowledged that cannot be kept."""
-        _, size, _ = self.backlog.totals()
-        if size >= self.config.spool_max_bytes:
+        if self.backlog.bytes >= self.config.spool_max_bytes:
             raise ServiceUnavailable(
                 "the data lake is not keeping up (spool full); retry later", headers={"Retry-After": "30"}
             )

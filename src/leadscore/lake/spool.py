@@ -138,6 +138,7 @@ class Backlog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._segments: dict[str, SegmentStats] = {}
+        self._bytes = 0
 
     def add(self, segment_id: str, rows: int, size: int, first_row_at: float | None = None) -> None:
         """Count rows and bytes written to a segment."""
@@ -147,11 +148,19 @@ class Backlog:
                 stats.first_row_at = first_row_at
             stats.rows += rows
             stats.bytes += size
+            self._bytes += size
 
     def forget(self, segment_id: str) -> None:
         """The segment was uploaded and deleted."""
         with self._lock:
-            self._segments.pop(segment_id, None)
+            stats = self._segments.pop(segment_id, None)
+            if stats is not None:
+                self._bytes -= stats.bytes
+
+    @property
+    def bytes(self) -> int:
+        """Bytes waiting (read on every request, so kept as a running total)."""
+        return self._bytes
 
     def totals(self) -> tuple[int, int, float]:
         """(rows, bytes, age in seconds of the oldest row not yet uploaded; 0 when empty)."""
