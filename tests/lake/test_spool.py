@@ -203,3 +203,21 @@ def test_backlog_bytes_is_the_running_total_of_its_segments():
     backlog.forget("a")
     backlog.forget("never-added")
     assert backlog.bytes == backlog.totals()[1] == 5
+
+
+def test_appends_of_one_loop_turn_become_one_group_commit(tmp_path: Path) -> None:
+    """Awaitable appends made in the same event-loop turn reach the writer together: one record, one fsync."""
+    import asyncio  # noqa: PLC0415
+
+    closed: list[ClosedSegment] = []
+    spool = _spool(tmp_path, closed)
+
+    async def run() -> None:
+        futures = [spool.append_awaitable(f"{i};".encode(), rows=1) for i in range(50)]  # no await in between
+        await asyncio.gather(*futures)
+
+    asyncio.run(run())
+    spool.close()
+    records = read_segment(closed[0].path).records
+    assert len(records) == 1
+    assert bytes(records[0]).count(b";") == 50

@@ -286,7 +286,9 @@ class Spool(Generic[T]):
         self._max_bytes = segment_max_bytes
         self._max_age = segment_max_age_seconds
         self._fsync = fsync
-        self._queue: queue.SimpleQueue[_Append[T] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Append[T] | list[_Append[T]] | None] = queue.SimpleQueue()
+        # Appends made on an event loop during one turn of it, handed to the writer together (see append_awaitable).
+        self._from_loop: list[_Append[T]] = []
         self._seq = 0
         self._fd: int | None = None
         self._path: Path | None = None
@@ -307,9 +309,20 @@ class Spool(Generic[T]):
 
         The futures of one group commit are resolved with a single wake-up of their loop, not one per request.
         """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Append(item, rows, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        # Requests finishing in the same loop turn (e.g. those of one prediction micro-batch) reach the writer in one
+        # hand-over: one thread wake-up instead of one per request. Measured on 1-lead requests, the per-request
+        # hand-over cost as much CPU in thread wake-ups as the record itself.
+        if not self._from_loop:
+            loop.call_soon(self._hand_over)
+        self._from_loop.append(_Append(item, rows, future))
         return future
+
+    def _hand_over(self) -> None:
+        batch, self._from_loop = self._from_loop, []
+        if batch:
+            self._queue.put(batch)
 
     def rotate(self) -> None:
         """Close the current segment soon (used on shutdown so everything can be uploaded)."""
@@ -347,16 +360,20 @@ class Spool(Generic[T]):
         fsync_dir(self.directory.path)
         self._on_closed(ClosedSegment(target, self.directory.segment_id(target)))
 
-    def _drain(self, first: _Append[T]) -> tuple[list[_Append[T]], bool]:
-        batch, stop = [first], False
+    def _drain(self, first: _Append[T] | list[_Append[T]]) -> tuple[list[_Append[T]], bool]:
+        batch: list[_Append[T]] = []
+        item: _Append[T] | list[_Append[T]] | None = first
         while True:
+            if item is None:
+                return batch, True
+            if isinstance(item, list):
+                batch.extend(item)
+            else:
+                batch.append(item)
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return batch, stop
-            if item is None:
-                return batch, True
-            batch.append(item)
+                return batch, False
 
     def _write(self, batch: list[_Append[T]]) -> None:
         items = [a.item for a in batch if a.item is not None]
