@@ -8,6 +8,7 @@ succeeded, retrying with exponential backoff and jitter while the store is down.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import multiprocessing
 import queue
@@ -121,6 +122,11 @@ def count_segment_rows(path: Path) -> int:
     return sum(g.batch.size for record in read_segment(path).records for g in deserialize_groups(record))
 
 
+def _outcome_seen(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _start_converter() -> ProcessPoolExecutor:
     """The process that converts segments to Parquet, started now rather than at the first segment.
 
@@ -215,7 +221,9 @@ class LakeSink:
         if self._spool is None:
             raise ServiceUnavailable("the data lake is not started", headers={"Retry-After": "1"})
         if self.config.durability != "sync":
-            self._spool.append(rows, rows.batch.size)  # written shortly, fsync'd when its segment closes
+            # Written shortly, fsync'd when its segment closes; the answer does not wait. A failed write is logged by
+            # the spool writer, so the outcome is only marked as seen here.
+            self._spool.append_awaitable(rows, rows.batch.size).add_done_callback(_outcome_seen)
             return
         try:
             await self._spool.append_awaitable(rows, rows.batch.size)
