@@ -209,3 +209,24 @@ def test_segments_can_be_converted_in_a_child_process(tmp_path: Path, tiny_score
     asyncio.run(sink.record(_rows(tiny_scorer, 3, "child")))
     assert sink.close(60)
     assert _read_all(store).column("request_id").to_pylist() == ["child"] * 3
+
+
+def test_converter_process_runs_below_the_workers_priority(tmp_path: Path) -> None:
+    """The Parquet converter is a separate process niced below the request workers."""
+    import os  # noqa: PLC0415
+
+    from leadscore.lake.sink import CONVERTER_NICE, _start_converter  # noqa: PLC0415
+
+    converter = _start_converter()
+    try:
+        child_pid, child_nice = converter.submit(_pid_and_nice).result(timeout=60)
+    finally:
+        converter.shutdown()
+    assert child_pid != os.getpid()
+    assert child_nice == min(19, os.nice(0) + CONVERTER_NICE)
+
+
+def _pid_and_nice() -> tuple[int, int]:
+    import os  # noqa: PLC0415
+
+    return os.getpid(), os.nice(0)

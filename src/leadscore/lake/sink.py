@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -44,6 +45,9 @@ from leadscore.telemetry.logging import get_logger
 
 log = get_logger("leadscore.lake")
 CHUNK_ROWS: Final = 5_000
+# The converter runs at a lower priority than the request workers: its work can wait a few milliseconds, theirs is
+# the requests' latency.
+CONVERTER_NICE: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +138,9 @@ def _start_converter() -> ProcessPoolExecutor:
     in the middle of the load that fills the first segment. spawn, not fork: forking a process that runs threads
     can copy held locks into the child.
     """
-    converter = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    converter = ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=os.nice, initargs=(CONVERTER_NICE,)
+    )
     converter.submit(_warm_up)
     return converter
 
