@@ -84,3 +84,58 @@ def test_batched_scoring_matches_direct_scoring(tiny_scorer: Scorer) -> None:
     np.testing.assert_array_equal(direct.probabilities, batched.probabilities)
     assert batched.scores.tolist() == direct.scores.tolist()
     assert batched.confidence[0] == pytest.approx(direct.confidence[0])
+
+
+def test_small_requests_scored_together_match_each_scored_alone(tiny_scorer: Scorer) -> None:
+    """Requests encoded and predicted together get exactly what each would get alone: rows, warnings, recency."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns  # noqa: PLC0415
+    from leadscore.scoring import score_columns  # noqa: PLC0415
+
+    bodies = [
+        [EXAMPLE_LEAD],
+        [{"industry": "Basket weaving", "website_sessions": 0}, {**EXAMPLE_LEAD, "geography": "Atlantis"}],
+        [{}],
+        [{**EXAMPLE_LEAD, "seniority_level": "Galactic"}, {}, EXAMPLE_LEAD],
+    ]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    requests = [
+        (to_columns(ScoreRequest.model_validate({"leads": leads}).leads), len(leads), start + timedelta(days=30 * i))
+        for i, leads in enumerate(bodies)
+    ]
+    batcher = PredictionBatcher(tiny_scorer)
+
+    async def run() -> list[object]:
+        return await asyncio.gather(*(batcher.score(columns, n, at) for columns, n, at in requests))
+
+    together = asyncio.run(run())
+    assert batcher.calls == 1
+    assert batcher.batched_requests == len(requests)
+    for (columns, n, at), batch in zip(requests, together, strict=True):
+        alone = score_columns(tiny_scorer, columns, n, at)
+        assert batch.scored_at == at
+        np.testing.assert_array_equal(batch.encoded.matrix, alone.encoded.matrix)
+        np.testing.assert_array_equal(batch.encoded.raw_numeric, alone.encoded.raw_numeric)
+        np.testing.assert_array_equal(batch.encoded.features_used, alone.encoded.features_used)
+        assert batch.encoded.warnings == alone.encoded.warnings
+        np.testing.assert_allclose(batch.probabilities, alone.probabilities, atol=1e-6)
+        assert batch.scores.tolist() == alone.scores.tolist()
+
+
+def test_errors_of_a_shared_scoring_reach_every_request(tiny_scorer: Scorer) -> None:
+    """If scoring the pending requests together fails, each of them gets the error rather than hanging."""
+    from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns  # noqa: PLC0415
+
+    class Broken(Scorer):
+        def predict_proba(self, matrix: np.ndarray) -> np.ndarray:  # noqa: ARG002 - same signature as Scorer
+            raise RuntimeError("model exploded")
+
+    batcher = PredictionBatcher(Broken(tiny_scorer.booster, tiny_scorer.manifest))
+    columns = to_columns(ScoreRequest.model_validate({"leads": [EXAMPLE_LEAD]}).leads)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    async def run() -> list[object]:
+        return await asyncio.gather(*(batcher.score(columns, 1, now) for _ in range(3)), return_exceptions=True)
+
+    assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))

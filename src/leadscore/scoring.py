@@ -36,6 +36,19 @@ class ScoredBatch:
         """Number of leads."""
         return int(self.scores.shape[0])
 
+    def rows(self, start: int, end: int, scored_at: datetime) -> ScoredBatch:
+        """Leads start..end-1 of a batch scored for several requests: the batch of the one scored at `scored_at`."""
+        return ScoredBatch(
+            scored_at=scored_at,
+            encoded=self.encoded.rows(start, end),
+            probabilities=self.probabilities[start:end],
+            scores=self.scores[start:end],
+            confidence=self.confidence[start:end],
+            encode_ms=self.encode_ms,
+            prediction_ms=self.prediction_ms,
+            model_version=self.model_version,
+        )
+
 
 def score_columns(scorer: Scorer, columns: RawColumns, n: int, scored_at: datetime) -> ScoredBatch:
     """Encode and predict `n` leads given as columns."""
@@ -89,6 +102,8 @@ class PredictionBatcher:
         self.max_rows = max_rows
         self._pending: list[tuple[npt.NDArray[np.float32], asyncio.Future[tuple[Probabilities, float]]]] = []
         self._rows = 0
+        self._to_score: list[_ToScore] = []
+        self._to_score_rows = 0
         self.calls = 0
         self.batched_requests = 0
 
@@ -131,13 +146,74 @@ class PredictionBatcher:
                 future.set_result((probs[start:end], elapsed))
             start = end
 
+    async def score(self, columns: RawColumns, n: int, scored_at: datetime) -> ScoredBatch:
+        """`score_columns`, with small requests of the same loop turn encoded and predicted together.
+
+        Encoding one lead costs about 30 us, nearly all of it fixed per call, like the model's: the leads of the
+        small requests pending at once are encoded as one batch (each lead keeps its own request's scoring time),
+        predicted in one call, and the result is split back per request.
+        """
+        if n > self.small_rows:
+            self.calls += 1
+            return score_columns(self.scorer, columns, n, scored_at)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ScoredBatch] = loop.create_future()
+        if not self._to_score:
+            loop.call_soon(self._score_pending)
+        self._to_score.append(_ToScore(columns, n, scored_at, future))
+        self._to_score_rows += n
+        if self._to_score_rows >= self.max_rows:
+            self._score_pending()
+        return await future
+
+    def _score_pending(self) -> None:
+        pending, self._to_score, self._to_score_rows = self._to_score, [], 0
+        if not pending:
+            return
+        self.calls += 1
+        self.batched_requests += len(pending)
+        try:
+            batch = _score_together(self.scorer, pending)
+        except Exception as exc:  # noqa: BLE001 - every waiting request must get the error, not hang
+            for request in pending:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            return
+        start = 0
+        for request in pending:
+            end = start + request.n
+            if not request.future.done():
+                request.future.set_result(batch.rows(start, end, request.scored_at))
+            start = end
+
+
+@dataclass(frozen=True, slots=True)
+class _ToScore:
+    columns: RawColumns
+    n: int
+    scored_at: datetime
+    future: asyncio.Future[ScoredBatch]
+
+
+def _score_together(scorer: Scorer, pending: list[_ToScore]) -> ScoredBatch:
+    """One batch for the leads of several requests, in request order."""
+    if len(pending) == 1:
+        only = pending[0]
+        return score_columns(scorer, only.columns, only.n, only.scored_at)
+    names = pending[0].columns.keys()
+    columns = {name: [v for request in pending for v in request.columns[name]] for name in names}
+    now_per_lead = np.repeat([r.scored_at.timestamp() for r in pending], [r.n for r in pending])
+    total = int(now_per_lead.shape[0])
+    t0 = time.perf_counter()
+    encoded = encode(columns, total, pending[0].scored_at, now_per_lead)
+    t1 = time.perf_counter()
+    raw = scorer.predict_proba(encoded.matrix)
+    t2 = time.perf_counter()
+    return _finish(encoded, raw, pending[0].scored_at, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, scorer.version)
+
 
 async def score_columns_batched(
     batcher: PredictionBatcher, columns: RawColumns, n: int, scored_at: datetime
 ) -> ScoredBatch:
-    """Like `score_columns`, with the model call shared with concurrent small requests."""
-    t0 = time.perf_counter()
-    encoded = encode(columns, n, scored_at)
-    encode_ms = (time.perf_counter() - t0) * 1000.0
-    raw, prediction_ms = await batcher.predict(encoded.matrix)
-    return _finish(encoded, raw, scored_at, encode_ms, prediction_ms, batcher.scorer.version)
+    """Like `score_columns`, with encoding and the model call shared with concurrent small requests."""
+    return await batcher.score(columns, n, scored_at)
