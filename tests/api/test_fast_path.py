@@ -74,6 +74,16 @@ def odd_value(spec: InputField) -> st.SearchStrategy[Any]:
             "9999-12-31T23:59:59-01:00",
             "2024-08-20",
             "20240820T103000Z",
+            "2024-08-20T10:30:00",
+            "2024-08-20T10:30:00.5Z",
+            "2024-08-20T23:59:59.999999-23:59",
+            "2024-08-20T10:30:00+24:00",
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+            "2024-02-29T12:00:00Z",
+            "2023-02-29T12:00:00Z",
+            "\u0662\u0660\u0662\u0664-08-20T10:30:00Z",
         ]
     return st.sampled_from(edges) | valid_value(spec) | invalid_value(spec)
 
@@ -159,3 +169,17 @@ def test_every_input_field_is_decoded():
     parsed = _fast_parse(body)
     assert parsed is not None
     assert set(parsed.columns) == {f.name for f in (*CORE_FIELDS, *CUSTOM_FIELDS)} | {"lead_id"}
+
+
+def test_usual_timestamps_are_read_without_pydantic():
+    """Timestamps in the usual ISO form are read directly, as UTC; any other form is left to the contract."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from leadscore.api.schemas import _strict_timestamps  # noqa: PLC0415
+
+    assert _strict_timestamps(["2024-08-20T10:30:00Z", None, "2024-08-20T12:30:00.25+02:00"]) == [
+        datetime(2024, 8, 20, 10, 30, tzinfo=UTC),
+        None,
+        datetime(2024, 8, 20, 10, 30, 0, 250000, tzinfo=UTC),
+    ]
+    assert _strict_timestamps(["2024-08-20T10:30:00Z", "2024-08-20 10:30"]) is None

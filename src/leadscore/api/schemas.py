@@ -296,6 +296,31 @@ _TIMESTAMP_FIELDS: Final = tuple(f.name for f in CORE_FIELDS if f.kind is Kind.T
 _TIMESTAMP_COLUMN: Final = TypeAdapter(list[Timestamp | None])
 
 
+# The usual form of a timestamp (what JSON encoders write). Values in it are read with datetime.fromisoformat, which
+# reads them exactly as pydantic does (tests/api/test_fast_path.py), at 0.4 us instead of 0.9 us; any other form goes
+# to the contract's own timestamp type. ASCII digits only: \d would also take other scripts' digits.
+_STRICT_TIMESTAMP: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _strict_timestamps(values: Sequence[Any]) -> list[datetime | None] | None:
+    """The values as UTC datetimes when every one is in the usual form and valid; else None."""
+    out: list[datetime | None] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+            continue
+        if not isinstance(value, str) or _STRICT_TIMESTAMP.fullmatch(value) is None:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+            out.append(parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC))
+        except (ValueError, OverflowError):
+            return None
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
     """A valid scoring request as the encoder takes it: the leads as columns (field name -> value per lead)."""
@@ -324,6 +349,10 @@ def _fast_parse(body: bytes) -> ParsedRequest | None:
     for name in _TIMESTAMP_FIELDS:
         values = columns[name]
         if any(v is not None for v in values):
+            strict = _strict_timestamps(values)
+            if strict is not None:
+                columns[name] = strict
+                continue
             try:
                 columns[name] = _TIMESTAMP_COLUMN.validate_python(values)
             except ValidationError:
