@@ -118,8 +118,8 @@ def encode(columns: RawColumns, n: int, now: datetime, now_per_lead: FloatArray 
     warnings: list[LeadWarning] = []
 
     for spec in CATEGORY_FIELDS:
-        row = x[_CATEGORY_COLUMN[spec.name]]
         offset = 1 if spec.name in _ORDINAL_FIELDS else 0
+        codes = [math.nan] * n  # a list, assigned once: NumPy item assignment costs more per value
         for i, value in enumerate(columns[spec.name]):
             if value is None:
                 continue
@@ -127,7 +127,8 @@ def encode(columns: RawColumns, n: int, now: datetime, now_per_lead: FloatArray 
             if code is None:
                 warnings.append(LeadWarning(i, spec.name, value, f"unknown {spec.name} value; scored as unknown"))
             else:
-                row[i] = code + offset
+                codes[i] = code + offset
+        x[_CATEGORY_COLUMN[spec.name]] = codes
 
     parsed = [None if t is None else parse_job_title(t) for t in columns["job_title"]]
     x[_COLUMN["job_function_code"]] = [np.nan if p is None else FUNCTION_INDEX[p[0]] for p in parsed]
