@@ -8,68 +8,38 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from leadscore.features.spec import N_MODEL_INPUTS
 from leadscore.model.bundle import Scorer
 from leadscore.scoring import PredictionBatcher
 
 
-def _rows(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0, 5, (n, N_MODEL_INPUTS)).astype(np.float32)
+def _columns(n: int) -> dict[str, list[object]]:
+    from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns  # noqa: PLC0415
+
+    return to_columns(ScoreRequest.model_validate({"leads": [EXAMPLE_LEAD] * n}).leads)
 
 
-def test_concurrent_small_requests_share_one_model_call(tiny_scorer: Scorer) -> None:
-    """Requests reaching the model in the same loop turn are predicted together, each getting its own rows."""
-    batcher = PredictionBatcher(tiny_scorer)
-    matrices = [_rows(n, seed) for seed, n in enumerate([1, 3, 2, 1])]
-
-    async def run() -> list[tuple[np.ndarray, float]]:
-        return await asyncio.gather(*(batcher.predict(m) for m in matrices))
-
-    results = asyncio.run(run())
-    assert batcher.calls == 1
-    assert batcher.batched_requests == 4
-    for matrix, (probs, ms) in zip(matrices, results, strict=True):
-        np.testing.assert_array_equal(probs, tiny_scorer.predict_proba(matrix))
-        assert ms >= 0
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_large_requests_skip_the_batcher(tiny_scorer: Scorer) -> None:
-    """A request above the small-request size is predicted on its own, at once."""
+    """A request above the small-request size is scored on its own, at once."""
     batcher = PredictionBatcher(tiny_scorer, small_rows=4)
-    probs, _ = asyncio.run(batcher.predict(_rows(10, 1)))
-    assert probs.shape == (10, 5)
+    batch = asyncio.run(batcher.score(_columns(10), 10, NOW))
+    assert batch.probabilities.shape == (10, 5)
     assert batcher.batched_requests == 0
     assert batcher.calls == 1
 
 
-def test_batch_is_flushed_when_it_reaches_its_row_cap(tiny_scorer: Scorer) -> None:
-    """Once pending rows reach the cap, the batch is predicted without waiting for the loop turn."""
+def test_batch_is_scored_when_it_reaches_its_row_cap(tiny_scorer: Scorer) -> None:
+    """Once pending leads reach the cap, the batch is scored without waiting for the loop turn."""
     batcher = PredictionBatcher(tiny_scorer, small_rows=4, max_rows=6)
 
     async def run() -> None:
-        await asyncio.gather(*(batcher.predict(_rows(3, s)) for s in range(4)))
+        await asyncio.gather(*(batcher.score(_columns(3), 3, NOW) for _ in range(4)))
 
     asyncio.run(run())
     assert batcher.calls == 2
     assert batcher.batched_requests == 4
-
-
-def test_model_errors_reach_every_waiting_request(tiny_scorer: Scorer) -> None:
-    """If the shared model call fails, each request in the batch gets the error rather than hanging."""
-
-    class Broken(Scorer):
-        def predict_proba(self, matrix: np.ndarray) -> np.ndarray:  # noqa: ARG002 - same signature as Scorer
-            raise RuntimeError("model exploded")
-
-    broken = Broken(tiny_scorer.booster, tiny_scorer.manifest)
-    batcher = PredictionBatcher(broken)
-
-    async def run() -> list[object]:
-        return await asyncio.gather(*(batcher.predict(_rows(1, s)) for s in range(3)), return_exceptions=True)
-
-    results = asyncio.run(run())
-    assert all(isinstance(r, RuntimeError) for r in results)
 
 
 def test_batched_scoring_matches_direct_scoring(tiny_scorer: Scorer) -> None:
