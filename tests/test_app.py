@@ -31,3 +31,13 @@ def test_scoring_through_the_fast_lane_reports_the_route_template(client: TestCl
     assert client.post("/api/v1/score", json=EXAMPLE_REQUEST).status_code == 200
     exposition = client.get("/metrics").text
     assert 'route="/api/v1/score"' in exposition
+
+
+def test_scoring_routes_declare_no_dependencies_the_fast_lane_would_skip() -> None:
+    """The fast lane calls the handler itself: a FastAPI dependency added to the scoring route would never run."""
+    from leadscore.api.routes import router, score  # noqa: PLC0415
+    from leadscore.app import scoring_routes  # noqa: PLC0415
+
+    for route in scoring_routes(router, score).values():
+        assert route.dependant.dependencies == []
+        assert route.dependencies == []

@@ -118,6 +118,7 @@ class ScoringFastLane:
     here by the same handler FastAPI would call. The FastAPI route stays registered: it is what OpenAPI documents,
     and it answers the other methods (405). Unexpected errors propagate to ServerErrorMiddleware as they would from
     the route. Sits inside the request-context and edge-limit middlewares, so ids, logs, metrics and limits apply.
+    A FastAPI dependency added to the scoring route would never run here: tests/test_app.py fails if one is added.
     """
 
     def __init__(
