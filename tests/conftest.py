@@ -48,8 +48,18 @@ def default_scorer() -> Scorer:
 
 @pytest.fixture
 def settings(tmp_path: Path, tiny_bundle: Path) -> Settings:
-    """Settings for an app under test: tiny model, everything under tmp_path."""
-    return Settings(model_dir=tiny_bundle, spool_dir=tmp_path / "spool", lake_uri=str(tmp_path / "lake"))
+    """Settings for an app under test: tiny model, everything under tmp_path.
+
+    Segments are converted to Parquet in the worker's own flusher thread: the converter process (the default)
+    takes ~2 s to start and stop, which every in-process test would pay. That process is tested by
+    tests/lake/test_sink.py and runs in every real-server test.
+    """
+    return Settings(
+        model_dir=tiny_bundle,
+        spool_dir=tmp_path / "spool",
+        lake_uri=str(tmp_path / "lake"),
+        lake_convert_in_subprocess=False,
+    )
 
 
 @pytest.fixture
