@@ -81,3 +81,50 @@ def test_a_closed_stream_does_not_fail_the_caller():
     finally:
         configure_logging("INFO")
     assert stream.closed
+
+
+def test_a_line_logged_while_a_line_is_being_written_does_not_deadlock():
+    """A line logged from inside a line being written (as SIGTERM's handler can) is written; nothing hangs."""
+    import threading  # noqa: PLC0415
+
+    from leadscore.telemetry.logging import configure_logging, get_logger  # noqa: PLC0415
+
+    log = get_logger("leadscore.test")
+    written: list[str] = []
+
+    class Interrupted:
+        """A stream whose first write is interrupted by another log line, like a signal handler that logs."""
+
+        def write(self, text: str) -> int:
+            if not written:
+                written.append("outer-started")
+                log.info("from_the_handler")
+            written.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            """Nothing buffered."""
+
+    configure_logging("INFO", Interrupted())  # type: ignore[arg-type]
+    try:
+        worker = threading.Thread(target=log.info, args=("outer",), daemon=True)
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    finally:
+        configure_logging("INFO")
+    events = [json.loads(text)["event"] for text in written[1:]]
+    assert events == ["from_the_handler", "outer"]
+
+
+def test_library_lines_follow_stdout_when_it_is_replaced(capsys):
+    """Standard-library lines (uvicorn, httpx) go to the stdout of the moment, as JSON."""
+    import logging  # noqa: PLC0415
+
+    from leadscore.telemetry.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging("INFO")
+    capsys.readouterr()
+    logging.getLogger("some.library").warning("careful %s", "now")
+    line = json.loads(capsys.readouterr().out.strip())
+    assert (line["event"], line["logger"], line["level"]) == ("careful now", "some.library", "warning")

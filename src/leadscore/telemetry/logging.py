@@ -29,7 +29,7 @@ class _LineLogger:
 
     def msg(self, message: str) -> None:
         """Write one line."""
-        out = _TARGET["stream"] or (sys.stderr if _TARGET["stderr"] else sys.stdout)
+        out = _current_stream()
         try:
             with _WRITE_LOCK:  # one whole line at a time, whichever thread logs
                 out.write(message + "\n")
@@ -43,7 +43,27 @@ class _LineLogger:
 
 
 _TARGET: dict[str, Any] = {"stream": None, "stderr": False}
-_WRITE_LOCK: Final = threading.Lock()
+# Reentrant: a signal handler that logs (SIGTERM's) can run in the main thread while it holds this lock mid-line;
+# with a plain Lock that handler would wait for itself forever.
+_WRITE_LOCK: Final = threading.RLock()
+
+
+def _current_stream() -> TextIO:
+    stream: TextIO = _TARGET["stream"] or (sys.stderr if _TARGET["stderr"] else sys.stdout)
+    return stream
+
+
+class _CurrentStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The standard library's handler, writing to the configured stream as it is at each line (like _LineLogger)."""
+
+    @property
+    def stream(self) -> TextIO:
+        """The stream of this moment."""
+        return _current_stream()
+
+    @stream.setter
+    def stream(self, _: TextIO) -> None:
+        """Fixed by configure_logging, not per handler."""
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stderr: bool = False) -> None:
@@ -55,7 +75,6 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stde
     (`stderr=True`) so their stdout stays clean for results.
     """
     _TARGET["stream"], _TARGET["stderr"] = stream, stderr
-    out = stream or (sys.stderr if stderr else sys.stdout)
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
@@ -83,7 +102,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stde
             structlog.processors.JSONRenderer(serializer=render_json),
         ],
     )
-    handler = logging.StreamHandler(out)
+    handler = _CurrentStreamHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
