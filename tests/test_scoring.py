@@ -45,12 +45,12 @@ def test_batch_is_scored_when_it_reaches_its_row_cap(tiny_scorer: Scorer) -> Non
 def test_batched_scoring_matches_direct_scoring(tiny_scorer: Scorer) -> None:
     """The batched path reports the same scores as the direct one."""
     from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns  # noqa: PLC0415
-    from leadscore.scoring import score_columns, score_columns_batched  # noqa: PLC0415
+    from leadscore.scoring import score_columns  # noqa: PLC0415
 
     columns = to_columns(ScoreRequest.model_validate({"leads": [EXAMPLE_LEAD]}).leads)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     direct = score_columns(tiny_scorer, columns, 1, now)
-    batched = asyncio.run(score_columns_batched(PredictionBatcher(tiny_scorer), columns, 1, now))
+    batched = asyncio.run(PredictionBatcher(tiny_scorer).score(columns, 1, now))
     np.testing.assert_array_equal(direct.probabilities, batched.probabilities)
     assert batched.scores.tolist() == direct.scores.tolist()
     assert batched.confidence[0] == pytest.approx(direct.confidence[0])

@@ -165,10 +165,3 @@ def _score_together(scorer: Scorer, pending: list[_ToScore]) -> ScoredBatch:
     raw = scorer.predict_proba(encoded.matrix)
     t2 = time.perf_counter()
     return _finish(encoded, raw, pending[0].scored_at, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, scorer.version)
-
-
-async def score_columns_batched(
-    batcher: PredictionBatcher, columns: RawColumns, n: int, scored_at: datetime
-) -> ScoredBatch:
-    """Like `score_columns`, with encoding and the model call shared with concurrent small requests."""
-    return await batcher.score(columns, n, scored_at)

@@ -19,7 +19,7 @@ from leadscore.api.security import API_KEY_SECURITY, RequireApiKey, authenticate
 from leadscore.errors import ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
 from leadscore.lake.records import RowGroup, is_test_request
-from leadscore.scoring import ScoredBatch, score_columns_batched
+from leadscore.scoring import ScoredBatch
 
 # Every status the scoring routes can answer with besides 200: 408/413/503 come from EdgeLimitsMiddleware.
 ERROR_STATUSES: Final = (400, 401, 408, 413, 415, 422, 500, 503)
@@ -110,7 +110,7 @@ async def score(request: Request) -> Response:
         ctx.set_request_id(payload.request_id)
     ctx.leads = payload.size
     columns = payload.columns
-    batch = await score_columns_batched(batcher, columns, payload.size, datetime.now(UTC))
+    batch = await batcher.score(columns, payload.size, datetime.now(UTC))
     processing_ms = (time.perf_counter() - start) * 1000.0
     if lake is not None:
         await lake.record(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -263,7 +263,7 @@ def _fast_type(spec: InputField) -> Any:  # noqa: ANN401 - a type expression for
         return Annotated[float, msgspec.Meta(ge=lower, le=upper)] | None
     if spec.kind is Kind.BOOL:
         return bool | None
-    return str | None  # timestamps: checked column-wise by pydantic below, with the contract's own type
+    return str | None  # timestamps: read column-wise below (_strict_timestamps, else the contract's own type)
 
 
 _FAST_OPTIONS: Final[dict[str, Any]] = {"forbid_unknown_fields": True, "gc": False}
@@ -326,7 +326,7 @@ class ParsedRequest:
     """A valid scoring request as the encoder takes it: the leads as columns (field name -> value per lead)."""
 
     request_id: str | None
-    columns: dict[str, Sequence[Any]]
+    columns: Mapping[str, Sequence[Any]]
     size: int
 
 
@@ -369,5 +369,4 @@ def parse_leads(body: bytes) -> ParsedRequest:
     if parsed is not None:
         return parsed
     request = parse_score_request(body)
-    columns = dict[str, Sequence[Any]](to_columns(request.leads))
-    return ParsedRequest(request_id=request.request_id, columns=columns, size=len(request.leads))
+    return ParsedRequest(request_id=request.request_id, columns=to_columns(request.leads), size=len(request.leads))

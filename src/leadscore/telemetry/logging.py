@@ -75,32 +75,23 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stde
     (`stderr=True`) so their stdout stays clean for results.
     """
     _TARGET["stream"], _TARGET["stderr"] = stream, stderr
-    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    renderer = structlog.processors.JSONRenderer(serializer=render_json)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.stdlib.add_logger_name,
-            timestamper,
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=render_json),
-        ],
+        processors=[*shared, renderer],
         logger_factory=lambda *args: _LineLogger(str(args[0]) if args else ""),
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[
-            structlog.contextvars.merge_contextvars,
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            timestamper,
-            structlog.processors.format_exc_info,
-        ],
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.JSONRenderer(serializer=render_json),
-        ],
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = _CurrentStreamHandler()
     handler.setFormatter(formatter)
