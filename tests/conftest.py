@@ -58,7 +58,7 @@ def settings(tmp_path: Path, tiny_bundle: Path) -> Settings:
         model_dir=tiny_bundle,
         spool_dir=tmp_path / "spool",
         lake_uri=str(tmp_path / "lake"),
-        lake_convert_in_subprocess=False,
+        lake_commit_in_subprocess=False,
     )
 
 

@@ -33,10 +33,11 @@ from leadscore.errors import (
     MalformedRequest,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
     ValidationFailed,
 )
-from leadscore.lake.sink import LakeConfig, LakeSink
-from leadscore.lake.store import S3Options, Store, open_store
+from leadscore.lake.errors import LakeError, SpoolFull
+from leadscore.lake.sink import LakeSink
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
 from leadscore.scoring import PredictionBatcher
 from leadscore.telemetry import metrics
@@ -68,6 +69,33 @@ async def _on_leadscore_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code >= 500:
         log.error("request_failed", code=exc.code, error=exc.message)
     return error_response(request, exc)
+
+
+class LakeSpoolFull(ServiceUnavailable):
+    """The lake's spool is at its cap."""
+
+    code = "lake_spool_full"
+
+
+class LakeWriteFailed(ServiceUnavailable):
+    """The lake could not write the rows to its spool."""
+
+    code = "lake_write_failed"
+
+
+def lake_error(exc: LakeError) -> ServiceUnavailable:
+    """The API's answer to an error of the lake (its details go to the log, not to the client)."""
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    if isinstance(exc, SpoolFull):
+        return LakeSpoolFull("the data lake is not keeping up; retry later", headers=headers)
+    return LakeWriteFailed("the predictions could not be recorded; retry later", headers=headers)
+
+
+async def _on_lake_error(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, LakeError):  # registered for this class only
+        raise exc
+    log.error("lake_refused_request", error=str(exc), cause=repr(exc.__cause__) if exc.__cause__ else None)
+    return error_response(request, lake_error(exc))
 
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -140,6 +168,8 @@ class ScoringFastLane:
             response = await self.handler(request)
         except LeadscoreError as exc:
             response = await _on_leadscore_error(request, exc)
+        except LakeError as exc:
+            response = await _on_lake_error(request, exc)
         await response(scope, receive, send)
 
 
@@ -165,30 +195,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def open_lake_store(settings: Settings) -> Store:
-    """The lake's store (local directory or S3) as the settings describe it."""
-    return open_store(
-        settings.lake_uri,
-        S3Options(settings.s3_endpoint_url, settings.s3_region, settings.s3_checksum_when_required),
-    )
-
-
 def open_lake(settings: Settings) -> LakeSink | None:
     """The lake sink the settings describe (None when the lake is switched off)."""
-    if not settings.lake_enabled:
-        return None
-    store = open_lake_store(settings)
-    config = LakeConfig(
-        spool_dir=settings.spool_dir,
-        durability=settings.lake_durability,
-        segment_max_bytes=settings.lake_segment_max_bytes,
-        segment_max_age_seconds=settings.lake_segment_max_age_seconds,
-        spool_max_bytes=settings.lake_spool_max_bytes,
-        retry_initial_seconds=settings.lake_retry_initial_seconds,
-        retry_max_seconds=settings.lake_retry_max_seconds,
-        convert_in_subprocess=settings.lake_convert_in_subprocess,
-    )
-    return LakeSink(config, store)
+    return LakeSink(settings.lake_config()) if settings.lake_enabled else None
 
 
 def tune_gc() -> None:
@@ -246,6 +255,7 @@ def _add_middleware_and_handlers(app: FastAPI, settings: Settings, recorder: met
     )
     app.add_middleware(RequestContextMiddleware, on_complete=recorder)
     app.add_exception_handler(LeadscoreError, _on_leadscore_error)
+    app.add_exception_handler(LakeError, _on_lake_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(Exception, _on_unexpected)
@@ -272,7 +282,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
         sink = lake if lake is not None else open_lake(settings)
         if sink is not None:
             sink.start()
-            log.info("lake_started", uri=sink.store.uri, durability=settings.lake_durability)
+            log.info("lake_started", uri=sink.uri, durability=settings.lake_durability)
         restore = drain_on_sigterm(lifecycle)
         tune_gc()
         metrics.set_model_info(loaded.version)

@@ -14,6 +14,7 @@ import uvicorn
 
 from leadscore.config import load_settings
 from leadscore.errors import LeadscoreError
+from leadscore.lake_commands import lake_app, spool_exit_status
 from leadscore.loadtest.thresholds import TargetEnv
 from leadscore.telemetry.logging import configure_logging, get_logger
 
@@ -68,7 +69,8 @@ def serve(
     log.info("starting", host=host, port=port, workers=workers, model_version=model_version, env=settings.env)
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting 0 then tells ECS (and tests) the stop
     # was clean: in-flight requests answered and the lake flushed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # ... unless rows were left on the spool (the store was down past the grace): then a non-zero exit says so.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(spool_exit_status(settings.spool_dir)))
     config = uvicorn.Config(
         "leadscore.app:create_app_from_env",
         factory=True,
@@ -93,6 +95,9 @@ def serve(
         run(config)
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    status = spool_exit_status(settings.spool_dir)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()
@@ -147,76 +152,7 @@ def train(
     typer.echo(json.dumps({"version": manifest.version, "bundle": str(out), "metrics": metrics}, indent=2))
 
 
-lake_app = typer.Typer(help="The data lake: Athena DDL, queries, compaction.", no_args_is_help=True)
 app.add_typer(lake_app, name="lake")
-
-
-@lake_app.command("ddl")
-def lake_ddl(
-    location: Annotated[
-        str | None, typer.Option(help="Table location (s3://bucket/prefix); default LEADSCORE_LAKE_URI.")
-    ] = None,
-    table: Annotated[str | None, typer.Option(help="Table name; default lead_score_<env>.")] = None,
-) -> None:
-    """Print the Athena CREATE EXTERNAL TABLE (partition projection: no MSCK REPAIR needed)."""
-    from leadscore.lake.ddl import athena_ddl  # noqa: PLC0415
-
-    settings = load_settings()
-    typer.echo(athena_ddl(table or settings.table_name, location or settings.lake_uri), nl=False)
-
-
-@lake_app.command("query")
-def lake_query(
-    sql: Annotated[str, typer.Argument(help="SQL; the lake is the table named as in Athena (lead_score_<env>).")],
-    output: Annotated[str, typer.Option(help="table, json or csv.")] = "table",
-) -> None:
-    """Run SQL over the lake (local or S3) with DuckDB."""
-    import csv  # noqa: PLC0415
-
-    from leadscore.app import open_lake_store  # noqa: PLC0415
-    from leadscore.lake.query import run_query  # noqa: PLC0415
-
-    settings = load_settings()
-    try:
-        names, rows = run_query(open_lake_store(settings), settings.table_name, sql)
-    except Exception as exc:  # any SQL or storage error is reported to the user as such
-        raise _fail(f"query failed: {exc}") from exc
-    if output == "json":
-        typer.echo(json.dumps([dict(zip(names, row, strict=True)) for row in rows], default=str, indent=2))
-    elif output == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(names)
-        writer.writerows(rows)
-    else:
-        widths = [max([len(n)] + [len(str(r[i])) for r in rows]) for i, n in enumerate(names)]
-        typer.echo("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True)))
-        for row in rows:
-            typer.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)))
-        typer.echo(f"({len(rows)} rows)")
-
-
-@lake_app.command("compact")
-def lake_compact(
-    day: Annotated[str, typer.Option("--date", help="The UTC day to compact, YYYY-MM-DD.")],
-    force: Annotated[bool, typer.Option(help="Allow today's partition (still being written).")] = False,
-) -> None:
-    """Merge a day's small Parquet files into one; no row lost or duplicated."""
-    from leadscore.app import open_lake_store  # noqa: PLC0415
-    from leadscore.lake.compact import compact_day  # noqa: PLC0415
-
-    try:
-        when = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).date()
-    except ValueError as exc:
-        raise _fail(f"--date must be YYYY-MM-DD, got {day!r}") from exc
-    if when >= datetime.now(UTC).date() and not force:
-        raise _fail("today's partition is still being written; compact past days (or pass --force)")
-    result = compact_day(open_lake_store(load_settings()), when)
-    typer.echo(
-        json.dumps(
-            {"partition": result.partition, "input_files": result.input_files, "rows": result.rows,
-             "output": result.output_key}
-        )
-    )  # fmt: skip
 
 
 keys_app = typer.Typer(help="API keys: the service stores only their hashes.", no_args_is_help=True)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadscore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from leadscore.lake.sink import LakeConfig
+    from leadscore.lake.table import TableConfig
 
 
 class Environment(StrEnum):
@@ -88,16 +92,33 @@ class Settings(BaseSettings):
 
     # --- data lake ---------------------------------------------------------------------------------------
     lake_uri: str = Field(
-        default="data/lake", description="Where Parquet files go: a local directory or s3://bucket/prefix."
+        default="data/lake",
+        description="The lake's Iceberg table location: a local directory or s3://bucket/prefix (data/ and "
+        "metadata/ below it).",
+    )
+    lake_catalog: Literal["sql", "glue"] = Field(
+        default="sql",
+        description="Catalog of the lake's table: sql (SQLite or another SQLAlchemy database; local default) or "
+        "glue (the AWS Glue Data Catalog, which Athena reads).",
+    )
+    lake_catalog_uri: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the sql catalog; default: a SQLite file catalog.db in a local lake_uri.",
+    )
+    lake_database: str | None = Field(
+        default=None, description="Catalog namespace (Glue database) of the table; default leadscore_<env>."
     )
     spool_dir: Path = Field(
-        default=Path("data/spool"), description="Local directory where acknowledged rows wait for upload."
+        default=Path("data/spool"),
+        description="Directory where acknowledged rows wait for their commit (on ECS: EFS, shared by the tasks, "
+        "so a live task adopts what a dead one left).",
     )
     lake_enabled: bool = Field(default=True, description="Record every prediction in the lake (off only for tests).")
     lake_durability: Literal["sync", "async"] = Field(
         default="sync",
-        description="sync: a 2xx means the rows are fsync'd in the spool. async: acknowledge before the fsync "
-        "(faster; rows of the last moments before a crash or power loss can be lost).",
+        description="sync: a 2xx means the rows are fsync'd in the spool. async: a 2xx means they are written "
+        "to it (in the OS's cache: a process crash loses nothing, a power loss or kernel crash can lose the last "
+        "moments' rows); faster.",
     )
     lake_table: str | None = Field(
         default=None, description="Table name in Athena and `leadscore lake query`; default lead_score_<env>."
@@ -105,7 +126,7 @@ class Settings(BaseSettings):
     lake_segment_max_bytes: int = Field(
         default=32 * 1024 * 1024,
         ge=1024,
-        description="Close a spool segment (one Parquet file per day it spans) at this size (32 MiB: ~50k leads).",
+        description="Close a spool segment at this size (32 MiB: ~50k leads).",
     )
     lake_segment_max_age_seconds: float = Field(
         default=300.0, gt=0, description="Close a spool segment this long after its first row (data freshness)."
@@ -113,14 +134,31 @@ class Settings(BaseSettings):
     lake_spool_max_bytes: int = Field(
         default=2 * 1024 * 1024 * 1024,
         ge=1024,
-        description="Spool cap per worker; at the cap scoring answers 503 until the store catches up.",
+        description="Spool cap per worker; at the cap scoring answers 503 until the table catches up.",
     )
-    lake_convert_in_subprocess: bool = Field(
+    lake_commit_interval_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Least time between two commits of a worker: closed segments arriving meanwhile share one.",
+    )
+    lake_commit_max_rows: int = Field(
+        default=100_000, ge=1, description="Most rows in one commit (bounds the committer's memory)."
+    )
+    lake_commit_timeout_seconds: float = Field(
+        default=120.0, gt=0, description="A commit taking longer is ended and retried (a hung store call)."
+    )
+    lake_adopt_interval_seconds: float = Field(
+        default=30.0, gt=0, description="How often a worker looks for spools of dead processes to adopt."
+    )
+    lake_commit_in_subprocess: bool = Field(
         default=True,
-        description="Convert spool segments to Parquet in a child process of each worker, off its GIL.",
+        description="Commit in a child process of each worker, off the request worker's GIL.",
     )
-    lake_retry_initial_seconds: float = Field(default=0.5, gt=0, description="First retry delay of a failed upload.")
-    lake_retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest retry delay of failed uploads.")
+    lake_retry_initial_seconds: float = Field(default=0.5, gt=0, description="First retry delay of a failed commit.")
+    lake_retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest retry delay of failed commits.")
+    lake_request_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Timeout of one request to S3 (the commit as a whole has its own)."
+    )
     s3_endpoint_url: str | None = Field(
         default=None, description="Endpoint of an S3-compatible store (Ceph, MinIO); unset means AWS S3."
     )
@@ -129,6 +167,9 @@ class Settings(BaseSettings):
         default=None,
         description="Send request checksums only when required (needed by most non-AWS stores); default: on when "
         "s3_endpoint_url is set.",
+    )
+    glue_endpoint_url: str | None = Field(
+        default=None, description="Endpoint of the Glue API (tests); unset means AWS Glue of the region."
     )
     test_request_patterns: list[str] = Field(
         default=["prod-verification", "prod-baseline-test", "prod-*", "load-test-*", "smoke-*"],
@@ -149,6 +190,49 @@ class Settings(BaseSettings):
     def table_name(self) -> str:
         """The lake's table name."""
         return self.lake_table or f"lead_score_{self.env.value}"
+
+    @property
+    def database_name(self) -> str:
+        """The lake's catalog namespace (Glue database)."""
+        return self.lake_database or f"leadscore_{self.env.value}"
+
+    def lake_table_config(self) -> TableConfig:
+        """Where the lake's table is, as the lake takes it."""
+        from leadscore.lake.table import TableConfig  # noqa: PLC0415 - settings load without the lake's libraries
+
+        return TableConfig(
+            location=self.lake_uri,
+            namespace=self.database_name,
+            name=self.table_name,
+            catalog=self.lake_catalog,
+            catalog_uri=self.lake_catalog_uri,
+            s3_endpoint_url=self.s3_endpoint_url,
+            s3_region=self.s3_region,
+            s3_checksum_when_required=self.s3_checksum_when_required,
+            glue_endpoint_url=self.glue_endpoint_url,
+            glue_region=self.s3_region,
+            request_timeout_seconds=self.lake_request_timeout_seconds,
+        )
+
+    def lake_config(self) -> LakeConfig:
+        """The lake sink's configuration (every default is this class's)."""
+        from leadscore.lake.sink import LakeConfig  # noqa: PLC0415 - settings load without the lake's libraries
+
+        return LakeConfig(
+            spool_dir=self.spool_dir,
+            table=self.lake_table_config(),
+            durability=self.lake_durability,
+            segment_max_bytes=self.lake_segment_max_bytes,
+            segment_max_age_seconds=self.lake_segment_max_age_seconds,
+            spool_max_bytes=self.lake_spool_max_bytes,
+            retry_initial_seconds=self.lake_retry_initial_seconds,
+            retry_max_seconds=self.lake_retry_max_seconds,
+            commit_interval_seconds=self.lake_commit_interval_seconds,
+            commit_max_rows=self.lake_commit_max_rows,
+            commit_timeout_seconds=self.lake_commit_timeout_seconds,
+            adopt_interval_seconds=self.lake_adopt_interval_seconds,
+            commit_in_subprocess=self.lake_commit_in_subprocess,
+        )
 
     @field_validator("api_keys_file", mode="before")
     @classmethod

@@ -14,11 +14,12 @@ from fastapi.responses import JSONResponse
 
 from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep, State
 from leadscore.api.middleware import request_context
+from leadscore.api.recording import lake_rows
 from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_leads
 from leadscore.api.security import API_KEY_SECURITY, RequireApiKey, authenticate, presented_key
 from leadscore.errors import ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
-from leadscore.lake.records import RowGroup, is_test_request
+from leadscore.lake.records import is_test_request
 from leadscore.scoring import ScoredBatch
 
 # Every status the scoring routes can answer with besides 200: 408/413/503 come from EdgeLimitsMiddleware.
@@ -114,10 +115,10 @@ async def score(request: Request) -> Response:
     processing_ms = (time.perf_counter() - start) * 1000.0
     if lake is not None:
         await lake.record(
-            RowGroup(
+            lake_rows(
+                batch,
+                columns,
                 request_id=ctx.request_id,
-                batch=batch,
-                columns=columns,
                 processing_ms=processing_ms,
                 is_test=is_test_request(ctx.request_id, settings.test_request_patterns),
                 environment=settings.env.value,
@@ -156,10 +157,9 @@ async def ready(scorer: ScorerDep, lifecycle: LifecycleDep, lake: LakeDep) -> JS
         raise ServiceUnavailable("shutting down", headers={"Retry-After": "5"})
     if not scorer.ready:
         raise ServiceUnavailable("model not loaded", headers={"Retry-After": "1"})
-    lake_status = lake.status() if lake is not None else None
-    if lake_status is not None and lake_status["spool_full"]:
-        raise ServiceUnavailable("the data lake spool is full", headers={"Retry-After": "30"})
-    return JSONResponse({"status": "ready", "model_version": scorer.version, "lake": lake_status})
+    if lake is not None and not lake.ready():
+        raise ServiceUnavailable("the data lake cannot keep new rows", headers={"Retry-After": "5"})
+    return JSONResponse({"status": "ready", "model_version": scorer.version})
 
 
 # Status and versions help an attacker more than a load balancer (which uses live/ready): key required.

@@ -1,31 +1,30 @@
-"""Merge a day's small Parquet files into one, with no row lost or duplicated.
+"""Table maintenance: merge a day's small files into one, and forget a lead (erasure requests).
 
-Steps, each safe to crash in and re-run:
-1. finish an earlier compaction: delete inputs that a present compacted file lists as replaced;
-2. write the merged rows as `part-compacted-<digest of input names>.parquet` (same inputs, same key), its
-   footer listing the inputs it replaces; readers that honour the list (`leadscore lake query`) never see
-   both the merged file and its inputs;
-3. delete the inputs.
-Athena reads every file under the partition: between steps 2 and 3 (the time to delete the inputs, well
-under a second for a day) an Athena reader could count rows twice; run compaction off-peak.
+Compaction is one Iceberg snapshot that deletes exactly the files it read and adds the merged file: readers see
+the old files or the new one, never both. Two compactions of the same day cannot both win (the second finds its
+input files gone and fails validation), and rows appended to the day meanwhile are untouched (they are in files
+the compaction did not read). In AWS, Athena's `OPTIMIZE ... REWRITE DATA USING BIN_PACK` does the same job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, Or
 
-from leadscore.lake.schema import ARROW_SCHEMA, PARQUET_OPTIONS
-from leadscore.lake.store import PARTITION_FORMAT, REPLACES_KEY, Store, replaced_by
-from leadscore.telemetry.logging import get_logger
+from leadscore.lake import _compat
+from leadscore.lake.errors import LakeError
 
-log = get_logger("leadscore.lake.compact")
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+
+class CompactionConflict(LakeError):
+    """Another change to the same files won (e.g. a concurrent compaction): nothing was done; run again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,31 +34,55 @@ class CompactionResult:
     partition: str
     input_files: int
     rows: int
-    output_key: str | None
+    output_files: int
+    snapshot_id: int | None
 
 
-def compact_day(store: Store, day: date) -> CompactionResult:
-    """Compact the partition of `day`."""
-    partition = PARTITION_FORMAT.format(year=day.year, month=day.month, day=day.day)
-    keys = [k for k in store.list(partition) if k.endswith(".parquet")]
-    for key in keys:
-        for stale in replaced_by(store, key):
-            if stale in keys:
-                store.delete(stale)
-    keys = [k for k in store.list(partition) if k.endswith(".parquet")]
-    if len(keys) < 2:
-        return CompactionResult(partition, len(keys), 0, None)
+def equal(column: str, value: object) -> BooleanExpression:
+    """`column = value` as a pyiceberg expression."""
+    # pydantic's mypy plugin reads EqualTo's fields, not its positional __init__ (the documented call).
+    return EqualTo(column, value)  # type: ignore[call-arg]
 
-    tables = [pq.read_table(store.path(k), filesystem=store.fs, schema=ARROW_SCHEMA) for k in keys]
-    merged = pa.concat_tables(tables).sort_by([("timestamp", "ascending"), ("request_id", "ascending")])
-    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-    output = f"{partition}/part-compacted-{digest}.parquet"
-    table = merged.replace_schema_metadata({REPLACES_KEY: json.dumps(keys).encode()})
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, **PARQUET_OPTIONS)
-    store.put(output, buffer.getvalue())
-    for key in keys:
-        if key != output:
-            store.delete(key)
-    log.info("lake_compacted", partition=partition, input_files=len(keys), rows=merged.num_rows, output=output)
-    return CompactionResult(partition, len(keys), merged.num_rows, output)
+
+def day_filter(day: date) -> BooleanExpression:
+    """Rows of the UTC day `day` (the table's partition columns)."""
+    return And(And(equal("year", day.year), equal("month", day.month)), equal("day", day.day))
+
+
+def compact_day(table: Table, day: date) -> CompactionResult:
+    """Merge the data files of `day` into one file (sorted by time and request id) in one snapshot."""
+    partition = f"year={day.year:04d}/month={day.month:02d}/day={day.day:02d}"
+    scan = table.scan(row_filter=day_filter(day))
+    tasks = list(scan.plan_files())
+    if len(tasks) < 2:
+        return CompactionResult(partition, len(tasks), 0, 0, None)
+    rows = scan.to_arrow().sort_by([("timestamp", "ascending"), ("request_id", "ascending")])
+    try:
+        properties = {"leadscore.compaction": partition}
+        with table.transaction() as tx, tx.update_snapshot(snapshot_properties=properties).overwrite() as rewrite:
+            for task in tasks:
+                rewrite.delete_data_file(task.file)
+            outputs = list(_compat.write_data_files(tx, rows))
+            for data_file in outputs:
+                rewrite.append_data_file(data_file)
+    except (ValidationException, CommitFailedException) as exc:
+        raise CompactionConflict(f"compaction of {partition} lost to a concurrent change: {exc}") from exc
+    snapshot = table.current_snapshot()
+    return CompactionResult(
+        partition, len(tasks), rows.num_rows, len(outputs), snapshot.snapshot_id if snapshot else None
+    )
+
+
+def forget(table: Table, lead_ids: list[str], request_ids: list[str]) -> int:
+    """Delete every row of the given leads and requests; returns how many rows were deleted."""
+    terms = [equal("lead_id", v) for v in lead_ids] + [equal("request_id", v) for v in request_ids]
+    if not terms:
+        raise ValueError("name at least one lead id or request id")
+    condition = terms[0]
+    for term in terms[1:]:
+        condition = Or(condition, term)
+    matching: pa.Table = table.scan(row_filter=condition, selected_fields=("request_id",)).to_arrow()
+    if not matching.num_rows:
+        return 0
+    table.delete(condition, snapshot_properties={"leadscore.forget": str(matching.num_rows)})
+    return int(matching.num_rows)

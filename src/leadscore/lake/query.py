@@ -1,50 +1,52 @@
-"""Query the lake (local or S3) with DuckDB under the table name Athena uses.
+"""Query the lake's Iceberg table with DuckDB under the table name Athena uses.
 
-The lake is registered as a pyarrow dataset (hive partitions year/month/day), which works with any DuckDB
-version and any store pyarrow reaches; no DuckDB extension download is needed.
-Files replaced by a finished compaction are left out, so a reader never counts rows twice while a
-compaction is deleting its inputs.
+DuckDB's own Iceberg reader is an extension downloaded at run time (not possible offline), so the table is given
+to DuckDB as a pyarrow dataset over exactly the data files of the current snapshot: DuckDB then pushes column
+selection and filters down and reads lazily. A snapshot with delete files (Athena's merge-on-read DELETE) is read
+through pyiceberg's scan instead, which applies them.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import duckdb
-import pyarrow as pa
 import pyarrow.dataset as ds
 
-from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
-from leadscore.lake.store import Store, replaced_by
+from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.lake.table import TableConfig, has_delete_files, live_data_files
 
-PARTITION_SCHEMA: Final = pa.schema([pa.field(k, pa.int32()) for k in PARTITION_KEYS])
-
-
-def visible_keys(store: Store, prefix: str = "") -> list[str]:
-    """Parquet files a reader should see: everything except inputs of a finished compaction."""
-    keys = [k for k in store.list(prefix) if k.endswith(".parquet")]
-    hidden = {old for key in keys for old in replaced_by(store, key)}
-    return [k for k in keys if k not in hidden]
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
 
 
-def lake_dataset(store: Store) -> ds.Dataset:
-    """The lake as one dataset with year/month/day columns from the paths."""
-    schema = pa.unify_schemas([ARROW_SCHEMA, PARTITION_SCHEMA])
+def _fs_path(uri: str) -> str:
+    """A data file's URI as a path for pyarrow's filesystems (file:///x -> /x, s3://b/k -> b/k)."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return parsed.path
+    if parsed.scheme in ("s3", "s3a"):
+        return f"{parsed.netloc}{parsed.path}"
+    return uri
+
+
+def table_dataset(table: Table, config: TableConfig) -> ds.Dataset:
+    """The current snapshot's rows as a pyarrow dataset (in the service's schema: missing columns are null)."""
     return ds.dataset(
-        [store.path(k) for k in visible_keys(store)],
-        schema=schema,
+        [_fs_path(path) for path in live_data_files(table)],
+        schema=ARROW_SCHEMA,
         format="parquet",
-        filesystem=store.fs,
-        partitioning=ds.partitioning(PARTITION_SCHEMA, flavor="hive"),
-        partition_base_dir=store.root,
+        filesystem=config.filesystem(),
     )
 
 
-def run_query(store: Store, table: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run `sql` with the lake registered as `table`; returns (column names, rows)."""
+def run_query(table: Table, config: TableConfig, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run `sql` with the lake registered under `config.name`; returns (column names, rows)."""
     connection = duckdb.connect()
     try:
-        connection.register(table, lake_dataset(store))
+        source: object = table.scan().to_arrow() if has_delete_files(table) else table_dataset(table, config)
+        connection.register(config.name, source)
         result = connection.execute(sql)
         names = [d[0] for d in result.description or []]
         return names, result.fetchall()

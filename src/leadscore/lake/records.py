@@ -1,4 +1,8 @@
-"""Lake rows: what one scored request contributes, and how pending requests become one Arrow batch."""
+"""Lake rows: what one scored request contributes, and how pending requests become one Arrow batch.
+
+The lake owns its row type (`RowGroup`, plain values and arrays): the API converts a scored batch into it at the
+edge, so storage never depends on scoring's types.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,22 @@ import fnmatch
 import functools
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from leadscore.features.encode import NUMERIC_INPUTS, OTHER_INPUTS, Encoded, RawColumns
+from leadscore.features.encode import NUMERIC_INPUTS, OTHER_INPUTS
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, ENGINEERED_FEATURES, N_MODEL_INPUTS, SCORES, Kind
-from leadscore.lake.schema import ARROW_SCHEMA
-from leadscore.scoring import ScoredBatch
+from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
+from leadscore.lake.spool import read_segment
 
 _INPUTS: Final = (*CORE_FIELDS, *CUSTOM_FIELDS)
 
@@ -28,12 +35,25 @@ class RowGroup:
     """The rows of one scored request, not yet laid out as columns (that happens once per group commit)."""
 
     request_id: str
-    batch: ScoredBatch
-    columns: RawColumns  # raw inputs by field name, plus "lead_id"
+    model_version: str
+    scored_at: datetime
+    prediction_ms: float
     processing_ms: float
     is_test: bool
     environment: str
-    api_key_id: str | None = None
+    api_key_id: str | None
+    columns: Mapping[str, Sequence[Any]]  # raw non-numeric inputs by field name, plus "lead_id"
+    raw_numeric: npt.NDArray[np.float64]  # (rows, NUMERIC_INPUTS): raw numeric inputs, NaN where missing
+    matrix: npt.NDArray[np.float32]  # (rows, model inputs): the engineered inputs the model saw
+    probabilities: npt.NDArray[np.float64]  # (rows, scores)
+    scores: npt.NDArray[np.int64]
+    confidence: npt.NDArray[np.float64]
+    features_used: npt.NDArray[np.int64]
+
+    @property
+    def size(self) -> int:
+        """Rows (leads) in the group."""
+        return len(self.scores)
 
 
 def is_test_request(request_id: str, patterns: Sequence[str]) -> bool:
@@ -49,6 +69,11 @@ def _test_request_matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)).match
 
 
+def _utc_naive(moment: datetime) -> datetime:
+    """The UTC wall time of `moment` without its zone (the lake's timestamps are Iceberg `timestamp`, UTC)."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
+
+
 def _int_column(values: np.ndarray[Any, Any], arrow_type: pa.DataType) -> pa.Array:
     missing = np.isnan(values)
     return pa.array(np.where(missing, 0, values).astype(np.int64), mask=missing).cast(arrow_type)
@@ -56,10 +81,10 @@ def _int_column(values: np.ndarray[Any, Any], arrow_type: pa.DataType) -> pa.Arr
 
 _SCALARS: Final[tuple[tuple[str, Callable[[RowGroup], object]], ...]] = (
     ("request_id", lambda g: g.request_id),
-    ("model_version", lambda g: g.batch.model_version),
-    ("timestamp", lambda g: g.batch.scored_at),
+    ("model_version", lambda g: g.model_version),
+    ("timestamp", lambda g: _utc_naive(g.scored_at)),
     ("processing_time_ms", lambda g: g.processing_ms),
-    ("prediction_time_ms", lambda g: g.batch.prediction_ms),
+    ("prediction_time_ms", lambda g: g.prediction_ms),
     ("is_test", lambda g: g.is_test),
     ("environment", lambda g: g.environment),
     ("api_key_id", lambda g: g.api_key_id),
@@ -78,35 +103,32 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
     scalars: dict[str, list[Any]] = {name: [] for name, _ in _SCALARS}
     raw: dict[str, list[Any]] = {name: [] for name in _LIST_NAMES}
     for g in groups:
-        n = g.batch.size
+        n = g.size
         for name, value in _SCALARS:
             scalars[name].extend([value(g)] * n)
         columns = g.columns
         for name, values in raw.items():
             values.extend(columns[name])
-    sizes = np.fromiter((g.batch.size for g in groups), dtype=np.int64, count=len(groups))
+    sizes = np.fromiter((g.size for g in groups), dtype=np.int64, count=len(groups))
     starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
     lead_index = (np.arange(int(sizes.sum())) - starts).astype(np.int32)
     arrays: dict[str, pa.Array] = {
         name: pa.array(values, ARROW_SCHEMA.field(name).type) for name, values in scalars.items()
     }
-    arrays["lead_id"] = pa.array(
-        [
-            str(i) if lead_id is None else lead_id
-            for i, lead_id in zip(lead_index.tolist(), raw.pop("lead_id"), strict=True)
-        ],
-        pa.string(),
-    )
+    # A lead without an id is stored with a null id, as the API answered it; its position is lead_index.
+    arrays["lead_id"] = pa.array(raw.pop("lead_id"), pa.string())
     arrays["lead_index"] = pa.array(lead_index, pa.int32())
-    arrays["score"] = pa.array(np.concatenate([g.batch.scores for g in groups]).astype(np.int32))
-    arrays["confidence"] = pa.array(np.concatenate([g.batch.confidence for g in groups]))
-    arrays["features_used"] = pa.array(np.concatenate([g.batch.encoded.features_used for g in groups]).astype(np.int32))
-    probabilities = np.concatenate([g.batch.probabilities for g in groups])
+    arrays["score"] = pa.array(np.concatenate([g.scores for g in groups]).astype(np.int32))
+    arrays["confidence"] = pa.array(np.concatenate([g.confidence for g in groups]))
+    arrays["features_used"] = pa.array(np.concatenate([g.features_used for g in groups]).astype(np.int32))
+    probabilities = np.concatenate([g.probabilities for g in groups])
     for i, score in enumerate(SCORES):
         arrays[f"prob_{score}"] = pa.array(probabilities[:, i])
     for name, values in raw.items():
+        if name in _TIMESTAMP_FIELDS:
+            values = [None if v is None else _utc_naive(v) for v in values]  # noqa: PLW2901 - the column, as stored
         arrays[f"raw_{name}"] = pa.array(values, ARROW_SCHEMA.field(f"raw_{name}").type)
-    numeric = np.concatenate([g.batch.encoded.raw_numeric for g in groups])
+    numeric = np.concatenate([g.raw_numeric for g in groups])
     for j, name in enumerate(NUMERIC_INPUTS):
         column = numeric[:, j]
         kind = _RAW_KIND[name]
@@ -117,7 +139,7 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
             filled = np.where(missing, 0, column)
             typed = filled.astype(np.int64) if kind is Kind.INT else filled.astype(np.bool_)
             arrays[f"raw_{name}"] = pa.array(typed, mask=missing)
-    matrix = np.concatenate([g.batch.encoded.matrix for g in groups]).astype(np.float64)
+    matrix = np.concatenate([g.matrix for g in groups]).astype(np.float64)
     for j, feature in enumerate(ENGINEERED_FEATURES):
         name = f"engineered_{feature.name}"
         column = matrix[:, j]
@@ -125,6 +147,9 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
         arrays[name] = (
             _int_column(column, arrow_type) if feature.integer else pa.array(column, arrow_type, from_pandas=True)
         )
+    timestamps = arrays["timestamp"]
+    for key, part in zip(PARTITION_KEYS, (pc.year, pc.month, pc.day), strict=True):
+        arrays[key] = part(timestamps).cast(pa.int32())
     return pa.RecordBatch.from_arrays([arrays[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
 
 
@@ -150,14 +175,12 @@ def serialize(groups: Sequence[RowGroup]) -> bytes:
     metas = []
     buffers: list[bytes] = []
     for g in groups:
-        b = g.batch
         metas.append(
             {
                 "request_id": g.request_id,
-                "scored_at": b.scored_at,
-                "model_version": b.model_version,
-                "encode_ms": b.encode_ms,
-                "prediction_ms": b.prediction_ms,
+                "scored_at": g.scored_at,
+                "model_version": g.model_version,
+                "prediction_ms": g.prediction_ms,
                 "processing_ms": g.processing_ms,
                 "is_test": g.is_test,
                 "environment": g.environment,
@@ -165,14 +188,7 @@ def serialize(groups: Sequence[RowGroup]) -> bytes:
                 "columns": {name: g.columns[name] for name in _LIST_NAMES},
             }
         )
-        arrays = (
-            b.encoded.matrix,
-            b.probabilities,
-            b.scores,
-            b.confidence,
-            b.encoded.features_used,
-            b.encoded.raw_numeric,
-        )
+        arrays = (g.matrix, g.probabilities, g.scores, g.confidence, g.features_used, g.raw_numeric)
         buffers.extend(
             np.ascontiguousarray(a, dtype=dtype).tobytes() for a, (_, dtype, _) in zip(arrays, _ARRAYS, strict=True)
         )
@@ -205,28 +221,39 @@ def deserialize_groups(payload: bytes | memoryview) -> list[RowGroup]:
         for name in _TIMESTAMP_FIELDS:
             columns[name] = [_datetime(v) for v in columns[name]]
         matrix, probabilities, scores, confidence, features_used, raw_numeric = arrays
-        batch = ScoredBatch(
-            scored_at=datetime.fromisoformat(meta["scored_at"]),
-            encoded=Encoded(matrix=matrix, raw_numeric=raw_numeric, features_used=features_used, warnings=()),
-            probabilities=probabilities,
-            scores=scores,
-            confidence=confidence,
-            encode_ms=meta["encode_ms"],
-            prediction_ms=meta["prediction_ms"],
-            model_version=meta["model_version"],
-        )
         groups.append(
             RowGroup(
                 request_id=meta["request_id"],
-                batch=batch,
-                columns=columns,
+                model_version=meta["model_version"],
+                scored_at=datetime.fromisoformat(meta["scored_at"]),
+                prediction_ms=meta["prediction_ms"],
                 processing_ms=meta["processing_ms"],
                 is_test=meta["is_test"],
                 environment=meta["environment"],
                 api_key_id=meta["api_key_id"],
+                columns=columns,
+                raw_numeric=raw_numeric,
+                matrix=matrix,
+                probabilities=probabilities,
+                scores=scores,
+                confidence=confidence,
+                features_used=features_used,
             )
         )
     return groups
+
+
+def segment_rows(path: Path) -> int:
+    """Rows in a segment's readable records (headers only; what cannot be read counts 0)."""
+    rows = 0
+    for record in read_segment(path).records:
+        try:
+            (length,) = _LENGTH.unpack_from(record)
+            header = orjson.loads(record[_LENGTH.size : _LENGTH.size + length])
+            rows += sum(len(meta["columns"]["lead_id"]) for meta in header["groups"])
+        except (ValueError, KeyError, TypeError, struct.error):
+            continue
+    return rows
 
 
 def deserialize(payload: bytes | memoryview) -> pa.Table:

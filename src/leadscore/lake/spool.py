@@ -1,13 +1,15 @@
-"""The durable spool: acknowledged rows wait here, fsync'd, until the store has confirmed them.
+"""The durable spool: acknowledged rows wait here, fsync'd, until the table has committed them.
 
-A spool is a directory of append-only segment files. Each record is one Arrow IPC payload framed as
-`MAGIC | length (u32 LE) | crc32 (u32 LE) | payload`, so a torn last record (crash mid-write) is detected
-and dropped, never half-read. A single writer thread takes every pending append at once, writes them and
-fsyncs once (group commit), then resolves their futures: many concurrent requests share one fsync.
+A spool is a directory of append-only segment files. Each record is one payload (`records.serialize`) framed
+as `MAGIC | length (u32 LE) | crc32 (u32 LE) | payload`, so a torn last record (crash mid-write) is detected
+and dropped, never half-read, and a damaged record in the middle is skipped: the reader resyncs at the next
+intact frame and says how many bytes it could not read. A single writer thread takes every pending append at
+once, writes them and fsyncs once (group commit), then resolves their futures: many concurrent requests share
+one fsync.
 
 Segments are `NNNNNNNNNNNN.open` while written and renamed to `.seg` when closed (size or age reached);
-closed segments are what the flusher uploads. Each worker process owns one spool directory, held by an
-flock, so a crashed worker's directory is found unlocked and recovered by the next process.
+closed segments are what the flusher commits. Each worker process owns one spool directory, held by an
+flock, so a dead worker's directory is found unlocked and adopted by a live process on the same spool root.
 """
 
 from __future__ import annotations
@@ -46,26 +48,42 @@ def frame(payload: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class SegmentRead:
-    """The intact records of a segment, and how many bytes at its end were torn."""
+    """The intact records of a segment, the bytes between them that could not be read, and a torn tail."""
 
     records: list[memoryview]  # views into the file's bytes: no copy per record
-    torn_bytes: int
+    torn_bytes: int  # bytes after the last intact record (a crash mid-write leaves them)
+    bad_bytes: int = 0  # bytes before the last intact record that belong to no intact record (damage)
+
+
+def _intact_at(data: bytes, offset: int) -> int:
+    """End of the intact record framed at `offset`, or -1."""
+    if offset + _HEADER.size > len(data):
+        return -1
+    magic, length, crc = _HEADER.unpack_from(data, offset)
+    start, end = offset + _HEADER.size, offset + _HEADER.size + int(length)
+    if magic != MAGIC or end > len(data) or zlib.crc32(data[start:end]) != crc:
+        return -1
+    return end
 
 
 def read_segment(path: Path) -> SegmentRead:
-    """Read every intact record; stop at the first torn or corrupt one (only the tail can be torn)."""
+    """Read every intact record, skipping damaged bytes: after one, resume at the next intact frame."""
     data = path.read_bytes()
     view = memoryview(data)
     records: list[memoryview] = []
-    offset = 0
+    offset = good_end = skipped = 0
     while offset + _HEADER.size <= len(data):
-        magic, length, crc = _HEADER.unpack_from(data, offset)
-        start, end = offset + _HEADER.size, offset + _HEADER.size + length
-        if magic != MAGIC or end > len(data) or zlib.crc32(data[start:end]) != crc:
+        end = _intact_at(data, offset)
+        if end >= 0:
+            records.append(view[offset + _HEADER.size : end])
+            skipped += offset - good_end
+            offset = good_end = end
+            continue
+        # Damage: look for the next frame start whose header and checksum hold.
+        offset = data.find(MAGIC, offset + 1)
+        if offset < 0:
             break
-        records.append(view[start:end])
-        offset = end
-    return SegmentRead(records=records, torn_bytes=len(data) - offset)
+    return SegmentRead(records=records, torn_bytes=len(data) - good_end, bad_bytes=skipped)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -157,6 +175,12 @@ class Backlog:
             if stats is not None:
                 self._bytes -= stats.bytes
 
+    def rows_of(self, segment_id: str) -> int:
+        """Rows waiting in one segment (0 when it is not known)."""
+        with self._lock:
+            stats = self._segments.get(segment_id)
+            return stats.rows if stats is not None else 0
+
     @property
     def bytes(self) -> int:
         """Bytes waiting (read on every request, so kept as a running total)."""
@@ -229,6 +253,39 @@ def claim_orphans(root: Path) -> list[SpoolDirectory]:
     return orphans
 
 
+def remove_stale_files(root: Path) -> None:
+    """Remove what a crash can leave behind that holds no rows: probe files and never-used staging directories."""
+    if not root.is_dir():
+        return
+    for path in root.iterdir():
+        if path.is_dir() and path.name.startswith(".w-"):
+            # A spool being created when its process died: locked, renamed and only then used, so it is empty.
+            directory = SpoolDirectory(path)
+            if directory.try_lock():
+                if not directory.segments():
+                    (path / LOCK_FILE).unlink(missing_ok=True)
+                    directory.unlock()
+                    path.rmdir()
+                else:
+                    directory.unlock()
+        elif path.is_dir() and path.name.startswith("w-"):
+            for probe in path.glob(".probe-*"):
+                probe.unlink(missing_ok=True)
+
+
+def leftover_segments(root: Path) -> tuple[int, int]:
+    """(segments, bytes) in spool directories no live process holds: what a stopped server left behind."""
+    segments = size = 0
+    for directory in claim_orphans(root):
+        try:
+            for path in directory.segments():
+                segments += 1
+                size += path.stat().st_size
+        finally:
+            directory.unlock()
+    return segments, size
+
+
 def seal_open_segments(directory: SpoolDirectory) -> list[ClosedSegment]:
     """After a crash: keep the intact records of `.open` segments, drop a torn tail, close them."""
     closed: list[ClosedSegment] = []
@@ -295,6 +352,8 @@ class Spool(Generic[T]):
         self._size = 0
         self._opened_at = 0.0
         self._rotate_requested = threading.Event()
+        # The last write failure (ENOSPC, EIO), until a later write or probe succeeds: readiness reads it.
+        self.write_error: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="spool-writer", daemon=True)
         self._thread.start()
 
@@ -388,13 +447,38 @@ class Spool(Generic[T]):
                 self._backlog.add(self.directory.segment_id(path), sum(a.rows for a in batch), len(data))
         except Exception as exc:  # every failure must reach the waiting requests, not kill the thread
             log.exception("spool_write_failed")
+            if isinstance(exc, OSError):
+                self.write_error = exc
             if self._fd is not None:
                 # Cut a partial record off so the segment stays readable past this point.
                 with contextlib.suppress(OSError):
                     os.ftruncate(self._fd, self._size)
             _settle(batch, exc)
             return
+        if items:
+            self.write_error = None
         _settle(batch, None)
+
+    def probe(self, size: int = 64 * 1024) -> bool:
+        """Whether the spool's disk takes writes again (clears `write_error`); readiness asks while writes fail.
+
+        Writes, fsyncs and removes a small file beside the segments, so no segment is touched.
+        """
+        path = self.directory.path / f".probe-{uuid.uuid4().hex[:8]}"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                _write_all(fd, b"\0" * size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.write_error = exc
+            return False
+        finally:
+            path.unlink(missing_ok=True)
+        self.write_error = None
+        return True
 
     def _due(self) -> bool:
         if self._fd is None:

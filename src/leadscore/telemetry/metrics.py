@@ -288,6 +288,19 @@ def observe_lake_flush(rows: int, files: int, seconds: float) -> None:
         _LAKE.flushes += 1
 
 
+LAKE_QUARANTINED: Final = Gauge(
+    "leadscore_lake_quarantined_segments",
+    "Spool segments kept in quarantine (part of them could not be read); `leadscore lake requeue` re-drives them.",
+    multiprocess_mode="max",
+    registry=REGISTRY,
+)
+
+
+def set_lake_quarantined(segments: int) -> None:
+    """Report how many segments the spool root keeps in quarantine."""
+    LAKE_QUARANTINED.set(segments)
+
+
 def observe_lake_upload_failure() -> None:
     """Report one failed upload to the lake's store."""
     LAKE_UPLOAD_FAILURES.inc()

@@ -1,0 +1,119 @@
+"""One commit of spool segments to the Iceberg table: read them, skip what is committed, append the rest.
+
+Runs in the sink's child process (so building Arrow columns and Parquet files never holds a request worker's GIL)
+or in the flusher thread. It is safe to run again for the same segments after any failure or crash: a segment
+already named by a snapshot is skipped, so a row reaches the table once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import pyarrow as pa
+
+from leadscore.lake.records import RowGroup, deserialize_groups, to_record_batch
+from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.lake.spool import read_segment
+from leadscore.lake.table import TableConfig, append_segments, committed_segments, load_table
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+CHUNK_ROWS: Final = 5_000
+# The table, loaded once per process that commits (refreshed before each commit).
+_TABLES: dict[TableConfig, Table] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentReport:
+    """What a commit did with one segment."""
+
+    segment_id: str
+    rows: int  # rows this commit added from it
+    bad_bytes: int = 0  # damaged bytes skipped
+    bad_records: int = 0  # intact frames whose payload could not be decoded (e.g. an unknown record version)
+    already_committed: bool = False
+    error: str | None = None
+
+    @property
+    def faulty(self) -> bool:
+        """True when part of the segment could not be read: it is kept in quarantine."""
+        return self.bad_bytes > 0 or self.bad_records > 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommitReport:
+    """What one commit did."""
+
+    segments: tuple[SegmentReport, ...]
+    snapshot_id: int | None
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        """Rows added to the table."""
+        return sum(s.rows for s in self.segments)
+
+
+def table_for(config: TableConfig) -> Table:
+    """The process's handle on the table, refreshed."""
+    table = _TABLES.get(config)
+    if table is None:
+        table = _TABLES[config] = load_table(config)
+    else:
+        table.refresh()
+    return table
+
+
+def read_rows(segment_id: str, path: Path) -> tuple[list[pa.RecordBatch], SegmentReport]:
+    """The segment's readable rows as Arrow batches, and what could not be read."""
+    read = read_segment(path)
+    batches: list[pa.RecordBatch] = []
+    pending: list[RowGroup] = []
+    pending_rows = rows = bad_records = 0
+    error = None
+    for record in read.records:
+        try:
+            groups = deserialize_groups(record)
+        except (ValueError, KeyError, TypeError) as exc:  # a valid frame holding what this version cannot read
+            bad_records += 1
+            error = repr(exc)
+            continue
+        for group in groups:
+            pending.append(group)
+            pending_rows += group.size
+            if pending_rows >= CHUNK_ROWS:
+                batches.append(to_record_batch(pending))
+                rows += pending_rows
+                pending, pending_rows = [], 0
+    if pending:
+        batches.append(to_record_batch(pending))
+        rows += pending_rows
+    return batches, SegmentReport(segment_id, rows, read.bad_bytes, bad_records, error=error)
+
+
+def commit_segments(config: TableConfig, segments: Sequence[tuple[str, str]]) -> CommitReport:
+    """Commit the rows of `segments` ((id, path) pairs) that no snapshot holds yet, in one snapshot."""
+    started = time.perf_counter()
+    table = table_for(config)
+    done = committed_segments(table)
+    reports: list[SegmentReport] = []
+    batches: list[pa.RecordBatch] = []
+    ids: list[str] = []
+    for segment_id, path in segments:
+        if segment_id in done:
+            reports.append(SegmentReport(segment_id, 0, already_committed=True))
+            continue
+        segment_batches, report = read_rows(segment_id, Path(path))
+        reports.append(report)
+        if report.rows:
+            batches.extend(segment_batches)
+            ids.append(segment_id)
+    snapshot_id = None
+    if batches:
+        snapshot_id = append_segments(table, pa.Table.from_batches(batches, schema=ARROW_SCHEMA), ids)
+    return CommitReport(tuple(reports), snapshot_id, time.perf_counter() - started)

@@ -1,0 +1,259 @@
+"""The lake's Apache Iceberg table: its catalog (SQLite locally, AWS Glue in AWS), schema and commits.
+
+Every commit of the spool's rows names the segments it holds in its snapshot summary (`leadscore.segments`), so a
+segment whose commit landed before a crash is recognised and never committed twice. Schema and partition spec are
+derived from `leadscore.lake.schema` and evolved in place (columns are only ever added).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.partitioning import PartitionField
+from pyiceberg.transforms import IdentityTransform
+
+from leadscore.lake import _compat
+from leadscore.lake.errors import LakeError
+from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Table
+
+SEGMENTS_PROPERTY: Final = "leadscore.segments"
+# Table properties the service sets (and puts back if changed):
+# - many workers and tasks commit to one table: more retries of a conflicting commit than pyiceberg's 4;
+# - old metadata files are deleted after each commit (one per commit would pile up), keeping the last 100;
+# - a compaction replaces exact files: it conflicts with a concurrent change of those files, not with new rows
+#   appended to its partition meanwhile (snapshot isolation for overwrites).
+TABLE_PROPERTIES: Final = {
+    "format-version": "2",
+    "write.format.default": "parquet",
+    "write.parquet.compression-codec": "zstd",
+    "commit.retry.num-retries": "10",
+    "commit.retry.min-wait-ms": "50",
+    "commit.retry.max-wait-ms": "5000",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "100",
+    "write.update.isolation-level": "snapshot",
+}
+_EVOLVE_ATTEMPTS: Final = 5
+
+
+class LakeNotFound(LakeError):
+    """The lake's table does not exist (and was not to be created)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableConfig:
+    """Where the lake's table is and how to reach it (built from Settings by `Settings.lake_table_config`)."""
+
+    location: str  # the table's location: a local directory or s3://bucket/prefix (data/ and metadata/ below it)
+    namespace: str  # the Glue database / SQL catalog namespace
+    name: str
+    catalog: Literal["sql", "glue"]
+    catalog_uri: str | None  # SQLAlchemy URL of the SQL catalog; None: a SQLite file in the local location
+    s3_endpoint_url: str | None
+    s3_region: str | None
+    s3_checksum_when_required: bool | None
+    glue_endpoint_url: str | None
+    glue_region: str | None
+    request_timeout_seconds: float
+    # Extra catalog properties (e.g. static keys in tests); pyiceberg's own names.
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def identifier(self) -> tuple[str, str]:
+        """(namespace, table)."""
+        return self.namespace, self.name
+
+    @property
+    def is_local(self) -> bool:
+        """True when the table lives in a local directory."""
+        return urlparse(self.location).scheme in ("", "file")
+
+    def local_path(self) -> Path:
+        """The local directory of the table (only for a local location)."""
+        parsed = urlparse(self.location)
+        return Path(parsed.path if parsed.scheme == "file" else self.location).resolve()
+
+    def table_location(self) -> str:
+        """The location as a URI pyiceberg writes to."""
+        return self.local_path().as_uri() if self.is_local else self.location.rstrip("/")
+
+    def sql_uri(self) -> str:
+        """The SQL catalog's URL."""
+        if self.catalog_uri:
+            return self.catalog_uri
+        if not self.is_local:
+            raise LakeError(
+                "a lake on S3 needs a shared catalog: set LEADSCORE_LAKE_CATALOG=glue (AWS) or "
+                "LEADSCORE_LAKE_CATALOG_URI to a SQL catalog"
+            )
+        return f"sqlite:///{self.local_path() / 'catalog.db'}"
+
+    def catalog_properties(self) -> dict[str, str]:
+        """Properties for pyiceberg's `load_catalog`."""
+        props: dict[str, str] = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO"}
+        if self.catalog == "glue":
+            props["type"] = "glue"
+            if self.glue_endpoint_url:
+                props["glue.endpoint"] = self.glue_endpoint_url
+            if self.glue_region:
+                props["glue.region"] = self.glue_region
+        else:
+            props["type"] = "sql"
+            props["uri"] = self.sql_uri()
+            props["init_catalog_tables"] = "true"
+        props["warehouse"] = self.table_location()
+        if not self.is_local:
+            if self.s3_endpoint_url:
+                props["s3.endpoint"] = self.s3_endpoint_url
+            if self.s3_region:
+                props["s3.region"] = self.s3_region
+            props["s3.connect-timeout"] = str(min(5.0, self.request_timeout_seconds))
+            props["s3.request-timeout"] = str(self.request_timeout_seconds)
+            _compat.s3_checksums_when_required(self.s3_checksum_when_required, self.s3_endpoint_url)
+        props.update(dict(self.extra))
+        return props
+
+    def filesystem(self) -> pafs.FileSystem:
+        """A pyarrow filesystem that reads the table's data files (for queries over the live files)."""
+        if self.is_local:
+            return pafs.LocalFileSystem()
+        props = self.catalog_properties()
+        kwargs: dict[str, Any] = {
+            "connect_timeout": min(5.0, self.request_timeout_seconds),
+            "request_timeout": self.request_timeout_seconds,
+        }
+        if self.s3_endpoint_url:
+            endpoint = urlparse(self.s3_endpoint_url)
+            kwargs["endpoint_override"] = endpoint.netloc or self.s3_endpoint_url
+            kwargs["scheme"] = endpoint.scheme or "https"
+        if self.s3_region:
+            kwargs["region"] = self.s3_region
+        if "s3.access-key-id" in props:
+            kwargs["access_key"] = props["s3.access-key-id"]
+            kwargs["secret_key"] = props.get("s3.secret-access-key")
+        return pafs.S3FileSystem(**kwargs)
+
+
+def open_catalog(config: TableConfig) -> Catalog:
+    """The catalog that holds the lake's table."""
+    if config.catalog == "sql" and config.catalog_uri is None and config.is_local:
+        config.local_path().mkdir(parents=True, exist_ok=True)
+    return load_catalog("leadscore", **config.catalog_properties())
+
+
+def _exists_locally(config: TableConfig) -> bool:
+    """For the default local catalog: whether it exists at all (opening it would create the SQLite file)."""
+    return (
+        not (config.catalog == "sql" and config.catalog_uri is None and config.is_local)
+        or (config.local_path() / "catalog.db").is_file()
+    )
+
+
+def load_table(config: TableConfig, create: bool = True) -> Table:
+    """The lake's table, created (`create`) or refused (LakeNotFound) when missing; schema and spec evolved."""
+    if not create and not _exists_locally(config):
+        raise LakeNotFound(f"no lake table at {config.location}")
+    catalog = open_catalog(config)
+    try:
+        table = catalog.load_table(config.identifier)
+    except NoSuchTableError:
+        if not create:
+            raise LakeNotFound(f"no lake table {'.'.join(config.identifier)} at {config.location}") from None
+        table = _create(catalog, config)
+    return evolve(table) if create else table
+
+
+def _create(catalog: Catalog, config: TableConfig) -> Table:
+    catalog.create_namespace_if_not_exists(config.namespace)
+    try:
+        return catalog.create_table(
+            config.identifier,
+            schema=ARROW_SCHEMA,
+            location=config.table_location(),
+            properties=TABLE_PROPERTIES,
+        )
+    except TableAlreadyExistsError:  # another worker created it first
+        return catalog.load_table(config.identifier)
+
+
+def evolve(table: Table) -> Table:
+    """Bring the table's schema, partition spec and properties to this version's (no-op when they match).
+
+    Several workers may start at once: a conflicting change is reloaded and tried again.
+    """
+    for attempt in range(_EVOLVE_ATTEMPTS):
+        try:
+            _evolve_once(table)
+        except CommitFailedException:
+            if attempt == _EVOLVE_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+            table.refresh()
+        else:
+            break
+    return table
+
+
+def _evolve_once(table: Table) -> None:
+    names = {f.name for f in table.schema().fields}
+    if any(name not in names for name in ARROW_SCHEMA.names):
+        with table.update_schema() as update:
+            update.union_by_name(ARROW_SCHEMA)
+    if _partition_names(table) != list(PARTITION_KEYS):
+        with table.update_spec() as spec:
+            for key in PARTITION_KEYS:
+                if key not in _partition_names(table):
+                    spec.add_identity(key)
+    stale = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and table.properties.get(k) != v}
+    if stale:
+        with table.transaction() as tx:
+            tx.set_properties(stale)
+
+
+def _partition_names(table: Table) -> list[str]:
+    schema = table.schema()
+    fields: list[PartitionField] = list(table.spec().fields)
+    return [schema.find_field(f.source_id).name for f in fields if isinstance(f.transform, IdentityTransform)]
+
+
+def committed_segments(table: Table) -> set[str]:
+    """Ids of the spool segments whose rows a snapshot of the table holds."""
+    found: set[str] = set()
+    for snapshot in table.snapshots():
+        if snapshot.summary is not None:
+            ids = snapshot.summary.additional_properties.get(SEGMENTS_PROPERTY)
+            if ids:
+                found.update(ids.split(","))
+    return found
+
+
+def append_segments(table: Table, rows: pa.Table, segment_ids: Sequence[str]) -> int | None:
+    """Append `rows` in one commit whose summary names `segment_ids`; returns the new snapshot's id."""
+    table.append(rows, snapshot_properties={SEGMENTS_PROPERTY: ",".join(segment_ids)})
+    snapshot = table.current_snapshot()
+    return snapshot.snapshot_id if snapshot is not None else None
+
+
+def live_data_files(table: Table) -> list[str]:
+    """Paths of the data files the current snapshot reads (for plain reads and DuckDB)."""
+    return sorted(task.file.file_path for task in table.scan().plan_files())
+
+
+def has_delete_files(table: Table) -> bool:
+    """Whether the current snapshot carries delete files (e.g. Athena's merge-on-read DELETE)."""
+    snapshot = table.current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return False
+    return int(snapshot.summary.additional_properties.get("total-delete-files", "0")) > 0
