@@ -135,7 +135,7 @@ def lake_query(
     try:
         names, rows = run_query(table, settings.lake_table_config(), sql)
     except duckdb.Error as exc:
-        raise _fail(f"query failed: {exc}") from exc
+        raise _fail(f"query failed: {exc}", 2) from exc
     except OSError as exc:
         raise _fail(f"could not read the lake: {exc}") from exc
     _print_rows(names, rows, output)

@@ -1,21 +1,20 @@
-"""Fixtures for lake tests: a real Ceph RGW S3 server on loopback, a bucket per test, row readers."""
+"""Fixtures for lake tests: a real Ceph RGW S3 server on loopback with a bucket per test, and moto's Glue."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow as pa
+import httpx
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 import pytest
 from tests.support.rgw import RgwServer, start_rgw
-
-from leadscore.lake.schema import ARROW_SCHEMA
-from leadscore.lake.store import S3Options, Store, open_store
+from tests.support.server import free_port
 
 REGION = "us-east-1"
 
@@ -27,20 +26,9 @@ def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RgwServer]:
         yield server
 
 
-@pytest.fixture
-def s3_env(rgw: RgwServer) -> Iterator[dict[str, str]]:
-    """A fresh bucket, and the environment a server process needs to use it as its lake."""
+def make_bucket(rgw: RgwServer) -> str:
+    """A fresh bucket on the RGW server, made by its admin user."""
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    env = {
-        "AWS_ACCESS_KEY_ID": rgw.access_key,
-        "AWS_SECRET_ACCESS_KEY": rgw.secret_key,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "LEADSCORE_LAKE_URI": f"s3://{bucket}/predictions",
-        "LEADSCORE_S3_ENDPOINT_URL": rgw.endpoint,
-        "LEADSCORE_S3_REGION": REGION,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     fs = pafs.S3FileSystem(
         endpoint_override=rgw.endpoint.removeprefix("http://"),
         scheme="http",
@@ -50,6 +38,28 @@ def s3_env(rgw: RgwServer) -> Iterator[dict[str, str]]:
         allow_bucket_creation=True,
     )
     fs.create_dir(bucket)
+    return bucket
+
+
+@pytest.fixture
+def s3_env(rgw: RgwServer, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A fresh bucket, and the environment a server process needs to use it as its lake.
+
+    The table's catalog is a SQLite file beside the test (a SQL catalog on S3 data, as a single-host deployment
+    would run); the data and metadata files are on RGW.
+    """
+    bucket = make_bucket(rgw)
+    env = {
+        "AWS_ACCESS_KEY_ID": rgw.access_key,
+        "AWS_SECRET_ACCESS_KEY": rgw.secret_key,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "LEADSCORE_LAKE_URI": f"s3://{bucket}/predictions",
+        "LEADSCORE_LAKE_CATALOG_URI": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "LEADSCORE_S3_ENDPOINT_URL": rgw.endpoint,
+        "LEADSCORE_S3_REGION": REGION,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     yield env
     for key, value in saved.items():
         if value is None:
@@ -58,24 +68,27 @@ def s3_env(rgw: RgwServer) -> Iterator[dict[str, str]]:
             os.environ[key] = value
 
 
-def s3_store(env: dict[str, str]) -> Store:
-    """The store a server with `env` writes to."""
-    return open_store(env["LEADSCORE_LAKE_URI"], S3Options(env["LEADSCORE_S3_ENDPOINT_URL"], REGION))
-
-
-def lake_rows(store: Store) -> pa.Table:
-    """Every row in the lake."""
-    keys = [k for k in store.list() if k.endswith(".parquet")]
-    if not keys:
-        return ARROW_SCHEMA.empty_table()
-    return pa.concat_tables([pq.read_table(store.path(k), filesystem=store.fs) for k in keys])
-
-
-def row_counts(table: pa.Table) -> Counter[tuple[str, str]]:
-    """How often each (request_id, lead_id) occurs."""
-    return Counter(zip(table.column("request_id").to_pylist(), table.column("lead_id").to_pylist(), strict=True))
-
-
-def local_store(path: Path) -> Store:
-    """A local lake directory."""
-    return open_store(str(path))
+@pytest.fixture(scope="session")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Moto's server (Glue and S3 on one loopback port): the one fake allowed, for the Glue catalog path."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=out
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                httpx.get(f"{endpoint}/moto-api/", timeout=1)
+                break
+            except httpx.TransportError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not start:\n{log.read_text()}") from None
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

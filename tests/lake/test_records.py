@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from leadscore.api.recording import lake_rows
 from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns
-from leadscore.lake.records import RowGroup, deserialize, is_test_request, serialize, to_record_batch
+from leadscore.lake.records import RowGroup, deserialize, is_test_request, segment_rows, serialize, to_record_batch
 from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.lake.spool import frame
 from leadscore.model.bundle import Scorer
 from leadscore.scoring import score_columns
 
@@ -19,7 +21,9 @@ def _group(scorer: Scorer, leads: list[dict[str, object]], request_id: str = "r-
     payload = ScoreRequest.model_validate({"leads": leads})
     columns = to_columns(payload.leads)
     batch = score_columns(scorer, columns, len(payload.leads), datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC))
-    return RowGroup(request_id, batch, columns, processing_ms=1.5, is_test=False, environment="dev", api_key_id="k1")
+    return lake_rows(
+        batch, columns, request_id=request_id, processing_ms=1.5, is_test=False, environment="dev", api_key_id="k1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,7 +50,13 @@ def test_record_batch_has_the_lake_schema_and_one_row_per_lead(tiny_scorer: Scor
     assert batch.num_rows == 3
     assert batch.column("request_id").to_pylist() == ["r-1", "r-1", "r-2"]
     assert batch.column("lead_index").to_pylist() == [0, 1, 0]
-    assert batch.column("lead_id").to_pylist() == ["0", "1", "0"]
+    assert batch.column("lead_id").to_pylist() == [None, None, None]
+
+
+def test_a_lead_without_an_id_is_stored_with_a_null_id(tiny_scorer: Scorer) -> None:
+    """The API answers lead_id null for a lead sent without one: the lake stores null, its position apart."""
+    row = to_record_batch([_group(tiny_scorer, [{}, {"lead_id": "L1"}])]).to_pylist()
+    assert [(r["lead_id"], r["lead_index"]) for r in row] == [(None, 0), ("L1", 1)]
 
 
 def test_raw_custom_and_engineered_values_are_recorded(tiny_scorer: Scorer) -> None:
@@ -56,12 +66,13 @@ def test_raw_custom_and_engineered_values_are_recorded(tiny_scorer: Scorer) -> N
     assert row["raw_company_size"] == "Enterprise"
     assert row["raw_account_employees"] == 500
     assert row["raw_existing_customer"] is False
-    assert row["raw_last_campaign_interaction"] == datetime(2024, 8, 20, 10, 30, tzinfo=UTC)
+    assert row["raw_last_campaign_interaction"] == datetime(2024, 8, 20, 10, 30)  # noqa: DTZ001 - UTC, as Iceberg `timestamp`
     assert row["raw_custom_feature_34"] == pytest.approx(1.7)
     assert row["engineered_company_size_ordinal"] == 5
     assert row["engineered_job_level_ordinal"] == 5
     assert row["engineered_pages_per_session"] == pytest.approx(3.0)
-    assert row["timestamp"] == datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
+    assert row["timestamp"] == datetime(2026, 3, 4, 5, 6, 7, 123456)  # noqa: DTZ001 - UTC wall time
+    assert (row["year"], row["month"], row["day"]) == (2026, 3, 4)
     assert row["score"] in {1, 2, 3, 4, 5}
     assert row["confidence"] == pytest.approx(row[f"prob_{row['score']}"])
     assert row["features_used"] == 50
@@ -83,3 +94,30 @@ def test_serialized_rows_read_back_unchanged(tiny_scorer: Scorer) -> None:
     """A spool record deserializes to the same rows it was made from."""
     group = _group(tiny_scorer, [EXAMPLE_LEAD])
     assert deserialize(serialize([group])).to_pylist() == to_record_batch([group]).to_pylist()
+
+
+def test_timestamps_are_stored_as_utc_wall_time(tiny_scorer: Scorer) -> None:
+    """A scoring time given in another zone is stored as its UTC wall time, and partitioned by the UTC day."""
+    payload = ScoreRequest.model_validate({"leads": [{}]})
+    columns = to_columns(payload.leads)
+    local = datetime.fromisoformat("2026-03-04T23:30:00-05:00")
+    group = lake_rows(
+        score_columns(tiny_scorer, columns, 1, local),
+        columns,
+        request_id="tz",
+        processing_ms=1.0,
+        is_test=False,
+        environment="dev",
+        api_key_id=None,
+    )
+    row = to_record_batch([group]).to_pylist()[0]
+    assert row["timestamp"] == datetime(2026, 3, 5, 4, 30)  # noqa: DTZ001 - UTC wall time
+    assert (row["year"], row["month"], row["day"]) == (2026, 3, 5)
+
+
+def test_segment_rows_counts_readable_records_only(tmp_path, tiny_scorer: Scorer) -> None:
+    """Rows of a segment are counted from record headers; a record this version cannot read counts 0."""
+    path = tmp_path / "000000000001.seg"
+    good = serialize([_group(tiny_scorer, [{}, {}])])
+    path.write_bytes(frame(good) + frame(b"\x05\x00\x00\x00junk!") + frame(good))
+    assert segment_rows(path) == 4

@@ -1,232 +1,259 @@
-"""The lake sink with a local store: spool -> Parquet -> store, retries, capacity, deterministic keys."""
+"""The lake sink with a local table: spool -> commits of many segments, retries, quarantine, adoption, capacity."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from tests.support.lake import duplicated, local_settings, row_counts, scored_rows, table_rows
+from tests.support.waiting import Blackhole, wait_until
 
-from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns
-from leadscore.errors import ServiceUnavailable
-from leadscore.lake.records import RowGroup, serialize
-from leadscore.lake.sink import LakeConfig, LakeSink, partition_tables, segment_keys, segment_parquet
-from leadscore.lake.spool import Backlog, ClosedSegment, Spool
-from leadscore.lake.store import Store, open_store
+from leadscore.config import Settings
+from leadscore.lake import sink as sink_module
+from leadscore.lake.errors import SpoolFull, SpoolWriteFailed
+from leadscore.lake.flush import commit_segments
+from leadscore.lake.records import serialize
+from leadscore.lake.sink import LakeSink
+from leadscore.lake.spool import frame
 from leadscore.model.bundle import Scorer
-from leadscore.scoring import score_columns
 
 
-def _rows(scorer: Scorer, n: int, request_id: str, at: datetime | None = None) -> RowGroup:
-    payload = ScoreRequest.model_validate({"leads": [{**EXAMPLE_LEAD, "lead_id": f"L{i}"} for i in range(n)]})
-    columns = to_columns(payload.leads)
-    batch = score_columns(scorer, columns, n, at or datetime.now(UTC))
-    return RowGroup(request_id, batch, columns, 1.0, is_test=False, environment="dev")
-
-
-def _read_all(store: Store) -> pa.Table:
-    return pa.concat_tables([pq.read_table(store.path(k)) for k in store.list()])
-
-
-class FlakyStore(Store):
-    """A local store whose puts fail a given number of times first (a storage outage)."""
-
-    def __init__(self, root: Path, failures: int) -> None:
-        inner = open_store(str(root))
-        super().__init__(inner.fs, inner.root, inner.uri)
-        self.failures = failures
-        self.attempts = 0
-
-    def put(self, key: str, data: bytes) -> None:
-        self.attempts += 1
-        if self.failures > 0:
-            self.failures -= 1
-            raise OSError("connection refused")
-        super().put(key, data)
-
-
-def _sink(tmp_path: Path, store: Store, **kwargs: object) -> LakeSink:
-    config = LakeConfig(spool_dir=tmp_path / "spool", retry_initial_seconds=0.01, retry_max_seconds=0.05, **kwargs)  # type: ignore[arg-type]
-    sink = LakeSink(config, store)
+def _sink(settings: Settings) -> LakeSink:
+    sink = LakeSink(settings.lake_config())
     sink.start()
     return sink
 
 
-def test_recorded_rows_reach_the_store_as_parquet(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """Rows recorded and flushed are in the store, one Parquet file per segment and day."""
-    store = open_store(str(tmp_path / "lake"))
-    sink = _sink(tmp_path, store)
-    asyncio.run(sink.record(_rows(tiny_scorer, 3, "a")))
-    asyncio.run(sink.record(_rows(tiny_scorer, 2, "b")))
-    assert sink.close(10)
-    table = _read_all(store)
-    assert sorted(zip(table.column("request_id").to_pylist(), table.column("lead_id").to_pylist(), strict=True)) == [
-        ("a", "L0"), ("a", "L1"), ("a", "L2"), ("b", "L0"), ("b", "L1"),
-    ]  # fmt: skip
-    assert all(k.startswith("year=") and "/part-w-" in k for k in store.list())
-    assert not list((tmp_path / "spool").iterdir())
+def _orphan(settings: Settings, name: str, *payloads: bytes) -> Path:
+    """A spool directory left by a process that died, with one closed segment."""
+    directory = settings.spool_dir / name
+    directory.mkdir(parents=True)
+    path = directory / "000000000001.seg"
+    path.write_bytes(b"".join(payloads))
+    return path
 
 
-def test_rows_are_partitioned_by_their_utc_day(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """A segment spanning midnight UTC becomes one file per day, under year=/month=/day=."""
-    store = open_store(str(tmp_path / "lake"))
-    sink = _sink(tmp_path, store)
-    asyncio.run(sink.record(_rows(tiny_scorer, 1, "late", datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC))))
-    asyncio.run(sink.record(_rows(tiny_scorer, 1, "early", datetime(2026, 2, 1, 0, 0, 1, tzinfo=UTC))))
-    sink.close(10)
-    keys = store.list()
-    assert [k.rsplit("/", 1)[0] for k in keys] == ["year=2026/month=01/day=31", "year=2026/month=02/day=01"]
+class FlakyCommits:
+    """commit_segments failing `failures` times first (a store outage), then the real one."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError("connection refused")
+        return commit_segments(*args)
 
 
-def test_uploads_are_retried_until_the_store_is_back(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """While puts fail the rows wait in the spool (backlog visible); they arrive once the store recovers."""
-    store = FlakyStore(tmp_path / "lake", failures=3)
-    sink = _sink(tmp_path, store)
-    asyncio.run(sink.record(_rows(tiny_scorer, 4, "r")))
-    sink.rotate()
-    assert sink.wait_idle(10)
-    status = sink.status()
-    assert status["upload_failures"] == 3
-    assert status["backlog_rows"] == 0
-    assert store.attempts == 4
-    assert _read_all(store).num_rows == 4
+def test_recorded_rows_reach_the_table_once(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """Rows recorded and flushed are in the table, each (request, lead) once, and the spool is empty."""
+    settings = local_settings(tmp_path)
+    sink = _sink(settings)
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 3, "a")))
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 2, "b")))
+    assert sink.close(30)
+    counts = row_counts(table_rows(settings))
+    assert sorted(counts) == [("a", "L0"), ("a", "L1"), ("a", "L2"), ("b", "L0"), ("b", "L1")]
+    assert duplicated(counts) == 0
+    assert not list(settings.spool_dir.glob("w-*"))
+
+
+def test_segments_closing_within_the_commit_interval_share_one_commit(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """Five segments closing within one interval need at most two commits (the first may go alone, at once)."""
+    settings = local_settings(tmp_path, lake_commit_interval_seconds=60.0, lake_segment_max_bytes=1024)
+    sink = _sink(settings)
+    for i in range(5):
+        asyncio.run(sink.record(scored_rows(tiny_scorer, 2, f"r{i}")))  # each record closes a 1 KiB segment
+    assert sink.close(30)
+    assert sink.commits <= 2
+    assert table_rows(settings).num_rows == 10
+
+
+def test_commits_are_retried_until_the_store_is_back(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While commits fail the rows wait on the spool (failures counted); they arrive once the store recovers."""
+    flaky = FlakyCommits(failures=3)
+    monkeypatch.setattr(sink_module, "commit_segments", flaky)
+    settings = local_settings(tmp_path)
+    sink = _sink(settings)
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 4, "r")))
+    assert sink.wait_idle(30)
+    assert sink.status()["commit_failures"] == 3
+    assert flaky.calls == 4
+    assert table_rows(settings).num_rows == 4
     sink.close(5)
 
 
-def test_backlog_is_reported_while_the_store_is_down(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """Health sees backlog rows, bytes and the last error while uploads fail."""
-    store = FlakyStore(tmp_path / "lake", failures=10_000)
-    sink = _sink(tmp_path, store)
-    asyncio.run(sink.record(_rows(tiny_scorer, 2, "r")))
-    sink.rotate()
-    for _ in range(100):
-        if sink.status()["upload_failures"]:
-            break
-        asyncio.run(asyncio.sleep(0.02))
-    status = sink.status()
-    assert status["backlog_rows"] == 2
-    assert status["backlog_bytes"] > 0
-    assert "connection refused" in status["last_error"]
-    assert not sink.close(0.3)
-    assert list((tmp_path / "spool").glob("w-*/*.seg"))
+def test_a_stop_while_the_store_is_down_keeps_the_rows_and_says_so(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() past its deadline returns False and the rows stay on the spool, in a directory others can adopt."""
+    monkeypatch.setattr(sink_module, "commit_segments", FlakyCommits(failures=10**9))
+    settings = local_settings(tmp_path)
+    sink = _sink(settings)
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 2, "r")))
+    assert not sink.close(0.5)
+    assert sink.status()["backlog_rows"] == 2
+    assert "connection refused" in (sink.status()["last_error"] or "")
+    assert len(list(settings.spool_dir.glob("w-*/*.seg"))) == 1
 
 
-def test_full_spool_refuses_new_work_with_503(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """At the spool cap, capacity checks raise 503 with Retry-After: nothing is acknowledged past it."""
-    store = FlakyStore(tmp_path / "lake", failures=10_000)
-    sink = _sink(tmp_path, store, spool_max_bytes=1024)
-    sink.check_capacity()
-    asyncio.run(sink.record(_rows(tiny_scorer, 5, "r")))
-    with pytest.raises(ServiceUnavailable) as err:
-        sink.check_capacity()
-    assert err.value.headers["Retry-After"]
-    assert sink.status()["spool_full"] is True
-    sink.close(0.1)
-
-
-def test_segment_keys_are_deterministic(tiny_scorer: Scorer) -> None:
-    """The same segment always maps to the same object keys (a retry overwrites, never duplicates)."""
-    from leadscore.lake.records import to_record_batch  # noqa: PLC0415
-
-    table = pa.Table.from_batches([to_record_batch([_rows(tiny_scorer, 2, "r", datetime(2026, 5, 6, tzinfo=UTC))])])
-    first = [k for k, _ in segment_keys("w-abc-000000000007", table)]
-    assert first == [k for k, _ in segment_keys("w-abc-000000000007", table)]
-    assert first == ["year=2026/month=05/day=06/part-w-abc-000000000007.parquet"]
-    assert [p for p, _ in partition_tables(table)] == ["year=2026/month=05/day=06"]
-
-
-def test_restart_recovers_what_a_crash_left_in_the_spool(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """Segments of a process that died are uploaded by the next one, first."""
-    store = FlakyStore(tmp_path / "lake", failures=10_000)
-    crashed = _sink(tmp_path, store)
-    asyncio.run(crashed.record(_rows(tiny_scorer, 3, "before-crash")))
-    crashed._spool.directory.unlock()  # type: ignore[union-attr]  # what a dead process leaves
-    healthy = _sink(tmp_path, open_store(str(tmp_path / "lake")))
-    assert healthy.wait_idle(10)
-    healthy.close(5)
-    table = _read_all(healthy.store)
-    assert table.column("request_id").to_pylist() == ["before-crash"] * 3
-
-
-def test_async_durability_acknowledges_without_waiting(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """In async mode `record` returns before the write; the rows still reach the store."""
-    store = open_store(str(tmp_path / "lake"))
-    sink = _sink(tmp_path, store, durability="async")
-    asyncio.run(sink.record(_rows(tiny_scorer, 2, "fast")))
-    sink.close(10)
-    assert _read_all(store).num_rows == 2
-
-
-def test_large_segments_are_converted_in_bounded_chunks(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """A segment bigger than one conversion chunk becomes one file with every row, in several row groups."""
-    closed: list[ClosedSegment] = []
-    spool: Spool[RowGroup] = Spool(tmp_path, serialize, closed.append, Backlog(), 1 << 20, 60.0)
-    for i in range(7):
-        spool.append(_rows(tiny_scorer, 3, f"r{i}", datetime(2026, 5, 6, tzinfo=UTC)), rows=3).result(timeout=10)
-    spool.close()
-    files, rows = segment_parquet("w-x-000000000001", closed[0].path, chunk_rows=5)
-    assert rows == 21
-    (data,) = files.values()
-    parquet = pq.ParquetFile(pa.BufferReader(data))
-    assert parquet.metadata.num_rows == 21
-    assert parquet.metadata.num_row_groups > 1
-
-
-def test_retried_upload_of_a_compacted_segment_adds_no_rows(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """A segment re-uploaded after its day was compacted (crash recovery) is skipped: no row twice."""
-    import shutil  # noqa: PLC0415
-    from datetime import date  # noqa: PLC0415
-
-    from leadscore.lake.compact import compact_day  # noqa: PLC0415
-
-    day = datetime(2026, 5, 6, 12, tzinfo=UTC)
-    closed: list[ClosedSegment] = []
-    spool: Spool[RowGroup] = Spool(tmp_path / "spool", serialize, closed.append, Backlog(), 1, 60.0)
-    for i in range(2):
-        spool.append(_rows(tiny_scorer, 2, f"r{i}", day), rows=2).result(timeout=10)
-    spool.close()
-    store = open_store(str(tmp_path / "lake"))
-    sink = LakeSink(LakeConfig(spool_dir=tmp_path / "unused"), store)
-    saved = tmp_path / "saved.seg"
-    shutil.copy(closed[0].path, saved)
-    for segment in closed:
-        sink.upload_segment(segment)
-    compact_day(store, date(2026, 5, 6))
-    assert len(store.list()) == 1
-
-    assert sink.upload_segment(ClosedSegment(saved, closed[0].segment_id)) == []
-    assert len(store.list()) == 1
-    assert _read_all(store).num_rows == 4
-
-
-def test_segments_can_be_converted_in_a_child_process(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """With conversion in a child process (the server's default) rows still reach the store, all of them."""
-    store = open_store(str(tmp_path / "lake"))
-    sink = _sink(tmp_path, store, convert_in_subprocess=True)
-    asyncio.run(sink.record(_rows(tiny_scorer, 3, "child")))
-    assert sink.close(60)
-    assert _read_all(store).column("request_id").to_pylist() == ["child"] * 3
-
-
-def test_converter_process_runs_below_the_workers_priority(tmp_path: Path) -> None:
-    """The Parquet converter is a separate process niced below the request workers."""
-    import os  # noqa: PLC0415
-
-    from leadscore.lake.sink import CONVERTER_NICE, _start_converter  # noqa: PLC0415
-
-    converter = _start_converter()
+def test_a_commit_hung_on_the_store_is_ended_at_the_close_deadline(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """A commit stuck on a store that never answers is ended (its process killed) at close's deadline."""
+    store = Blackhole()
     try:
-        child_pid, child_nice = converter.submit(_pid_and_nice).result(timeout=60)
+        settings = local_settings(
+            tmp_path,
+            lake_uri="s3://bucket/lake",
+            lake_catalog_uri=f"sqlite:///{tmp_path / 'catalog.db'}",
+            s3_endpoint_url=store.endpoint,
+            s3_region="us-east-1",
+            lake_request_timeout_seconds=300.0,
+            lake_commit_in_subprocess=True,
+        )
+        sink = _sink(settings)
+        asyncio.run(sink.record(scored_rows(tiny_scorer, 1, "r")))
+        sink.rotate()
+        wait_until(lambda: store._held, what="the committer reached the store")
+        started = time.monotonic()
+        assert not sink.close(1.0)
+        assert time.monotonic() - started < 1.0 + 5.0 + 5.0  # the deadline, the flusher's join, the pool's end
+        assert len(list(settings.spool_dir.glob("w-*/*.seg"))) == 1
     finally:
-        converter.shutdown()
-    assert child_pid != os.getpid()
-    assert child_nice == min(19, os.nice(0) + CONVERTER_NICE)
+        store.close()
 
 
-def _pid_and_nice() -> tuple[int, int]:
-    import os  # noqa: PLC0415
+def test_the_committer_process_commits(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """With commits in a child process (the default), rows reach the table as in-process."""
+    settings = local_settings(tmp_path, lake_commit_in_subprocess=True)
+    sink = _sink(settings)
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 3, "child")))
+    assert sink.close(60)
+    assert table_rows(settings).num_rows == 3
 
-    return os.getpid(), os.nice(0)
+
+def test_a_segment_committed_before_a_crash_is_not_committed_again(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """A crash between commit and delete: the next sink adopts the segment, finds it committed, adds nothing."""
+    settings = local_settings(tmp_path)
+    path = _orphan(settings, "w-crashed", frame(serialize([scored_rows(tiny_scorer, 3, "once")])))
+    commit_segments(settings.lake_table_config(), [("w-crashed-000000000001", str(path))])
+    sink = _sink(settings)
+    assert sink.wait_idle(30)
+    assert sink.close(10)
+    counts = row_counts(table_rows(settings))
+    assert sum(counts.values()) == 3
+    assert duplicated(counts) == 0
+    assert not path.exists()
+
+
+def test_a_damaged_segment_is_committed_as_far_as_readable_and_quarantined(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """Damaged bytes mid-segment: the readable rows are committed, the file kept in quarantine with a report."""
+    settings = local_settings(tmp_path)
+    middle = bytearray(frame(serialize([scored_rows(tiny_scorer, 2, "lost")])))
+    middle[30] ^= 0xFF
+    _orphan(
+        settings,
+        "w-damaged",
+        frame(serialize([scored_rows(tiny_scorer, 1, "before")])),
+        bytes(middle),
+        frame(serialize([scored_rows(tiny_scorer, 1, "after")])),
+    )
+    sink = _sink(settings)
+    assert sink.wait_idle(30)
+    assert sink.status()["quarantined_segments"] == 1
+    sink.close(10)
+    assert sorted({r for r, _ in row_counts(table_rows(settings))}) == ["after", "before"]
+    kept = list((settings.spool_dir / "quarantine").iterdir())
+    assert sorted(p.suffix for p in kept) == [".json", ".seg"]
+
+
+def test_a_poison_segment_at_start_is_quarantined_and_the_sink_starts(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """A segment whose records this version cannot read does not stop start-up; it waits in quarantine."""
+    settings = local_settings(tmp_path)
+    future = b'{"v": 99, "groups": []}'
+    _orphan(settings, "w-poison", frame(len(future).to_bytes(4, "little") + future))
+    sink = _sink(settings)
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 1, "fine")))
+    assert sink.wait_idle(30)
+    assert sink.status()["quarantined_segments"] == 1
+    assert sink.close(10)
+    assert table_rows(settings).num_rows == 1
+
+
+def test_a_live_sink_adopts_the_spool_of_a_process_that_died(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """An unlocked spool directory appearing while the sink runs is adopted and committed."""
+    settings = local_settings(tmp_path, lake_adopt_interval_seconds=0.2)
+    sink = _sink(settings)
+    path = _orphan(settings, "w-died-later", frame(serialize([scored_rows(tiny_scorer, 2, "adopted")])))
+    wait_until(lambda: not path.exists(), what="the orphan's segment committed and removed")
+    assert sink.close(10)
+    assert table_rows(settings).num_rows == 2
+
+
+def test_full_spool_refuses_new_work(tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the spool cap the capacity check raises SpoolFull with a retry hint, and readiness is false."""
+    monkeypatch.setattr(sink_module, "commit_segments", FlakyCommits(failures=10**9))
+    settings = local_settings(tmp_path, lake_spool_max_bytes=1024)
+    sink = _sink(settings)
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 20, "big")))
+    with pytest.raises(SpoolFull) as caught:
+        sink.check_capacity()
+    assert caught.value.retry_after > 0
+    assert not sink.ready()
+    sink.close(0.2)
+
+
+def test_a_failed_spool_write_is_refused_and_turns_readiness_off_until_writes_succeed(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ENOSPC write raises SpoolWriteFailed (nothing acknowledged); readiness is off until the disk takes writes."""
+    settings = local_settings(tmp_path)
+    sink = _sink(settings)
+    import leadscore.lake.spool as spool_module  # noqa: PLC0415
+
+    full = threading.Event()
+    original = spool_module.os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if full.is_set():
+            raise OSError(28, "No space left on device")
+        return original(fd, data)
+
+    monkeypatch.setattr(spool_module.os, "write", write)
+    full.set()
+    with pytest.raises(SpoolWriteFailed):
+        asyncio.run(sink.record(scored_rows(tiny_scorer, 1, "refused")))
+    assert not sink.ready()
+    full.clear()
+    sink._last_probe = 0.0
+    assert sink.ready()
+    asyncio.run(sink.record(scored_rows(tiny_scorer, 1, "kept")))
+    assert sink.close(30)
+    assert [r for r, _ in row_counts(table_rows(settings))] == ["kept"]
+
+
+def test_async_mode_acknowledges_only_written_rows(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In async mode a record() that could not be written raises too: nothing unwritten is acknowledged."""
+    import leadscore.lake.spool as spool_module  # noqa: PLC0415
+
+    settings = local_settings(tmp_path, lake_durability="async")
+    sink = _sink(settings)
+
+    def enospc(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spool_module.os, "write", enospc)
+    with pytest.raises(SpoolWriteFailed):
+        asyncio.run(sink.record(scored_rows(tiny_scorer, 1, "refused")))
+    monkeypatch.undo()
+    sink.close(10)

@@ -1,4 +1,4 @@
-"""The spool: framing, torn tails, group commit, orphan recovery."""
+"""The spool: framing, torn tails, damaged records, group commit, write failures, orphan recovery."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from leadscore.lake.spool import (
     SpoolDirectory,
     claim_orphans,
     frame,
+    leftover_segments,
     read_segment,
+    remove_stale_files,
     seal_open_segments,
 )
 
@@ -44,13 +46,39 @@ def test_read_segment_drops_a_torn_last_record(tmp_path: Path) -> None:
     assert read.torn_bytes == len(frame(b"two-is-longer")) - 3
 
 
-def test_read_segment_stops_at_a_checksum_mismatch(tmp_path: Path) -> None:
-    """A record whose bytes do not match its CRC is treated as torn."""
+def test_read_segment_treats_a_bad_last_record_as_torn(tmp_path: Path) -> None:
+    """A last record whose bytes do not match its CRC is a torn tail, not a readable record."""
     path = tmp_path / "s.seg"
     bad = bytearray(frame(b"payload"))
     bad[-1] ^= 0xFF
     path.write_bytes(frame(b"good") + bytes(bad))
-    assert read_segment(path).records == [b"good"]
+    read = read_segment(path)
+    assert read.records == [b"good"]
+    assert read.torn_bytes == len(bad)
+    assert read.bad_bytes == 0
+
+
+@pytest.mark.parametrize("flip", [0, 5, 11, 14])
+def test_read_segment_resumes_after_a_damaged_middle_record(tmp_path: Path, flip: int) -> None:
+    """One flipped byte in a middle record (header or payload) loses that record only; the rest are read."""
+    middle = bytearray(frame(b"middle-record"))
+    middle[flip] ^= 0xFF
+    path = tmp_path / "s.seg"
+    path.write_bytes(frame(b"first") + bytes(middle) + frame(b"third") + frame(b"fourth"))
+    read = read_segment(path)
+    assert read.records == [b"first", b"third", b"fourth"]
+    assert read.bad_bytes == len(middle)
+    assert read.torn_bytes == 0
+
+
+def test_read_segment_skips_garbage_between_records(tmp_path: Path) -> None:
+    """Bytes that are no frame at all (even containing the magic) are counted as damage, not read."""
+    path = tmp_path / "s.seg"
+    garbage = b"LSR1 not a frame \x00\x01"
+    path.write_bytes(frame(b"a") + garbage + frame(b"b"))
+    read = read_segment(path)
+    assert read.records == [b"a", b"b"]
+    assert read.bad_bytes == len(garbage)
 
 
 def test_concurrent_appends_share_fsyncs_and_all_complete(tmp_path: Path) -> None:
@@ -116,6 +144,61 @@ def test_write_failure_reaches_the_waiting_caller(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="No space"):
         spool.append(b"x", rows=1).result(timeout=10)
     spool.close()
+
+
+def test_a_failed_write_is_cut_off_and_marks_the_spool_until_a_write_succeeds(tmp_path: Path) -> None:
+    """After a write fails the segment holds only whole records, write_error is set, and the next write clears it."""
+    fail = threading.Event()
+
+    def serialize(items: list[bytes]) -> bytes:
+        if fail.is_set():
+            raise OSError(28, "No space left on device")
+        return b"".join(items)
+
+    closed: list[ClosedSegment] = []
+    spool: Spool[bytes] = Spool(tmp_path, serialize, closed.append, Backlog(), 1 << 20, 60.0)
+    spool.append(b"one", rows=1).result(timeout=10)
+    fail.set()
+    with pytest.raises(OSError, match="No space"):
+        spool.append(b"two", rows=1).result(timeout=10)
+    assert spool.write_error is not None
+    fail.clear()
+    spool.append(b"three", rows=1).result(timeout=10)
+    assert spool.write_error is None
+    spool.close()
+    assert read_segment(closed[0].path).records == [b"one", b"three"]
+
+
+def test_probe_clears_the_write_error_once_the_disk_takes_writes(tmp_path: Path) -> None:
+    """probe() writes and removes a file beside the segments; success clears write_error, leaves nothing."""
+    spool = _spool(tmp_path, [])
+    spool.write_error = OSError(28, "No space left on device")
+    assert spool.probe()
+    assert spool.write_error is None
+    assert not list(spool.directory.path.glob(".probe-*"))
+    spool.close()
+
+
+def test_stale_staging_directories_and_probe_files_are_removed(tmp_path: Path) -> None:
+    """At start, an empty staging directory of a process that died and stray probe files are removed."""
+    (tmp_path / ".w-dead").mkdir()
+    (tmp_path / ".w-dead" / "LOCK").touch()
+    (tmp_path / "w-old").mkdir()
+    (tmp_path / "w-old" / ".probe-1234").write_bytes(b"x")
+    (tmp_path / "w-old" / "000000000001.seg").write_bytes(frame(b"rows"))
+    remove_stale_files(tmp_path)
+    assert not (tmp_path / ".w-dead").exists()
+    assert sorted(p.name for p in (tmp_path / "w-old").iterdir()) == ["000000000001.seg"]
+
+
+def test_leftover_segments_counts_what_no_live_process_holds(tmp_path: Path) -> None:
+    """Segments in unlocked spool directories are left-overs; a live spool's are not counted."""
+    (tmp_path / "w-dead").mkdir()
+    (tmp_path / "w-dead" / "000000000001.seg").write_bytes(frame(b"rows"))
+    live = _spool(tmp_path, [])
+    live.append(b"live", rows=1).result(timeout=10)
+    assert leftover_segments(tmp_path) == (1, len(frame(b"rows")))
+    live.close()
 
 
 def test_live_spool_directories_are_not_claimed(tmp_path: Path) -> None:

@@ -9,11 +9,9 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pytest
 from typer.testing import CliRunner
 
@@ -23,6 +21,7 @@ from leadscore.loadtest.client import Sample
 from leadscore.loadtest.report import PhaseResult
 from leadscore.loadtest.suites import SUITES, prediction_problem, run_checks, run_suite
 from leadscore.loadtest.thresholds import DEV, PROD, TargetEnv
+from tests.support.lake import table_rows
 from tests.support.server import ServerProcess, start_server
 
 pytestmark = pytest.mark.e2e
@@ -205,8 +204,6 @@ def test_rows_written_by_load_and_smoke_tests_are_marked_is_test(tmp_path):
         asyncio.run(run_suite(TargetEnv.PROD, server.url))
     finally:
         assert server.stop() == 0  # a clean stop flushes the spool into the lake
-    table = ds.dataset(Path(server.env["LEADSCORE_LAKE_URI"]), format="parquet", partitioning="hive").to_table(
-        columns=["request_id", "is_test"]
-    )
+    table = table_rows(server.env).select(["request_id", "is_test"])
     assert table.num_rows == 1 + 5 + 10 + 25 + 50 + 1 + 2 + 1 + 1
     assert pc.all(table["is_test"]).as_py()

@@ -26,6 +26,9 @@ class Traffic:
     max_seconds: float = 120.0
     pause: float = 0.0  # seconds each sender waits between requests (spreads load over an outage)
     acknowledged: dict[str, int] = field(default_factory=dict)  # request_id -> leads, for every 2xx
+    # request_id -> leads, for requests that got no answer at all (the server died mid-request): their rows may or
+    # may not have been kept, as the client cannot know.
+    unanswered: dict[str, int] = field(default_factory=dict)
     statuses: Counter[str] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -77,6 +80,8 @@ class Traffic:
                 except httpx.TransportError as exc:
                     with self._lock:
                         self.statuses[type(exc).__name__] += 1
+                        if not isinstance(exc, httpx.ConnectError):  # a refused connection sent nothing
+                            self.unanswered[request_id] = len(leads)
                     time.sleep(0.05)
                     continue
                 with self._lock:

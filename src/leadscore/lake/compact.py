@@ -40,8 +40,7 @@ class CompactionResult:
 
 def equal(column: str, value: object) -> BooleanExpression:
     """`column = value` as a pyiceberg expression."""
-    # pydantic's mypy plugin reads EqualTo's fields, not its positional __init__ (the documented call).
-    return EqualTo(column, value)  # type: ignore[call-arg]
+    return EqualTo(term=column, value=value)
 
 
 def day_filter(day: date) -> BooleanExpression:

@@ -73,27 +73,38 @@ def read_rows(segment_id: str, path: Path) -> tuple[list[pa.RecordBatch], Segmen
     """The segment's readable rows as Arrow batches, and what could not be read."""
     read = read_segment(path)
     batches: list[pa.RecordBatch] = []
-    pending: list[RowGroup] = []
-    pending_rows = rows = bad_records = 0
+    pending: list[tuple[int, RowGroup]] = []  # (record number, rows)
+    rows = pending_rows = 0
+    bad: set[int] = set()
     error = None
-    for record in read.records:
+
+    def convert() -> None:
+        nonlocal rows, pending_rows, error
+        try:
+            batches.append(to_record_batch([group for _, group in pending]))
+            rows += pending_rows
+        except (pa.ArrowException, ValueError, TypeError) as exc:  # values the lake's columns cannot hold
+            bad.update(number for number, _ in pending)
+            error = repr(exc)
+        pending.clear()
+        pending_rows = 0
+
+    for number, record in enumerate(read.records):
         try:
             groups = deserialize_groups(record)
         except (ValueError, KeyError, TypeError) as exc:  # a valid frame holding what this version cannot read
-            bad_records += 1
+            bad.add(number)
             error = repr(exc)
             continue
-        for group in groups:
-            pending.append(group)
-            pending_rows += group.size
-            if pending_rows >= CHUNK_ROWS:
-                batches.append(to_record_batch(pending))
-                rows += pending_rows
-                pending, pending_rows = [], 0
+        pending.extend((number, group) for group in groups)
+        pending_rows += sum(group.size for group in groups)
+        if pending_rows >= CHUNK_ROWS:
+            convert()
     if pending:
-        batches.append(to_record_batch(pending))
-        rows += pending_rows
-    return batches, SegmentReport(segment_id, rows, read.bad_bytes, bad_records, error=error)
+        convert()
+    # A closed segment was written whole and fsync'd before it was closed (a torn tail is cut off at recovery,
+    # before closing): unreadable bytes at its end are damage too.
+    return batches, SegmentReport(segment_id, rows, read.bad_bytes + read.torn_bytes, len(bad), error=error)
 
 
 def commit_segments(config: TableConfig, segments: Sequence[tuple[str, str]]) -> CommitReport:

@@ -159,8 +159,10 @@ class LakeSink:
             log.warning("lake_backlog_left_in_spool", rows=rows, bytes=size, spool=str(self.config.spool_dir))
         else:
             log.info("lake_flushed")
-        if self._spool is not None:
-            self._spool.directory.remove_if_empty()
+        # Let go of every spool directory: what is left is then adoptable (and counted by the exit check).
+        for directory in [*self._recovered, *([self._spool.directory] if self._spool is not None else [])]:
+            directory.remove_if_empty()
+            directory.unlock()
         return rows == 0
 
     # --- request path ------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ class LakeSink:
         retrying = Retrying(
             retry=retry_if_exception_type(Exception),
             wait=wait_exponential_jitter(
-                initial=self.config.retry_initial_seconds,
+                multiplier=self.config.retry_initial_seconds,
                 max=self.config.retry_max_seconds,
                 jitter=self.config.retry_initial_seconds,
             ),

@@ -32,8 +32,9 @@ SEGMENTS_PROPERTY: Final = "leadscore.segments"
 # Table properties the service sets (and puts back if changed):
 # - many workers and tasks commit to one table: more retries of a conflicting commit than pyiceberg's 4;
 # - old metadata files are deleted after each commit (one per commit would pile up), keeping the last 100;
-# - a compaction replaces exact files: it conflicts with a concurrent change of those files, not with new rows
-#   appended to its partition meanwhile (snapshot isolation for overwrites).
+# - a compaction replaces exact files and a forget rewrites the files it found: each conflicts with a concurrent
+#   change of those files, not with new rows appended meanwhile (snapshot isolation; pyiceberg files a hand-built
+#   overwrite under the delete operation's level).
 TABLE_PROPERTIES: Final = {
     "format-version": "2",
     "write.format.default": "parquet",
@@ -44,6 +45,7 @@ TABLE_PROPERTIES: Final = {
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "100",
     "write.update.isolation-level": "snapshot",
+    "write.delete.isolation-level": "snapshot",
 }
 _EVOLVE_ATTEMPTS: Final = 5
 

@@ -1,0 +1,154 @@
+"""`leadscore lake ddl|query|compact|forget|requeue` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.cli import app
+from leadscore.lake.flush import commit_segments
+from leadscore.lake.records import serialize
+from leadscore.lake.spool import frame
+from leadscore.model.bundle import Scorer
+from tests.support.lake import local_settings, scored_rows, table_rows
+
+runner = CliRunner()
+DAY = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def lake_env(tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A local lake with two commits on 2026-06-01, configured as the user's LEADSCORE_LAKE_URI."""
+    config = local_settings(tmp_path).lake_table_config()
+    for i in range(2):
+        path = tmp_path / f"w-x-{i}.seg"
+        path.write_bytes(frame(serialize([scored_rows(tiny_scorer, 2, f"r{i}", DAY)])))
+        commit_segments(config, [(path.stem, str(path))])
+    monkeypatch.setenv("LEADSCORE_LAKE_URI", str(tmp_path / "lake"))
+    monkeypatch.setenv("LEADSCORE_SPOOL_DIR", str(tmp_path / "spool"))
+    return tmp_path / "lake"
+
+
+def test_ddl_prints_the_iceberg_create_table_for_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`lake ddl` prints Athena's CREATE TABLE (Iceberg) named for the environment."""
+    monkeypatch.setenv("LEADSCORE_LAKE_URI", "s3://analytics/leads")
+    result = runner.invoke(app, ["lake", "ddl"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("CREATE TABLE IF NOT EXISTS `leadscore_dev`.`lead_score_dev`")
+    assert "LOCATION 's3://analytics/leads/'" in result.stdout
+
+
+def test_query_prints_rows_as_json(lake_env: Path) -> None:
+    """`lake query --output json` prints the result rows."""
+    result = runner.invoke(app, ["lake", "query", "SELECT count(*) AS n FROM lead_score_dev", "--output", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == [{"n": 4}]
+
+
+def test_query_prints_a_table_by_default(lake_env: Path) -> None:
+    """The default output is an aligned table with a row count."""
+    result = runner.invoke(app, ["lake", "query", "SELECT is_test, count(*) AS n FROM lead_score_dev GROUP BY 1"])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].split() == ["is_test", "n"]
+    assert "(1 rows)" in result.stdout
+
+
+def test_a_wide_result_prints_one_line_per_column(lake_env: Path) -> None:
+    """SELECT * (170 columns) prints each row as `column  value` lines, not one line wider than the terminal."""
+    result = runner.invoke(app, ["lake", "query", "SELECT * FROM lead_score_dev LIMIT 1"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "-[ row 1 ]"
+    assert any(line.split()[:1] == ["raw_industry"] for line in lines)
+    assert max(len(line) for line in lines) < 200
+
+
+def test_an_unknown_output_format_is_refused(lake_env: Path) -> None:
+    """`--output xml` is refused with the valid choices, not silently printed as a table."""
+    result = runner.invoke(app, ["lake", "query", "SELECT 1", "--output", "xml"])
+    assert result.exit_code == 2
+    assert "xml" in result.output
+
+
+def test_bad_sql_is_a_clear_error(lake_env: Path) -> None:
+    """SQL errors exit non-zero with the database's message."""
+    result = runner.invoke(app, ["lake", "query", "SELEC nothing"])
+    assert result.exit_code == 2
+    assert "query failed" in result.output
+
+
+def test_query_of_a_lake_that_does_not_exist_fails_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A query where there is no lake says so (exit 1) and leaves no empty lake behind."""
+    monkeypatch.setenv("LEADSCORE_LAKE_URI", str(tmp_path / "nowhere"))
+    result = runner.invoke(app, ["lake", "query", "SELECT count(*) FROM lead_score_dev"])
+    assert result.exit_code == 1
+    assert "no lake table" in result.output
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_compact_merges_the_given_day(lake_env: Path) -> None:
+    """`lake compact --date` reports the merge it did."""
+    result = runner.invoke(app, ["lake", "compact", "--date", "2026-06-01"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["partition"], report["input_files"], report["rows"], report["output_files"]) == (
+        "year=2026/month=06/day=01", 2, 4, 1,
+    )  # fmt: skip
+
+
+def test_compact_refuses_today_without_force(lake_env: Path) -> None:
+    """Today's partition is still being written, so compacting it needs --force."""
+    result = runner.invoke(app, ["lake", "compact", "--date", datetime.now(UTC).strftime("%Y-%m-%d")])
+    assert result.exit_code == 2
+    assert "still being written" in result.output
+
+
+def test_compact_rejects_a_malformed_date(lake_env: Path) -> None:
+    """A date not in YYYY-MM-DD form is refused with a clear message."""
+    result = runner.invoke(app, ["lake", "compact", "--date", "01/06/2026"])
+    assert result.exit_code == 2
+    assert "YYYY-MM-DD" in result.output
+
+
+def test_forget_deletes_a_lead_and_prints_the_count(lake_env: Path, tmp_path: Path) -> None:
+    """`lake forget --lead-id` deletes that lead's rows in every request and prints how many."""
+    result = runner.invoke(app, ["lake", "forget", "--lead-id", "L1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["deleted_rows"] == 2
+    assert "L1" not in table_rows(local_settings(tmp_path)).column("lead_id").to_pylist()
+
+
+def test_forget_needs_a_lead_or_request(lake_env: Path) -> None:
+    """Without --lead-id or --request-id nothing is deleted and the user is told what to give."""
+    result = runner.invoke(app, ["lake", "forget"])
+    assert result.exit_code == 2
+    assert "--lead-id" in result.output
+
+
+def test_requeue_commits_a_readable_segment_and_keeps_a_damaged_one(
+    lake_env: Path, tmp_path: Path, tiny_scorer: Scorer
+) -> None:
+    """`lake requeue` commits what quarantined segments hold; one still damaged stays in quarantine."""
+    quarantine = tmp_path / "spool" / "quarantine"
+    quarantine.mkdir(parents=True)
+    (quarantine / "w-q-000000000001.seg").write_bytes(frame(serialize([scored_rows(tiny_scorer, 1, "requeued")])))
+    damaged = bytearray(frame(serialize([scored_rows(tiny_scorer, 1, "gone")])))
+    damaged[20] ^= 0xFF
+    (quarantine / "w-q-000000000002.seg").write_bytes(
+        frame(serialize([scored_rows(tiny_scorer, 1, "kept")])) + bytes(damaged)
+    )
+    result = runner.invoke(app, ["lake", "requeue"])
+    assert result.exit_code == 0, result.output
+    outcome = {r["segment"]: r for r in json.loads(result.stdout)}
+    assert outcome["w-q-000000000001"]["released"] is True
+    assert outcome["w-q-000000000002"]["released"] is False
+    assert [p.name for p in quarantine.glob("*.seg")] == ["w-q-000000000002.seg"]
+    request_ids = set(table_rows(local_settings(tmp_path)).column("request_id").to_pylist())
+    assert {"requeued", "kept"} <= request_ids
+    assert "gone" not in request_ids
