@@ -145,6 +145,17 @@ def test_restricted_user_removes_old_metadata_files(admin_table: Path, lake: Res
     assert len(metadata_files) == int(TABLE_PROPERTIES["write.metadata.previous-versions-max"]) + 1
 
 
+def test_restricted_user_aborts_its_multipart_upload(lake: RestrictedLake) -> None:
+    """A failed large upload can be aborted under the prefix (else its parts would linger until the lifecycle rule)."""
+    client = lake.client()
+    key = f"{lake.prefix}/data/aborted.parquet"
+    upload = client.create_multipart_upload(Bucket=lake.bucket, Key=key)["UploadId"]
+    client.upload_part(Bucket=lake.bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+    client.abort_multipart_upload(Bucket=lake.bucket, Key=key, UploadId=upload)
+    with pytest.raises(ClientError, match="NoSuchKey"):
+        client.get_object(Bucket=lake.bucket, Key=key)
+
+
 def test_put_outside_the_lake_prefix_is_denied(lake: RestrictedLake) -> None:
     """The restricted user cannot write beside the lake."""
     with pytest.raises(ClientError, match="AccessDenied"):
