@@ -36,10 +36,16 @@ def test_unknown_environment_in_context_is_refused() -> None:
         configs_from_context({"qa": {}})
 
 
-def test_grace_must_be_shorter_than_stop_timeout() -> None:
-    """The service's own shutdown must end before ECS kills the container."""
-    with pytest.raises(ValueError, match="shorter than the stop timeout"):
-        environment_config("dev", {"shutdownGraceSeconds": 120})
+def test_stop_timeout_must_cover_grace_plus_margin() -> None:
+    """The service's own shutdown, plus time to exit, must end before ECS kills the container."""
+    with pytest.raises(ValueError, match="cover the shutdown grace plus 10 s"):
+        environment_config("dev", {"shutdownGraceSeconds": 111})
+
+
+def test_stop_timeout_above_what_ecs_allows_is_refused() -> None:
+    """ECS kills 120 s after SIGTERM at most, so a longer stop timeout is an error, not a promise."""
+    with pytest.raises(ValueError, match="120 s at most"):
+        environment_config("dev", {"stopTimeoutSeconds": 180})
 
 
 def test_task_counts_are_checked() -> None:

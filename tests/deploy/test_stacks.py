@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from leadscore.lake.ddl import projection_properties
-from leadscore.lake.schema import PARTITION_KEYS, athena_columns
-from tests.deploy.conftest import ACCOUNT, GITHUB_REPO, synth_app, template
+from leadscore.lake.schema import COLUMNS
+from tests.deploy.conftest import ACCOUNT, GITHUB_REPO, ROOT, synth_app, template
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +79,96 @@ def test_task_size_and_stop_timeout(dev: Template) -> None:
     assert container(dev)["StopTimeout"] == 120
 
 
+def test_stop_timeout_covers_the_shutdown_grace_with_a_margin(dev: Template, prod: Template) -> None:
+    """ECS kills no sooner than 10 s after the service's own grace ends, and within the 120 s ECS allows."""
+    for t in (dev, prod):
+        environment = {e["Name"]: e["Value"] for e in container(t)["Environment"]}
+        grace = int(environment["LEADSCORE_SHUTDOWN_GRACE_SECONDS"])
+        assert grace + 10 <= container(t)["StopTimeout"] <= 120
+
+
 def test_container_runs_locked_down(dev: Template) -> None:
-    """Read-only root, an init process for signals, and the spool on a task volume."""
+    """Read-only root, an init process for signals, temporary files on a task volume, the spool on EFS."""
     definition = container(dev)
     assert definition["ReadonlyRootFilesystem"] is True
     assert definition["LinuxParameters"]["InitProcessEnabled"] is True
     assert definition["MountPoints"] == [
-        {"ContainerPath": "/var/lib/leadscore", "ReadOnly": False, "SourceVolume": "data"}
+        {"ContainerPath": "/var/lib/leadscore", "ReadOnly": False, "SourceVolume": "data"},
+        {"ContainerPath": "/var/spool/leadscore", "ReadOnly": False, "SourceVolume": "spool"},
     ]
+
+
+def test_spool_dir_is_the_efs_mount(dev: Template) -> None:
+    """LEADSCORE_SPOOL_DIR is where the EFS volume is mounted, so the spool outlives the task."""
+    environment = {e["Name"]: e["Value"] for e in container(dev)["Environment"]}
+    mounts = {m["SourceVolume"]: m["ContainerPath"] for m in container(dev)["MountPoints"]}
+    assert environment["LEADSCORE_SPOOL_DIR"] == mounts["spool"]
+
+
+def test_spool_volume_is_efs_with_tls_and_iam(dev: Template) -> None:
+    """The spool volume mounts the file system through its access point, TLS in transit, IAM authorization."""
+    _, task = only(dev, "AWS::ECS::TaskDefinition")
+    (volume,) = [v for v in task["Volumes"] if v["Name"] == "spool"]
+    efs = volume["EFSVolumeConfiguration"]
+    assert efs["FilesystemId"] == {"Ref": only(dev, "AWS::EFS::FileSystem")[0]}
+    assert efs["TransitEncryption"] == "ENABLED"
+    assert efs["AuthorizationConfig"] == {
+        "AccessPointId": {"Ref": only(dev, "AWS::EFS::AccessPoint")[0]},
+        "IAM": "ENABLED",
+    }
+
+
+def test_spool_file_system_is_encrypted_and_backed_up(dev: Template) -> None:
+    """EFS is encrypted with the environment key, backed up, elastic, and TLS-only by its own policy."""
+    _, file_system = only(dev, "AWS::EFS::FileSystem")
+    assert file_system["Encrypted"] is True
+    assert render(file_system["KmsKeyId"]).startswith("<Key")
+    assert file_system["BackupPolicy"] == {"Status": "ENABLED"}
+    (statement,) = file_system["FileSystemPolicy"]["Statement"]
+    assert (statement["Effect"], statement["Condition"]) == ("Deny", {"Bool": {"aws:SecureTransport": "false"}})
+
+
+def test_spool_file_system_follows_protect_data(dev_json: dict[str, Any], cdk_out: Path) -> None:
+    """Dev deletes the spool file system with the stack; prod keeps it."""
+    prod_json = json.loads((cdk_out / "leadscore-prod.template.json").read_text())
+    policies = [
+        next(r["DeletionPolicy"] for r in t["Resources"].values() if r["Type"] == "AWS::EFS::FileSystem")
+        for t in (dev_json, prod_json)
+    ]
+    assert policies == ["Delete", "Retain"]
+
+
+def test_spool_access_point_writes_as_the_image_user(dev: Template) -> None:
+    """The access point's POSIX user and root directory owner are the Dockerfile's USER."""
+    user = next(line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER "))
+    uid, gid = user.split(":")
+    _, access_point = only(dev, "AWS::EFS::AccessPoint")
+    assert access_point["PosixUser"] == {"Uid": uid, "Gid": gid}
+    assert access_point["RootDirectory"]["CreationInfo"] == {"OwnerUid": uid, "OwnerGid": gid, "Permissions": "750"}
+
+
+def test_spool_mount_targets_admit_nfs_from_the_service_only(dev: Template, dev_json: dict[str, Any]) -> None:
+    """One mount target per private subnet; the file system's group admits TCP 2049 from the service's group."""
+    targets = dev.find_resources("AWS::EFS::MountTarget")
+    assert sorted(render(t["Properties"]["SubnetId"]) for t in targets.values()) == [
+        "<VpcprivateSubnet1SubnetCEAD3716>",
+        "<VpcprivateSubnet2Subnet2DE7549C>",
+    ]
+    _, service = only(dev, "AWS::ECS::Service")
+    (service_group,) = service["NetworkConfiguration"]["AwsvpcConfiguration"]["SecurityGroups"]
+    (mount_group,) = {render(g) for t in targets.values() for g in t["Properties"]["SecurityGroups"]}
+    ingress = [
+        r["Properties"]
+        for r in dev_json["Resources"].values()
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress" and render(r["Properties"]["GroupId"]) == mount_group
+    ]
+    assert [(i["FromPort"], i["ToPort"], i["SourceSecurityGroupId"]) for i in ingress] == [(2049, 2049, service_group)]
+
+
+def test_service_runs_on_a_fargate_platform_that_mounts_efs(dev: Template) -> None:
+    """The service pins Fargate platform 1.4.0, the first that mounts EFS."""
+    _, service = only(dev, "AWS::ECS::Service")
+    assert service["PlatformVersion"] == "1.4.0"
 
 
 def test_container_health_check_probes_liveness(dev: Template) -> None:
@@ -98,10 +179,11 @@ def test_container_health_check_probes_liveness(dev: Template) -> None:
 
 
 def test_container_settings_point_at_this_environment(dev: Template) -> None:
-    """The service gets its environment, its lake prefix, EMF on, and a grace below the stop timeout."""
+    """The service gets its environment, lake prefix and Glue catalog, EMF on, and a grace below the stop timeout."""
     environment = {e["Name"]: render(e["Value"]) for e in container(dev)["Environment"]}
     assert environment["LEADSCORE_ENV"] == "dev"
     assert environment["LEADSCORE_LAKE_URI"] == f"s3://<{lake_bucket_id(dev)}>/lead_score_dev"
+    assert environment["LEADSCORE_LAKE_CATALOG"] == "glue"
     assert environment["LEADSCORE_EMF_ENABLED"] == "true"
     assert environment["LEADSCORE_EMF_NAMESPACE"] == "LeadScoring"
     assert int(environment["LEADSCORE_SHUTDOWN_GRACE_SECONDS"]) < container(dev)["StopTimeout"]
@@ -236,22 +318,51 @@ def test_lake_bucket_has_lifecycle_rules(dev: Template, dev_json: dict[str, Any]
     assert rules["tiering"]["Transitions"][0]["StorageClass"] == "INTELLIGENT_TIERING"
 
 
-def test_glue_table_columns_come_from_the_lake_schema(dev: Template) -> None:
-    """Glue columns are athena_columns() in order; partitions are the lake's year/month/day."""
-    _, table = only(dev, "AWS::Glue::Table")
-    columns = [(c["Name"], c["Type"]) for c in table["TableInput"]["StorageDescriptor"]["Columns"]]
-    assert columns == athena_columns()
-    assert [k["Name"] for k in table["TableInput"]["PartitionKeys"]] == list(PARTITION_KEYS)
-    assert table["TableInput"]["Name"] == "lead_score_dev"
+def iceberg_table_input(t: Template) -> dict[str, Any]:
+    """The IcebergTableInput of the one Glue table."""
+    _, table = only(t, "AWS::Glue::Table")
+    iceberg = table["OpenTableFormatInput"]["IcebergInput"]
+    assert (iceberg["MetadataOperation"], iceberg["Version"]) == ("CREATE", "2")
+    return dict(iceberg["IcebergTableInput"])
 
 
-def test_glue_table_projection_matches_lake_ddl(dev: Template) -> None:
-    """The table's properties are projection_properties() of its location, as `leadscore lake ddl` prints."""
+def test_glue_table_is_the_iceberg_table_at_the_lake_location(dev: Template) -> None:
+    """Glue creates an Iceberg v2 table lead_score_dev in leadscore_dev, located at the lake URI."""
     _, table = only(dev, "AWS::Glue::Table")
-    location = f"s3://<{lake_bucket_id(dev)}>/lead_score_dev"
-    parameters = render(table["TableInput"]["Parameters"])
-    assert parameters == {"EXTERNAL": "TRUE", **projection_properties(location)}
-    assert render(table["TableInput"]["StorageDescriptor"]["Location"]) == f"{location}/"
+    assert (table["Name"], table["DatabaseName"]) == ("lead_score_dev", "leadscore_dev")
+    assert "TableInput" not in table
+    assert render(iceberg_table_input(dev)["Location"]) == f"s3://<{lake_bucket_id(dev)}>/lead_score_dev"
+
+
+def test_iceberg_schema_is_the_lake_columns_then_the_day_columns(dev: Template) -> None:
+    """Fields are COLUMNS in order with ids from 1, then year/month/day (ints), none required."""
+    fields = iceberg_table_input(dev)["Schema"]["Fields"]
+    names = [c.name for c in COLUMNS]
+    expected = names + [n for n in ("year", "month", "day") if n not in names]
+    assert [f["Name"] for f in fields] == expected
+    assert [f["Id"] for f in fields] == list(range(1, len(expected) + 1))
+    assert not any(f["Required"] for f in fields)
+    types = {f["Name"]: f["Type"] for f in fields}
+    assert (types["timestamp"], types["request_id"], types["year"]) == ("timestamp", "string", "int")
+    assert set(types.values()) <= {"string", "int", "long", "double", "boolean", "timestamp"}
+
+
+def test_iceberg_partition_spec_is_identity_on_the_day_columns(dev: Template) -> None:
+    """The table is partitioned by identity(year), identity(month), identity(day), with no projection."""
+    table_input = iceberg_table_input(dev)
+    ids = {f["Name"]: f["Id"] for f in table_input["Schema"]["Fields"]}
+    assert [(f["Name"], f["Transform"], f["SourceId"]) for f in table_input["PartitionSpec"]["Fields"]] == [
+        (name, "identity", ids[name]) for name in ("year", "month", "day")
+    ]
+    assert not any(key.startswith("projection.") for key in table_input["Properties"])
+
+
+def test_iceberg_table_writes_zstd_parquet_and_drops_old_metadata(dev: Template) -> None:
+    """Data is zstd Parquet; old metadata files are deleted after commits (the role may delete under the prefix)."""
+    properties = iceberg_table_input(dev)["Properties"]
+    assert properties["write.format.default"] == "parquet"
+    assert properties["write.parquet.compression-codec"] == "zstd"
+    assert properties["write.metadata.delete-after-commit.enabled"] == "true"
 
 
 def test_athena_workgroup_enforces_encrypted_results(dev: Template) -> None:
@@ -275,13 +386,14 @@ def test_log_group_has_retention_and_encryption(dev: Template, prod: Template) -
 
 
 def test_alarms_cover_errors_latency_health_and_lake(dev: Template) -> None:
-    """Five alarms, each notifying the alarm topic."""
+    """Six alarms, each notifying the alarm topic."""
     alarms = dev.find_resources("AWS::CloudWatch::Alarm")
     names = sorted(a["Properties"]["AlarmName"] for a in alarms.values())
     assert names == [
         "leadscore-dev-Http5xxRate",
         "leadscore-dev-LakeBacklogAge",
         "leadscore-dev-LakeBacklogBytes",
+        "leadscore-dev-LakeQuarantinedSegments",
         "leadscore-dev-LatencyP99",
         "leadscore-dev-NoHealthyTargets",
     ]
@@ -306,6 +418,24 @@ def test_lake_alarm_reads_the_emf_namespace_across_model_versions(dev: Template)
         'SELECT MAX("LakeOldestUnflushedAge") FROM SCHEMA("LeadScoring", Environment, ModelVersion) '
         "WHERE Environment = 'dev'"
     )
+
+
+def test_quarantine_alarm_fires_on_the_first_quarantined_segment(dev: Template) -> None:
+    """Any quarantined segment, on any worker and model version, alarms within one period."""
+    alarms = dev.find_resources(
+        "AWS::CloudWatch::Alarm", {"Properties": {"AlarmName": "leadscore-dev-LakeQuarantinedSegments"}}
+    )
+    (alarm,) = alarms.values()
+    (query,) = alarm["Properties"]["Metrics"]
+    assert query["Expression"] == (
+        'SELECT MAX("LakeQuarantinedSegments") FROM SCHEMA("LeadScoring", Environment, ModelVersion) '
+        "WHERE Environment = 'dev'"
+    )
+    assert (alarm["Properties"]["Threshold"], alarm["Properties"]["ComparisonOperator"]) == (
+        0,
+        "GreaterThanThreshold",
+    )
+    assert alarm["Properties"]["EvaluationPeriods"] == 1
 
 
 def test_error_rate_alarm_ignores_quiet_minutes(dev: Template) -> None:
@@ -341,12 +471,42 @@ def task_role_statements(dev: Template, dev_json: dict[str, Any]) -> list[dict[s
     return statements
 
 
-def test_task_may_write_only_under_the_lake_prefix(dev: Template, dev_json: dict[str, Any]) -> None:
-    """The task role's only S3 rights are PutObject/AbortMultipartUpload on <lake bucket>/lead_score_dev/*."""
-    s3 = [s for s in task_role_statements(dev, dev_json) if any(a.startswith("s3:") for a in s["Action"])]
-    assert len(s3) == 1
-    assert sorted(s3[0]["Action"]) == ["s3:AbortMultipartUpload", "s3:PutObject"]
-    assert render(s3[0]["Resource"]) == f"<{lake_bucket_id(dev)}.Arn>/lead_score_dev/*"
+def actions_of(statement: dict[str, Any]) -> list[str]:
+    """A statement's actions as a list."""
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
+def test_task_s3_rights_are_the_measured_minimum_under_the_lake_prefix(dev: Template, dev_json: dict[str, Any]) -> None:
+    """Objects: get/put/delete/abort under <lake bucket>/lead_score_dev/*; listing: the bucket, prefix-limited."""
+    s3 = {s["Sid"]: s for s in task_role_statements(dev, dev_json) if actions_of(s)[0].startswith("s3:")}
+    assert sorted(s3) == ["LakeObjects", "ListLakePrefix"]
+    objects, listing = s3["LakeObjects"], s3["ListLakePrefix"]
+    assert sorted(actions_of(objects)) == ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    assert render(objects["Resource"]) == f"<{lake_bucket_id(dev)}.Arn>/lead_score_dev/*"
+    assert actions_of(listing) == ["s3:ListBucket"]
+    assert render(listing["Resource"]) == f"<{lake_bucket_id(dev)}.Arn>"
+    assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["lead_score_dev/*"]}}
+
+
+def test_task_glue_rights_are_load_and_commit_on_the_lake_table(dev: Template, dev_json: dict[str, Any]) -> None:
+    """The load_table and commit of pyiceberg: GetDatabase, GetTable, UpdateTable on the catalog, database and table."""
+    (glue,) = [s for s in task_role_statements(dev, dev_json) if actions_of(s)[0].startswith("glue:")]
+    assert sorted(actions_of(glue)) == ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
+    assert glue["Resource"] == [
+        f"arn:aws:glue:eu-west-1:{ACCOUNT}:catalog",
+        f"arn:aws:glue:eu-west-1:{ACCOUNT}:database/leadscore_dev",
+        f"arn:aws:glue:eu-west-1:{ACCOUNT}:table/leadscore_dev/lead_score_dev",
+    ]
+
+
+def test_task_may_mount_the_spool_only_through_its_access_point(dev: Template, dev_json: dict[str, Any]) -> None:
+    """EFS: ClientMount and ClientWrite on the spool file system, through the spool access point only (no root)."""
+    (efs,) = [s for s in task_role_statements(dev, dev_json) if actions_of(s)[0].startswith("elasticfilesystem:")]
+    assert sorted(actions_of(efs)) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    assert render(efs["Resource"]) == f"<{only(dev, 'AWS::EFS::FileSystem')[0]}.Arn>"
+    access_point = render(efs["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"])
+    assert access_point.endswith(f":access-point/<{only(dev, 'AWS::EFS::AccessPoint')[0]}>")
 
 
 def test_task_role_has_no_wildcards(dev: Template, dev_json: dict[str, Any]) -> None:
@@ -359,7 +519,7 @@ def test_task_role_has_no_wildcards(dev: Template, dev_json: dict[str, Any]) -> 
 
 def test_task_may_use_the_key_only_through_s3(dev: Template, dev_json: dict[str, Any]) -> None:
     """KMS use of the task role is limited to S3 on the lake bucket."""
-    (kms,) = [s for s in task_role_statements(dev, dev_json) if any(a.startswith("kms:") for a in s["Action"])]
+    (kms,) = [s for s in task_role_statements(dev, dev_json) if actions_of(s)[0].startswith("kms:")]
     assert "kms:ViaService" in kms["Condition"]["StringEquals"]
     assert "kms:EncryptionContext:aws:s3:arn" in kms["Condition"]["StringLike"]
 

@@ -130,6 +130,20 @@ class _Daemon:
         return _tail(self.out_path) + "\n" + _tail(self.log_path)
 
 
+@dataclass(frozen=True, slots=True)
+class RgwUser:
+    """An S3 user of the gateway: its id (the policy principal) and its keys."""
+
+    uid: str
+    access_key: str
+    secret_key: str
+
+    @property
+    def principal(self) -> str:
+        """The ARN a bucket policy names this user by (RGW users live in the default, empty tenant)."""
+        return f"arn:aws:iam:::user/{self.uid}"
+
+
 @dataclass
 class RgwServer:
     """A single-node Ceph cluster with a RADOS Gateway on 127.0.0.1:``port``.
@@ -171,6 +185,17 @@ class RgwServer:
         except BaseException:
             self.stop()
             raise
+
+    def create_user(self, uid: str) -> RgwUser:
+        """A new S3 user with random keys that may create no bucket: a bucket policy says what it may do."""
+        user = RgwUser(
+            uid=uid,
+            access_key=_random_key(20, string.ascii_uppercase + string.digits),
+            secret_key=_random_key(40, string.ascii_letters + string.digits),
+        )
+        argv = ["user", "create", "--uid", uid, "--display-name", uid, "--max-buckets=-1"]
+        self._run(self._argv("radosgw-admin", *argv, "--access-key", user.access_key, "--secret-key", user.secret_key))
+        return user
 
     def stop_gateway(self) -> None:
         """Stop only radosgw (an S3 outage); mon and osd keep the data."""

@@ -19,6 +19,17 @@ METRICS_NAMESPACE: Final = "LeadScoring"
 CONTAINER_PORT: Final = 8000
 # Where the service writes; a volume, because the root filesystem is read-only.
 DATA_DIR: Final = "/var/lib/leadscore"
+# The spool root (LEADSCORE_SPOOL_DIR): an EFS access point shared by the service's tasks, so rows acknowledged
+# by a task that died are adopted by a live one instead of being deleted with the task's storage.
+SPOOL_DIR: Final = "/var/spool/leadscore"
+# The image's service user (Dockerfile `USER 10001:10001`); the spool's access point writes as this user.
+CONTAINER_UID: Final = 10001
+CONTAINER_GID: Final = 10001
+# ECS sends SIGKILL at most 120 s after SIGTERM, whatever the task definition asks for.
+MAX_STOP_TIMEOUT_SECONDS: Final = 120
+# Time past the service's own shutdown grace for the process to exit (S3 calls are bounded by the grace,
+# then the exit itself) before ECS kills it.
+STOP_MARGIN_SECONDS: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +170,10 @@ def environment_config(name: str, overrides: Mapping[str, Any] | None = None) ->
             raise ValueError(f"unknown setting {key!r} for environment {name}")
         changes[attr] = _vpc(value) if attr == "vpc" and value is not None else value
     config = dataclasses.replace(DEFAULTS[name], **changes)
-    if config.shutdown_grace_seconds >= config.stop_timeout_seconds:
-        raise ValueError(f"{name}: shutdown grace must be shorter than the stop timeout")
+    if config.stop_timeout_seconds > MAX_STOP_TIMEOUT_SECONDS:
+        raise ValueError(f"{name}: ECS allows a stop timeout of {MAX_STOP_TIMEOUT_SECONDS} s at most")
+    if config.shutdown_grace_seconds + STOP_MARGIN_SECONDS > config.stop_timeout_seconds:
+        raise ValueError(f"{name}: the stop timeout must cover the shutdown grace plus {STOP_MARGIN_SECONDS} s to exit")
     if config.min_tasks < 1 or config.max_tasks < config.min_tasks:
         raise ValueError(f"{name}: need 1 <= minTasks <= maxTasks")
     return config

@@ -1,29 +1,78 @@
-"""The data lake: the S3 bucket the service writes Parquet to, its Glue table and an Athena workgroup.
+"""The data lake: the S3 bucket of the Iceberg table, its Glue table and an Athena workgroup.
 
-The Glue table is generated from the service's own lake schema and partition projection
-(`leadscore.lake.schema`, `leadscore.lake.ddl`), the same source as `leadscore lake ddl`: a column added to
-the feature spec reaches Athena with the next deploy, never by hand.
+The Glue table is the Iceberg table the service commits to (pyiceberg's GlueCatalog), created by Glue from the
+service's own lake schema (`leadscore.lake.schema.COLUMNS`): Glue writes the first metadata file, the service
+evolves the schema and partition spec from there and swaps `metadata_location` on every commit. Iceberg has its
+own partitioning (identity on year/month/day), so there is no partition projection.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Final
+
+import pyarrow as pa
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_glue as glue
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from leadscore.lake.ddl import projection_properties
-from leadscore.lake.schema import COLUMNS, PARTITION_KEYS, athena_columns
+from leadscore.lake.schema import COLUMNS
 from leadscore_infra.config import EnvironmentConfig
 
-PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+ICEBERG_FORMAT_VERSION: Final = "2"
+# The day columns every row carries (the service's partition spec is identity on each); appended to the schema
+# when the service's COLUMNS do not list them.
+DAY_COLUMNS: Final = ("year", "month", "day")
+# Iceberg numbers partition fields from 1000 (the spec's convention, and what pyiceberg assigns).
+PARTITION_FIELD_ID_START: Final = 1000
+ICEBERG_PROPERTIES: Final = {
+    "write.format.default": "parquet",
+    "write.parquet.compression-codec": "zstd",
+    # Old metadata files are deleted after a commit (the task role may delete under the prefix for this).
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "100",
+}
 # Glue limits a column comment to 255 characters.
 _COMMENT_MAX = 255
+
+
+@dataclass(frozen=True, slots=True)
+class IcebergField:
+    """One top-level field of the table's Iceberg schema."""
+
+    id: int
+    name: str
+    type: str
+    doc: str | None
+
+
+def iceberg_type(arrow: pa.DataType) -> str:
+    """The Iceberg primitive type of a lake column's Arrow type (timestamps: `timestamp`, UTC by convention)."""
+    if pa.types.is_timestamp(arrow):
+        return "timestamp"
+    names = {
+        pa.string(): "string",
+        pa.int32(): "int",
+        pa.int64(): "long",
+        pa.float64(): "double",
+        pa.bool_(): "boolean",
+    }
+    if arrow not in names:
+        raise ValueError(f"no Iceberg type for the lake's Arrow type {arrow}")
+    return names[arrow]
+
+
+def iceberg_fields() -> list[IcebergField]:
+    """The table's fields: COLUMNS in order (ids from 1), then any day column COLUMNS lacks."""
+    columns = [(c.name, iceberg_type(c.arrow), c.comment[:_COMMENT_MAX] or None) for c in COLUMNS]
+    present = {name for name, _, _ in columns}
+    columns += [
+        (name, "int", f"{name.capitalize()} of the scoring time, UTC.") for name in DAY_COLUMNS if name not in present
+    ]
+    return [IcebergField(i, name, kind, doc) for i, (name, kind, doc) in enumerate(columns, start=1)]
 
 
 def secure_bucket(
@@ -59,7 +108,7 @@ def secure_bucket(
 
 
 class Lake(Construct):
-    """Lake bucket + Glue database and table + Athena workgroup with its results bucket."""
+    """Lake bucket + Glue database and Iceberg table + Athena workgroup with its results bucket."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, key: kms.IKey, logs: s3.IBucket
@@ -111,12 +160,14 @@ class Lake(Construct):
                 name=self.database_name, description=f"leadscore {config.name}: every prediction, one row per lead"
             ),
         )
+        self.table_name = config.table_name
         self.table = glue.CfnTable(
             self,
             "Table",
             catalog_id=account,
             database_name=self.database_name,
-            table_input=self._table_input(config.table_name, self.location),
+            name=self.table_name,
+            open_table_format_input=self._iceberg_input(self.location),
         )
         self.table.add_resource_dependency(database)  # the table needs its database
 
@@ -145,55 +196,39 @@ class Lake(Construct):
         )
 
     @staticmethod
-    def _table_input(name: str, location: str) -> glue.CfnTable.TableInputProperty:
-        comments = {c.name: c.comment[:_COMMENT_MAX] for c in COLUMNS}
-        return glue.CfnTable.TableInputProperty(
-            name=name,
-            description="One row per scored lead; partitions are projected, never added.",
-            table_type="EXTERNAL_TABLE",
-            parameters={"EXTERNAL": "TRUE", **projection_properties(location)},
-            partition_keys=[glue.CfnTable.ColumnProperty(name=key, type="int") for key in PARTITION_KEYS],
-            storage_descriptor=glue.CfnTable.StorageDescriptorProperty(
-                location=f"{location}/",
-                input_format=PARQUET_INPUT,
-                output_format=PARQUET_OUTPUT,
-                serde_info=glue.CfnTable.SerdeInfoProperty(
-                    serialization_library=PARQUET_SERDE, parameters={"serialization.format": "1"}
+    def _iceberg_input(location: str) -> glue.CfnTable.OpenTableFormatInputProperty:
+        """Glue's Iceberg CREATE: format v2, the lake schema, identity partitions on year/month/day."""
+        fields = iceberg_fields()
+        ids = {field.name: field.id for field in fields}
+        return glue.CfnTable.OpenTableFormatInputProperty(
+            iceberg_input=glue.CfnTable.IcebergInputProperty(
+                metadata_operation="CREATE",
+                version=ICEBERG_FORMAT_VERSION,
+                iceberg_table_input=glue.CfnTable.IcebergTableInputProperty(
+                    location=location,
+                    schema=glue.CfnTable.IcebergSchemaProperty(
+                        type="struct",
+                        schema_id=0,
+                        fields=[
+                            glue.CfnTable.IcebergStructFieldProperty(
+                                id=f.id, name=f.name, type=f.type, required=False, doc=f.doc
+                            )
+                            for f in fields
+                        ],
+                    ),
+                    partition_spec=glue.CfnTable.IcebergPartitionSpecProperty(
+                        spec_id=0,
+                        fields=[
+                            glue.CfnTable.IcebergPartitionFieldProperty(
+                                name=name,
+                                source_id=ids[name],
+                                transform="identity",
+                                field_id=PARTITION_FIELD_ID_START + offset,
+                            )
+                            for offset, name in enumerate(DAY_COLUMNS)
+                        ],
+                    ),
+                    properties=dict(ICEBERG_PROPERTIES),
                 ),
-                columns=[
-                    glue.CfnTable.ColumnProperty(name=column, type=athena_type, comment=comments.get(column))
-                    for column, athena_type in athena_columns()
-                ],
-            ),
-        )
-
-    def grant_write(self, role: iam.IRole) -> None:
-        """Let `role` write new objects under the lake prefix, and do nothing else in the bucket."""
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                sid="WriteLakeObjects",
-                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[self.bucket.arn_for_objects(f"{self.config.lake_prefix}/*")],
             )
         )
-        key = self.bucket.encryption_key
-        if key is not None:
-            stack = Stack.of(self)
-            # Only through S3 and only for this bucket: the key alone cannot decrypt anything else.
-            role.add_to_principal_policy(
-                iam.PolicyStatement(
-                    sid="EncryptLakeObjects",
-                    actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[key.key_arn],
-                    conditions={
-                        "StringEquals": {"kms:ViaService": f"s3.{stack.region}.{stack.url_suffix}"},
-                        # With an S3 Bucket Key the context is the bucket's ARN, without one the object's.
-                        "StringLike": {
-                            "kms:EncryptionContext:aws:s3:arn": [
-                                self.bucket.bucket_arn,
-                                self.bucket.arn_for_objects(f"{self.config.lake_prefix}/*"),
-                            ]
-                        },
-                    },
-                )
-            )

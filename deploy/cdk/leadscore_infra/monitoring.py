@@ -23,6 +23,8 @@ from constructs import Construct
 
 from leadscore_infra.config import METRICS_NAMESPACE, EnvironmentConfig
 
+# The service's gauge of spool segments set aside as unreadable (Prometheus leadscore_lake_quarantined_segments).
+QUARANTINE_METRIC = "LakeQuarantinedSegments"
 ONE_MINUTE = Duration.minutes(1)
 FIVE_MINUTES = Duration.minutes(5)
 # Below this many requests a minute, a single error is no "rate": a quiet dev service must not page anyone.
@@ -97,6 +99,12 @@ class Monitoring(Construct):
             label="spool backlog of the fullest worker (bytes)",
             period=FIVE_MINUTES,
         )
+        quarantined = cw.MathExpression(
+            expression=emf_query("MAX", QUARANTINE_METRIC, env),
+            using_metrics={},
+            label="quarantined spool segments (fullest worker)",
+            period=FIVE_MINUTES,
+        )
 
         self.alarms = [
             self._alarm(
@@ -141,6 +149,15 @@ class Monitoring(Construct):
                 "A worker's spool holds more than the threshold: at the spool cap scoring answers 503.",
                 evaluation_periods=2,
                 datapoints=2,
+            ),
+            self._alarm(
+                "LakeQuarantinedSegments",
+                quarantined,
+                0,
+                "A spool segment had bad bytes and was quarantined: its rows are not in the table until an operator "
+                "runs `leadscore lake requeue`.",
+                evaluation_periods=1,
+                datapoints=1,
             ),
         ]
 
@@ -189,6 +206,7 @@ class Monitoring(Construct):
             cw.GraphWidget(
                 title="Lake uploads",
                 left=[emf_search("LakeFlushes", "Sum", env), emf_search("LakeUploadFailures", "Sum", env)],
+                right=[emf_search(QUARANTINE_METRIC, "Maximum", env)],
                 width=8,
             ),
             cw.GraphWidget(

@@ -11,6 +11,7 @@ from aws_cdk import CfnOutput, CfnParameter, CfnResource, Duration, Environment,
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_efs as efs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -20,9 +21,18 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from leadscore_infra import checkov
-from leadscore_infra.config import CONTAINER_PORT, DATA_DIR, METRICS_NAMESPACE, EnvironmentConfig
+from leadscore_infra.config import (
+    CONTAINER_GID,
+    CONTAINER_PORT,
+    CONTAINER_UID,
+    DATA_DIR,
+    METRICS_NAMESPACE,
+    SPOOL_DIR,
+    EnvironmentConfig,
+)
 from leadscore_infra.lake import Lake, secure_bucket
 from leadscore_infra.monitoring import Monitoring, ServiceParts
+from leadscore_infra.permissions import LakeAccess, grant_lake
 
 READINESS_PATH = "/api/v1/health/ready"
 LIVENESS_URL = f"http://127.0.0.1:{CONTAINER_PORT}/api/v1/health/live"
@@ -84,6 +94,7 @@ class ServiceStack(Stack):
 
         self.vpc = self._vpc(config)
         self.lake = Lake(self, "Lake", config=config, key=self.key, logs=self.access_logs)
+        self.spool, self.spool_access_point = self._spool(config, retain)
 
         self.log_group = logs.LogGroup(
             self,
@@ -114,11 +125,14 @@ class ServiceStack(Stack):
             max_healthy_percent=200,
             circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
             health_check_grace_period=Duration.seconds(60),
-            platform_version=ecs.FargatePlatformVersion.LATEST,
+            # 1.4.0 is the first Fargate platform that mounts EFS volumes.
+            platform_version=ecs.FargatePlatformVersion.VERSION1_4,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             assign_public_ip=False,
             propagate_tags=ecs.PropagatedTagSource.SERVICE,
         )
+        # NFS from the service's tasks only; the file system's group admits nothing else.
+        self.spool.connections.allow_default_port_from(self.service, "NFS from the service's tasks")
         self.target_group = self.listener.add_targets(
             "Service",
             port=CONTAINER_PORT,
@@ -208,6 +222,53 @@ class ServiceStack(Stack):
             restrict_default_security_group=True,
         )
 
+    def _spool(self, config: EnvironmentConfig, removal: RemovalPolicy) -> tuple[efs.FileSystem, efs.AccessPoint]:
+        """The spool root on EFS: encrypted, backed up, one access point that writes as the service user."""
+        security_group = ec2.SecurityGroup(
+            self,
+            "SpoolSecurityGroup",
+            vpc=self.vpc,
+            description=f"leadscore {config.name} spool file system: NFS from the service tasks only",
+            allow_all_outbound=False,
+        )
+        file_system = efs.FileSystem(
+            self,
+            "Spool",
+            vpc=self.vpc,
+            # Mount targets in the subnets the tasks run in.
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            security_group=security_group,
+            encrypted=True,
+            kms_key=self.key,
+            performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
+            # Small fsync'd appends from every task: elastic throughput has no burst credits to run out of.
+            throughput_mode=efs.ThroughputMode.ELASTIC,
+            enable_automatic_backups=True,
+            # Our own policy instead of CDK's default (which lets any principal write as root through a mount
+            # target): TLS only, and no Allow at all, so a client is let in only by its identity policy (the task
+            # role's, bound to the access point) and an unauthenticated NFS client not at all.
+            allow_anonymous_access=True,
+            file_system_policy=iam.PolicyDocument(
+                statements=[
+                    iam.PolicyStatement(
+                        sid="TlsOnly",
+                        effect=iam.Effect.DENY,
+                        principals=[iam.AnyPrincipal()],
+                        actions=["*"],
+                        conditions={"Bool": {"aws:SecureTransport": "false"}},
+                    )
+                ]
+            ),
+            removal_policy=removal,
+        )
+        access_point = file_system.add_access_point(
+            "SpoolAccessPoint",
+            path="/spool",
+            create_acl=efs.Acl(owner_uid=str(CONTAINER_UID), owner_gid=str(CONTAINER_GID), permissions="750"),
+            posix_user=efs.PosixUser(uid=str(CONTAINER_UID), gid=str(CONTAINER_GID)),
+        )
+        return file_system, access_point
+
     def _task_definition(self, config: EnvironmentConfig) -> ecs.FargateTaskDefinition:
         task = ecs.FargateTaskDefinition(
             self,
@@ -220,9 +281,20 @@ class ServiceStack(Stack):
                 operating_system_family=ecs.OperatingSystemFamily.LINUX,
             ),
         )
-        # Task storage for the spool: the root filesystem is read-only. The image declares the directory as a
+        # Task storage for temporary files: the root filesystem is read-only. The image declares the directory as a
         # VOLUME owned by the service user, which Fargate copies into the volume with its ownership.
         task.add_volume(name="data")
+        # The spool on EFS (Fargate platform 1.4+): TLS in transit, mounted with the task role's IAM identity.
+        task.add_volume(
+            name="spool",
+            efs_volume_configuration=ecs.EfsVolumeConfiguration(
+                file_system_id=self.spool.file_system_id,
+                transit_encryption="ENABLED",
+                authorization_config=ecs.AuthorizationConfig(
+                    access_point_id=self.spool_access_point.access_point_id, iam="ENABLED"
+                ),
+            ),
+        )
         repository = ecr.Repository.from_repository_name(self, "Repository", config.repository_name)
         api_keys = secretsmanager.Secret.from_secret_name_v2(self, "ApiKeys", config.secret_name)
         container = task.add_container(
@@ -234,7 +306,9 @@ class ServiceStack(Stack):
                 "LEADSCORE_ENV": config.name,
                 "LEADSCORE_LOG_LEVEL": config.log_level,
                 "LEADSCORE_LAKE_URI": self.lake.uri,
-                "LEADSCORE_SPOOL_DIR": f"{DATA_DIR}/spool",
+                # The stack's Glue table (database leadscore_<env>, table lead_score_<env>: the service's defaults).
+                "LEADSCORE_LAKE_CATALOG": "glue",
+                "LEADSCORE_SPOOL_DIR": SPOOL_DIR,
                 "LEADSCORE_S3_REGION": self.region,
                 "LEADSCORE_EMF_ENABLED": "true",
                 "LEADSCORE_EMF_NAMESPACE": METRICS_NAMESPACE,
@@ -261,9 +335,22 @@ class ServiceStack(Stack):
             # A tiny init as PID 1 forwards SIGTERM to the server and reaps worker processes.
             linux_parameters=ecs.LinuxParameters(self, "LinuxParameters", init_process_enabled=True),
         )
-        container.add_mount_points(ecs.MountPoint(container_path=DATA_DIR, source_volume="data", read_only=False))
-        task_role = task.task_role
-        self.lake.grant_write(task_role)
+        container.add_mount_points(
+            ecs.MountPoint(container_path=DATA_DIR, source_volume="data", read_only=False),
+            ecs.MountPoint(container_path=SPOOL_DIR, source_volume="spool", read_only=False),
+        )
+        grant_lake(
+            task.task_role,
+            LakeAccess(
+                bucket=self.lake.bucket,
+                prefix=config.lake_prefix,
+                key=self.lake.bucket.encryption_key,
+                database_name=self.lake.database_name,
+                table_name=self.lake.table_name,
+                file_system=self.spool,
+                access_point=self.spool_access_point,
+            ),
+        )
         return task
 
     def _load_balancer(
