@@ -42,11 +42,10 @@ def _fill(disk: Path) -> Path:
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         for size in (65536, 4096, 512, 1):
-            try:
+            with pytest.raises(OSError) as full:  # noqa: PT012 - the loop ends only by the disk filling up
                 while True:
                     os.write(fd, b"\0" * size)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+            assert full.value.errno == errno.ENOSPC
     finally:
         os.close(fd)
     return filler

@@ -10,12 +10,14 @@ import json
 import os
 import signal
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from tests.support.lake import duplicated, live_file_rows, row_counts, table_rows
+from tests.support.restricted import restricted_lake
 from tests.support.rgw import RgwServer
 from tests.support.server import ServerProcess, start_server
 from tests.support.traffic import Traffic
@@ -228,3 +230,22 @@ def test_kill_9_of_one_of_two_servers_on_one_spool_root_the_other_adopts(
         first.stop()
         assert second.stop() == 0
     assert_exactly_once(audit("kill-9-shared-spool", [to_first, to_second], s3_env))
+
+
+def test_the_server_commits_under_the_deployed_task_roles_permissions(
+    tmp_path: Path, tiny_bundle: Path, rgw: RgwServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With only the task role's S3 statements (from the synthesized CDK template) every acknowledged row lands once."""
+    lake = restricted_lake(rgw, bucket=f"task-{uuid.uuid4().hex[:12]}", prefix="predictions")
+    env = {**lake.env, "LEADSCORE_LAKE_CATALOG_URI": f"sqlite:///{tmp_path / 'catalog.db'}"}
+    server = _start(tmp_path, tiny_bundle, env)
+    try:
+        traffic = Traffic(server.url, max_requests=40, concurrency=2).start()
+        traffic.finish()
+        committed = wait_committed(server)
+    finally:
+        assert server.stop() == 0, server.log()[-3000:]
+    assert committed["commit_failures"] == 0
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, env[key])  # read back as the task would
+    assert_exactly_once(audit("restricted-credentials", traffic, env))

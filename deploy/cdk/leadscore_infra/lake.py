@@ -19,22 +19,17 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from leadscore.lake.schema import COLUMNS
+from leadscore.lake.schema import COLUMNS, PARTITION_KEYS
+from leadscore.lake.table import TABLE_PROPERTIES
 from leadscore_infra.config import EnvironmentConfig
 
-ICEBERG_FORMAT_VERSION: Final = "2"
-# The day columns every row carries (the service's partition spec is identity on each); appended to the schema
-# when the service's COLUMNS do not list them.
-DAY_COLUMNS: Final = ("year", "month", "day")
+# The table's format version and properties are the service's own (it puts them back if they drift).
+ICEBERG_FORMAT_VERSION: Final = TABLE_PROPERTIES["format-version"]
+ICEBERG_PROPERTIES: Final = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version"}
+# The day columns every row carries (the service's partition spec is identity on each).
+DAY_COLUMNS: Final = PARTITION_KEYS
 # Iceberg numbers partition fields from 1000 (the spec's convention, and what pyiceberg assigns).
 PARTITION_FIELD_ID_START: Final = 1000
-ICEBERG_PROPERTIES: Final = {
-    "write.format.default": "parquet",
-    "write.parquet.compression-codec": "zstd",
-    # Old metadata files are deleted after a commit (the task role may delete under the prefix for this).
-    "write.metadata.delete-after-commit.enabled": "true",
-    "write.metadata.previous-versions-max": "100",
-}
 # Glue limits a column comment to 255 characters.
 _COMMENT_MAX = 255
 
@@ -66,13 +61,11 @@ def iceberg_type(arrow: pa.DataType) -> str:
 
 
 def iceberg_fields() -> list[IcebergField]:
-    """The table's fields: COLUMNS in order (ids from 1), then any day column COLUMNS lacks."""
-    columns = [(c.name, iceberg_type(c.arrow), c.comment[:_COMMENT_MAX] or None) for c in COLUMNS]
-    present = {name for name, _, _ in columns}
-    columns += [
-        (name, "int", f"{name.capitalize()} of the scoring time, UTC.") for name in DAY_COLUMNS if name not in present
+    """The table's fields: the lake's COLUMNS in order, ids from 1 (as pyiceberg numbers a new table's)."""
+    return [
+        IcebergField(i, c.name, iceberg_type(c.arrow), c.comment[:_COMMENT_MAX] or None)
+        for i, c in enumerate(COLUMNS, start=1)
     ]
-    return [IcebergField(i, name, kind, doc) for i, (name, kind, doc) in enumerate(columns, start=1)]
 
 
 def secure_bucket(
