@@ -94,9 +94,9 @@ def test_actionlint_passes_on_the_workflows() -> None:
 
 
 def test_shellcheck_passes_on_the_deploy_scripts() -> None:
-    """The container test and the IaC set-up scripts pass shellcheck."""
+    """The container test and the set-up scripts (IaC, signing) pass shellcheck."""
     shellcheck = require_tool(shutil.which("shellcheck"), "shellcheck")
-    result = run([shellcheck, "scripts/container-test.sh", "scripts/setup-iac.sh"])
+    result = run([shellcheck, "scripts/container-test.sh", "scripts/setup-iac.sh", "scripts/setup-signing.sh"])
     assert result.returncode == 0, result.stdout
 
 
