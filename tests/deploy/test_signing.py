@@ -209,9 +209,23 @@ def setup(work: Path, registry: str, keyrings: tuple[Keyring, Keyring], image: P
     return Setup(registry, registries_d, policy, work)
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses (hex, as /proc/net/tcp and tcp6 write them) of the TCP sockets listening on `port`."""
+    found = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        for line in table.read_text().splitlines()[1:] if table.exists() else []:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
 def test_registry_listens_on_loopback_only(registry: str) -> None:
-    """The local registry is bound to 127.0.0.1, never to every interface."""
-    assert registry.startswith("127.0.0.1:")
+    """The local registry's only listening socket is 127.0.0.1 (not 0.0.0.0, not IPv6 any)."""
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("no /proc/net/tcp to read listening sockets from")
+    assert listening_addresses(int(registry.rsplit(":", 1)[1])) == {"0100007F"}  # 127.0.0.1, little-endian
 
 
 def test_signing_stores_the_signature_under_the_pushed_digest(setup: Setup) -> None:
