@@ -206,6 +206,12 @@ def setup(work: Path, registry: str, keyrings: tuple[Keyring, Keyring], image: P
     push(f"{REPOSITORY}/api:signed", ours)
     push(f"{REPOSITORY}/api-unsigned:1", None)
     push(f"{REPOSITORY}/api-stranger:1", stranger)
+    # The signed image copied, signature and all, under another name.
+    checked(
+        tool("skopeo"), "copy", "--quiet", "--policy", str(push_policy), "--registries.d", str(registries_d),
+        "--src-tls-verify=false", "--dest-tls-verify=false",
+        f"docker://{registry}/{REPOSITORY}/api:signed", f"docker://{registry}/{REPOSITORY}/api-renamed:1",
+    )  # fmt: skip
     return Setup(registry, registries_d, policy, work)
 
 
@@ -259,3 +265,11 @@ def test_policy_refuses_an_image_signed_by_another_key(setup: Setup) -> None:
     result = setup.pull(f"{REPOSITORY}/api-stranger:1")
     assert result.returncode != 0
     assert "Source image rejected" in result.stderr
+
+
+def test_policy_refuses_a_signature_copied_to_another_name(setup: Setup) -> None:
+    """Our signature does not follow the image to another repository: it names the repository it was made for."""
+    assert any((setup.work / "signatures" / REPOSITORY).glob("api-renamed@sha256=*/signature-1"))
+    result = setup.pull(f"{REPOSITORY}/api-renamed:1")
+    assert result.returncode != 0
+    assert f"Signature for identity {setup.registry}/{REPOSITORY}/api:signed is not accepted" in result.stderr
