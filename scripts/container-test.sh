@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build the leadscore image without a Docker daemon (buildah), run it (podman) the way ECS runs it
-# (read-only root, non-root user, a volume for the spool), score the example request, send SIGTERM and
-# require a clean exit (code 0). Prints every step. Takes a minute or two the first time, seconds after.
+# Build the leadscore image without a Docker daemon (buildah), check it has no shell and no package manager,
+# run it (podman) the way ECS runs it (read-only root, non-root user, a volume for the spool), score the example
+# request, send SIGTERM and require a clean exit (code 0). Prints every step. Takes a minute or two the first
+# time, seconds after.
 #
-#   scripts/container-test.sh                 build on a local Debian base (no registry needed)
-#   BASE_IMAGE=python:3.11-slim-bookworm UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9 scripts/container-test.sh
+#   scripts/container-test.sh                 build on a local distroless-like base (no registry needed)
+#   BASE_IMAGE=gcr.io/distroless/python3-debian12:nonroot UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9 scripts/container-test.sh
 #                                             build on the published images (needs a registry)
 # BASE_IMAGE and UV_IMAGE are full references (name:tag); they become the Dockerfile's name and tag arguments.
 #
@@ -18,7 +19,7 @@ IMAGE="${IMAGE:-localhost/leadscore:test}"
 PORT="${PORT:-18080}"
 WORKERS="${WORKERS:-1}"
 SUITE=bookworm
-LOCAL_BASE="localhost/leadscore-base:${SUITE}-python3"
+LOCAL_BASE="localhost/leadscore-base:${SUITE}-python3.11-distroless"
 NAME="leadscore-container-test-$$"
 started=$SECONDS
 
@@ -53,8 +54,10 @@ debian_mirror() {
     echo "${uri:-http://deb.debian.org/debian}"
 }
 
-# Without a reachable registry, python:3.11-slim-bookworm cannot be pulled: build an equivalent base
-# (Debian bookworm + its python3, which is 3.11) once with debootstrap and keep it under a local tag.
+# Without a reachable registry, gcr.io/distroless/python3-debian12 cannot be pulled: build an equivalent base
+# once and keep it under a local tag. Debian bookworm's python3.11 (the interpreter distroless ships, at the same
+# path, /usr/bin/python3.11) and CA certificates; then the shells, the package manager (apt, dpkg, debconf) and
+# perl are removed, and the default user is distroless's nonroot uid, as in its :nonroot tag.
 ensure_local_base() {
     if podman image exists "$LOCAL_BASE"; then
         step "base image $LOCAL_BASE: cached"
@@ -65,10 +68,15 @@ ensure_local_base() {
     rootfs="$(mktemp -d)"
     # Removed on any exit, a failed debootstrap included (the tree is a few hundred MB).
     trap 'rm -rf "$rootfs"' EXIT
-    step "base image $LOCAL_BASE: debootstrap $SUITE from $mirror (about a minute, once)"
-    debootstrap --variant=minbase --include=python3,ca-certificates "$SUITE" "$rootfs" "$mirror" >/dev/null
-    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-    tar -C "$rootfs" -c . | podman import --quiet --change 'CMD ["python3"]' - "$LOCAL_BASE" >/dev/null
+    step "base image $LOCAL_BASE: debootstrap $SUITE from $mirror, then no shell, no package manager (once)"
+    debootstrap --variant=minbase --include=python3.11,ca-certificates "$SUITE" "$rootfs" "$mirror" >/dev/null
+    # Bookworm merges /bin into /usr/bin; the package database (var/lib/dpkg/status) stays for image scanners.
+    rm -rf "$rootfs"/usr/bin/{sh,bash,rbash,dash} "$rootfs"/usr/bin/{apt,apt-*,dpkg,dpkg-*,debconf*,perl*} \
+        "$rootfs"/usr/sbin/{dpkg-*,update-*} "$rootfs"/usr/lib/apt "$rootfs"/usr/lib/dpkg "$rootfs"/etc/apt \
+        "$rootfs"/usr/share/perl* "$rootfs"/usr/lib/x86_64-linux-gnu/perl* "$rootfs"/usr/share/debconf \
+        "$rootfs"/var/cache/apt "$rootfs"/var/lib/apt "$rootfs"/var/cache/debconf
+    tar -C "$rootfs" -c . | podman import --quiet --change 'USER 65532:65532' \
+        --change 'ENTRYPOINT ["/usr/bin/python3.11"]' - "$LOCAL_BASE" >/dev/null
     rm -rf "$rootfs"
     trap - EXIT
 }
@@ -134,6 +142,30 @@ rm -f "$build_log"
 podman image inspect "$IMAGE" --format \
     'image {{.Id}}: {{.Size}} bytes, user {{.Config.User}}, entrypoint {{.Config.Entrypoint}} {{.Config.Cmd}}'
 podman image inspect "$IMAGE" --format 'healthcheck {{.Config.Healthcheck.Test}}'
+echo "image size: $(( $(podman image inspect "$IMAGE" --format '{{.Size}}') / 1000000 )) MB"
+
+step "no shell and no package manager in the image"
+# A shell as the entrypoint must fail to start: there is none to run.
+if out="$(podman run --rm --no-healthcheck --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 \
+        --entrypoint /bin/sh "$IMAGE" -c 'echo shell ran' 2>&1)"; then
+    fail "podman run --entrypoint /bin/sh succeeded: $out"
+fi
+echo "podman run --entrypoint /bin/sh: refused ($(grep -o 'no such file or directory' <<<"$out" | head -n 1 || echo "$out"))"
+# Every file in the image's program directories, searched for shells, package managers and script interpreters
+# other than Python.
+podman run --rm -i --no-healthcheck --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 \
+    --entrypoint /usr/bin/python3.11 "$IMAGE" - <<'PY' || fail "a shell or package manager is in the image"
+import os, sys
+
+dirs = [d for d in ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin", "/opt/venv/bin")
+        if os.path.isdir(d)]
+banned = {"sh", "bash", "dash", "ash", "rbash", "zsh", "ksh", "busybox", "apt", "apt-get", "dpkg", "perl", "rpm", "yum"}
+names = sorted({n for d in dirs for n in os.listdir(d)})
+print(f"{len(names)} programs in {', '.join(dirs)}, of which Python: {' '.join(n for n in names if n.startswith('python'))}")
+found = sorted(banned & set(names))
+print(f"shells and package managers found: {' '.join(found) or 'none'}")
+sys.exit(1 if found else 0)
+PY
 
 trap cleanup EXIT
 # Run it as ECS does: prod settings (API keys required, EMF metrics on stdout), read-only root, the spool on a

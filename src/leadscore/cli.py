@@ -204,6 +204,49 @@ def loadtest(
         raise typer.Exit(1)
 
 
+@app.command("deploy-summary")
+def deploy_summary(
+    report: Annotated[Path, typer.Option(help="The JSON report of `leadscore loadtest --report`.")],
+    image_tag: Annotated[str | None, typer.Option(help="Tag of the deployed image.")] = None,
+    image_digest: Annotated[str | None, typer.Option(help="Digest of the deployed image (sha256:...).")] = None,
+    model_version: Annotated[
+        str | None, typer.Option(help="Model version deployed; default: the one the service answered with.")
+    ] = None,
+    environment: Annotated[str | None, typer.Option(help="Environment deployed to; default: the report's.")] = None,
+    notify_url: Annotated[
+        str | None, typer.Option(envvar="DEPLOY_NOTIFY_URL", help="Webhook to POST the summary to (JSON).")
+    ] = None,
+    sns_topic: Annotated[
+        str | None, typer.Option(envvar="DEPLOY_SNS_TOPIC_ARN", help="SNS topic ARN to publish the summary to.")
+    ] = None,
+) -> None:
+    """Print a deployment's summary in Markdown (for $GITHUB_STEP_SUMMARY) and optionally notify a channel."""
+    from leadscore.loadtest.summary import (  # noqa: PLC0415 - keeps `leadscore --help` fast
+        Deployment,
+        Summary,
+        SummaryError,
+        post_webhook,
+        publish_sns,
+        read_report,
+    )
+
+    if notify_url and sns_topic:
+        raise _fail("give --notify-url or --sns-topic, not both")
+    try:
+        summary = Summary(Deployment(environment, image_tag, image_digest, model_version), read_report(report))
+    except SummaryError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(summary.markdown(), nl=False)
+    try:
+        if notify_url:
+            post_webhook(notify_url, summary)
+            typer.echo(f"notified {notify_url}", err=True)
+        elif sns_topic:
+            typer.echo(f"published to {sns_topic}: message {publish_sns(sns_topic, summary)}", err=True)
+    except SummaryError as exc:
+        raise _fail(exc.message, code=1) from exc
+
+
 def main() -> None:
     """Entry point of the `leadscore` script."""
     app()

@@ -1,9 +1,13 @@
-"""The linters and policy checks of the deployment: cfn-lint, checkov, hadolint, actionlint, shellcheck, cdk synth."""
+"""Linters and policy checks of the deployment (cfn-lint, checkov, hadolint, actionlint, shellcheck, cdk synth).
+
+And the pipelines' own rules: pinned actions, signing, attestations, verification before deploy, summaries.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -94,9 +98,9 @@ def test_actionlint_passes_on_the_workflows() -> None:
 
 
 def test_shellcheck_passes_on_the_deploy_scripts() -> None:
-    """The container test and the IaC set-up scripts pass shellcheck."""
+    """The container test and the set-up scripts (IaC, signing) pass shellcheck."""
     shellcheck = require_tool(shutil.which("shellcheck"), "shellcheck")
-    result = run([shellcheck, "scripts/container-test.sh", "scripts/setup-iac.sh"])
+    result = run([shellcheck, "scripts/container-test.sh", "scripts/setup-iac.sh", "scripts/setup-signing.sh"])
     assert result.returncode == 0, result.stdout
 
 
@@ -128,3 +132,100 @@ def test_ruff_passes_on_the_cdk_app() -> None:
     assert check.returncode == 0, check.stdout
     formatted = run([ruff, "format", "--check", "deploy/cdk"])
     assert formatted.returncode == 0, formatted.stdout
+
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+OIDC_ISSUER = "https://token.actions.githubusercontent.com"
+
+
+def workflow(name: str) -> dict[str, Any]:
+    """A workflow file, parsed (PyYAML reads the `on:` key as True; no rule here looks at it)."""
+    import yaml  # noqa: PLC0415 - only the workflow rules need it
+
+    loaded: dict[str, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    return loaded
+
+
+def steps(name: str, job: str) -> list[dict[str, Any]]:
+    """The steps of one job of a workflow."""
+    found: list[dict[str, Any]] = workflow(name)["jobs"][job]["steps"]
+    return found
+
+
+def step_index(job_steps: list[dict[str, Any]], text: str) -> int:
+    """Index of the first step whose `uses` or `run` contains `text`."""
+    return next(i for i, s in enumerate(job_steps) if text in s.get("uses", "") + s.get("run", ""))
+
+
+def test_every_action_is_pinned_to_a_commit() -> None:
+    """Each `uses:` of another repository names a full commit SHA, with its version as a comment."""
+    pattern = re.compile(r"^\s*-?\s*uses:\s*(\S+)(.*)$")
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for line in path.read_text().splitlines():
+            match = pattern.match(line)
+            if not match or match.group(1).startswith("./"):
+                continue
+            assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", match.group(1)), f"{path.name}: {line}"
+            assert re.fullmatch(r"\s*# v\d+(\.\d+)*", match.group(2)), f"{path.name}: {line}"
+
+
+def test_release_signs_the_pushed_digest_keylessly() -> None:
+    """The build job signs the image by digest with cosign, keyless (an OIDC token, no key)."""
+    build = workflow("release.yml")["jobs"]["build"]
+    assert build["permissions"]["id-token"] == "write"
+    sign = steps("release.yml", "build")[step_index(steps("release.yml", "build"), "cosign sign")]
+    assert sign["run"] == 'cosign sign --yes "$IMAGE"'
+    assert sign["env"]["IMAGE"].endswith("@${{ steps.digest.outputs.digest }}")
+    assert "--key" not in sign["run"]
+
+
+def test_release_attaches_an_sbom_and_slsa_provenance() -> None:
+    """The build job makes an SPDX SBOM, attests it with cosign, and attests SLSA provenance pushed to ECR."""
+    build = steps("release.yml", "build")
+    sbom = build[step_index(build, "anchore/sbom-action@")]
+    assert sbom["with"]["format"] == "spdx-json"
+    assert (
+        "cosign attest --yes --type spdxjson --predicate sbom.spdx.json"
+        in build[step_index(build, "cosign attest")]["run"]
+    )
+    provenance = build[step_index(build, "actions/attest-build-provenance@")]
+    assert provenance["with"]["push-to-registry"] is True
+    assert workflow("release.yml")["jobs"]["build"]["permissions"]["attestations"] == "write"
+
+
+def test_deploy_verifies_the_signature_before_cdk_deploy() -> None:
+    """Before `cdk deploy`, cosign verifies signature and SBOM against this repository's release workflow identity."""
+    deploy = steps("release.yml", "deploy")
+    verify = step_index(deploy, "cosign verify ")
+    assert verify < step_index(deploy, "cdk deploy")
+    script = deploy[verify]["run"]
+    assert "--certificate-identity-regexp" in script
+    assert "${GITHUB_REPOSITORY//./" in script  # the identity is this repository's, dots escaped
+    assert r"/\\.github/workflows/release\\.yml@refs/heads/(dev|main)$" in script
+    assert workflow("release.yml")["env"]["OIDC_ISSUER"] == OIDC_ISSUER
+    assert script.count('--certificate-oidc-issuer "$OIDC_ISSUER"') == 2  # signature and SBOM attestation
+    assert "gh attestation verify" in script
+
+
+def test_vulnerability_gates_allow_no_high_finding() -> None:
+    """Both trivy gates fail on any HIGH or CRITICAL finding (stricter than "at most 3 high")."""
+    scans = [
+        s["run"]
+        for name, job in (("checks.yml", "scans"), ("release.yml", "build"))
+        for s in steps(name, job)
+        if "trivy" in s.get("run", "")
+    ]
+    assert len(scans) == 2
+    assert all("--exit-code 1" in s and "--severity HIGH,CRITICAL" in s for s in scans)
+
+
+def test_test_job_writes_the_deployment_summary() -> None:
+    """After the load or smoke test, `leadscore deploy-summary` writes the job summary, even when the test failed."""
+    job = steps("release.yml", "test")
+    summary = job[step_index(job, "leadscore deploy-summary")]
+    assert step_index(job, "leadscore loadtest") < step_index(job, "leadscore deploy-summary")
+    assert summary["if"].startswith("always()")
+    assert summary["run"].rstrip().endswith('>> "$GITHUB_STEP_SUMMARY"')
+    for option in ("--report", "--environment", "--image-tag", "--image-digest"):
+        assert option in summary["run"]
+    assert set(summary["env"]) >= {"DEPLOY_NOTIFY_URL", "DEPLOY_SNS_TOPIC_ARN"}
