@@ -42,7 +42,7 @@ def _fill(disk: Path) -> Path:
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         for size in (65536, 4096, 512, 1):
-            with pytest.raises(OSError) as full:  # noqa: PT012 - the loop ends only by the disk filling up
+            with pytest.raises(OSError, match="No space") as full:  # noqa: PT012 - ends when the disk is full
                 while True:
                     os.write(fd, b"\0" * size)
             assert full.value.errno == errno.ENOSPC
