@@ -121,8 +121,9 @@ def test_a_poison_segment_at_start_is_quarantined_and_the_server_serves(
     server = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(tiny_bundle)})
     try:
         lake = wait_until(
-            lambda: (s := httpx.get(f"{server.url}/api/v1/health", timeout=5).json()["lake"])["quarantined_segments"]
-            and s,
+            lambda: (
+                (s := httpx.get(f"{server.url}/api/v1/health", timeout=5).json()["lake"])["quarantined_segments"] and s
+            ),
             what="the poison segment quarantined",
         )
         assert lake["quarantined_segments"] == 1
