@@ -68,12 +68,13 @@ class Check:
         """`PASS  name  measured  < limit`."""
         sign = ">=" if self.at_least else "<"
         return (
-            f"{'PASS' if self.passed else 'FAIL'}  {self.name:<34} {_fmt(self.measured, self.unit):>10} "
-            f"{sign:>2} {_fmt(self.limit, self.unit)}"
+            f"{'PASS' if self.passed else 'FAIL'}  {self.name:<34} {format_value(self.measured, self.unit):>10} "
+            f"{sign:>2} {format_value(self.limit, self.unit)}"
         )
 
 
-def _fmt(value: float, unit: str) -> str:
+def format_value(value: float, unit: str) -> str:
+    """A measured value as the report prints it (ms or s, %, req/s)."""
     if unit == "s":
         return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
     if unit == "%":

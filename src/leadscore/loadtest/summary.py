@@ -15,7 +15,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from leadscore.errors import LeadscoreError
-from leadscore.loadtest.report import _fmt
+from leadscore.loadtest.report import format_value
 
 # SNS limits a subject to 100 characters.
 SNS_SUBJECT_LIMIT = 100
@@ -141,16 +141,16 @@ class Summary:
             "",
             "| Requests | Success rate | p95 | Requests/s |",
             "| ---: | ---: | ---: | ---: |",
-            f"| {overall.requests} | {_fmt(overall.success_rate, '%')} | {_fmt(overall.p95, 's')} "
-            f"| {_fmt(overall.throughput, 'req/s')} |",
+            f"| {overall.requests} | {format_value(overall.success_rate, '%')} | {format_value(overall.p95, 's')} "
+            f"| {format_value(overall.throughput, 'req/s')} |",
             "",
             "| Threshold | Measured | Limit | Result |",
             "| --- | ---: | ---: | --- |",
         ]
         for check in report.all_checks:
-            limit = f"{'≥' if check.at_least else '<'} {_fmt(check.limit, check.unit)}"
+            limit = f"{'≥' if check.at_least else '<'} {format_value(check.limit, check.unit)}"
             result = "pass" if check.passed else "**FAIL**"
-            lines.append(f"| {_escape(check.name)} | {_fmt(check.measured, check.unit)} | {limit} | {result} |")
+            lines.append(f"| {_escape(check.name)} | {format_value(check.measured, check.unit)} | {limit} | {result} |")
         errors = [f"{p.name}: {e}" for p in report.phases for e in p.errors]
         if errors:
             lines += ["", "First failed requests:", ""]
