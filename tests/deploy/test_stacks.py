@@ -139,8 +139,9 @@ def test_spool_file_system_follows_protect_data(dev_json: dict[str, Any], cdk_ou
 
 
 def test_spool_access_point_writes_as_the_image_user(dev: Template) -> None:
-    """The access point's POSIX user and root directory owner are the Dockerfile's USER."""
-    user = next(line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER "))
+    """The access point's POSIX user and root directory owner are the Dockerfile's final USER (the runtime's)."""
+    users = [line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("USER ")]
+    user = users[-1]
     uid, gid = user.split(":")
     _, access_point = only(dev, "AWS::EFS::AccessPoint")
     assert access_point["PosixUser"] == {"Uid": uid, "Gid": gid}
