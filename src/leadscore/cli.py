@@ -259,7 +259,10 @@ def loadtest(
 
     # One log line per request would bury the report.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    result = asyncio.run(run_suite(env, url, api_key))
+    try:
+        result = asyncio.run(run_suite(env, url, api_key))
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
     path = report or Path("data/loadtest") / f"{env.value}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     result.write_json(path)
     typer.echo(result.text())
