@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from leadscore.cli import app
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, load_bundle
-from leadscore.training.synth import OUTCOME, read_table, synthesize, write_table
+from leadscore.training.contract import OUTCOME, read_table
+from leadscore.training.synth import synthesize, write_table
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_train_without_outcome_fails_clearly(runner, tmp_path):
     write_table(synthesize(100, seed=5).drop_columns([OUTCOME]), data)
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "bundle")])
     assert result.exit_code == 2
-    assert "error: training data needs an `outcome` column" in result.stderr
+    assert "no `outcome` column" in result.stderr
     assert not (tmp_path / "bundle").exists()
 
 
@@ -111,3 +112,67 @@ def test_train_on_unreadable_file_fails_clearly(runner, tmp_path):
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "bundle")])
     assert result.exit_code == 2
     assert f"error: cannot read {data} as Parquet" in result.stderr
+
+
+TINY_TRAIN = ["--rounds", "2", "--max-depth", "2", "--version", "cli-t"]
+
+
+def test_train_refuses_to_overwrite_a_bundle_without_force(runner, tmp_path, training_file):
+    """A second train to the same --out fails before training and keeps the first bundle; --force replaces it."""
+    out = tmp_path / "bundle"
+    assert runner.invoke(app, ["train", str(training_file), "--out", str(out), *TINY_TRAIN]).exit_code == 0
+    first = (out / MANIFEST_FILE).read_text()
+    again = runner.invoke(app, ["train", str(training_file), "--out", str(out), "--rounds", "3"])
+    assert again.exit_code == 2
+    assert "already a model bundle; pass --force" in again.stderr
+    assert (out / MANIFEST_FILE).read_text() == first
+    forced = runner.invoke(app, ["train", str(training_file), "--out", str(out), "--rounds", "3", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert Manifest.from_json((out / MANIFEST_FILE).read_text()).num_boost_round == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "train.parquet"]
+
+
+def test_train_refuses_an_out_that_is_a_file_before_reading_the_data(runner, tmp_path):
+    """--out naming a file fails at once (the data file is not even read)."""
+    out = tmp_path / "model.json"
+    out.write_text("{}")
+    data = tmp_path / "broken.parquet"
+    data.write_bytes(b"not parquet")
+    result = runner.invoke(app, ["train", str(data), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "is a file, not a bundle directory" in result.stderr
+
+
+def test_train_reports_progress_on_stderr(runner, tmp_path, training_file):
+    """Training prints its phases and boosting rounds on stderr; stdout keeps only the JSON result."""
+    result = runner.invoke(app, ["train", str(training_file), "--out", str(tmp_path / "b"), "--rounds", "20"])
+    assert result.exit_code == 0, result.output
+    assert "checked 800 rows" in result.stderr
+    assert "round 10/20 (50%)" in result.stderr
+    assert "round 20/20 (100%)" in result.stderr
+    json.loads(result.stdout)
+
+
+def test_train_refuses_a_csv_with_a_bad_boolean_naming_the_row(runner, tmp_path):
+    """A CSV whose existing_customer has a `yes` fails with exit 2 naming row and field, and writes no bundle."""
+    data = tmp_path / "leads.csv"
+    write_table(synthesize(50, seed=2, missing_rate=0.0), data)
+    header, *lines = data.read_text().splitlines()
+    column = header.split(",").index('"existing_customer"')
+    cells = lines[6].split(",")
+    cells[column] = "yes"
+    lines[6] = ",".join(cells)
+    data.write_text("\n".join([header, *lines]) + "\n")
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "row 7, existing_customer: Input should be a valid boolean" in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("name", ["x.json", "x"])
+def test_synth_refuses_a_suffix_it_does_not_write(runner, tmp_path, name):
+    """`synth --out x.json` fails saying which suffixes it writes, and writes nothing."""
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / name), "--rows", "20"])
+    assert result.exit_code == 2
+    assert ".parquet or .csv" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -7,7 +7,7 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -102,9 +102,13 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
 ) -> None:
     """Write a deterministic synthetic training set with an `outcome` column (1..5)."""
-    from leadscore.training.synth import synthesize, write_table  # noqa: PLC0415
+    from leadscore.training.synth import check_table_path, synthesize, write_table  # noqa: PLC0415
 
-    write_table(synthesize(rows, seed), out)
+    try:
+        check_table_path(out)  # before the rows are made
+        write_table(synthesize(rows, seed), out)
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
     typer.echo(f"wrote {rows} rows to {out}")
 
 
@@ -119,28 +123,37 @@ def train(
     as_of: Annotated[
         str | None, typer.Option(help="Reference time (ISO 8601) for recency features; default 2026-01-01.")
     ] = None,
+    force: Annotated[bool, typer.Option(help="Replace the bundle (or directory) already at --out.")] = False,
+    allow_missing_columns: Annotated[
+        bool, typer.Option(help="Train even when feature columns are absent (their values count as missing).")
+    ] = False,
 ) -> None:
-    """Train a model bundle and print its evaluation on a held-out split."""
-    from leadscore.training.synth import read_table  # noqa: PLC0415
-    from leadscore.training.train import TrainConfig, train_bundle  # noqa: PLC0415
+    """Train a model bundle and print its evaluation on a held-out split (progress on stderr)."""
+    from leadscore.training.contract import read_table  # noqa: PLC0415
+    from leadscore.training.train import TrainConfig, check_output_dir, train_bundle  # noqa: PLC0415
 
     if not data.is_file():
         raise _fail(f"no such file: {data}")
-    config = TrainConfig(num_boost_round=rounds, max_depth=max_depth, seed=seed, version=version)
+    options: dict[str, Any] = {}
     if as_of:
         try:
             moment = datetime.fromisoformat(as_of)
         except ValueError as exc:
             raise _fail(f"--as-of must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got {as_of!r}") from exc
-        config = TrainConfig(
-            num_boost_round=rounds,
-            max_depth=max_depth,
-            seed=seed,
-            version=version,
-            as_of=moment if moment.tzinfo else moment.replace(tzinfo=UTC),
-        )
+        options["as_of"] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    config = TrainConfig(num_boost_round=rounds, max_depth=max_depth, seed=seed, version=version, **options)
     try:
-        manifest = train_bundle(read_table(data), out, config, source=data.name)
+        # Before reading the data: a wrong --out must not cost the time of a training run.
+        check_output_dir(out, force)
+        manifest = train_bundle(
+            read_table(data),
+            out,
+            config,
+            source=data.name,
+            force=force,
+            allow_missing=allow_missing_columns,
+            progress=lambda line: typer.echo(line, err=True),
+        )
     except LeadscoreError as exc:
         raise _fail(exc.message) from exc
     metrics = {k: v for k, v in manifest.metrics.items() if k not in ("calibration", "confusion_matrix")}

@@ -1,0 +1,114 @@
+"""Training data read through the API's contract: the same values accepted and refused, problems by row."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from leadscore.training.contract import OUTCOME, TrainingDataError, read_table, validate_training_table
+from leadscore.training.synth import synthesize, write_table
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    """A small synthetic training set written as CSV; returns (path, header, data lines)."""
+    path = tmp_path / "leads.csv"
+    write_table(synthesize(30, seed=3, missing_rate=0.0), path)
+    header, *lines = path.read_text().splitlines()
+    return path, header.split(","), lines
+
+
+def rewrite(path, header, lines) -> None:
+    """Write the CSV back from its header and data lines."""
+    path.write_text("\n".join([",".join(header), *lines]) + "\n")
+
+
+def set_cell(header, lines, row, column, value) -> None:
+    """Replace one CSV cell (row counted from 0 after the header); synthetic values hold no commas."""
+    index = header.index(f'"{column}"')
+    cells = lines[row].split(",")
+    cells[index] = value
+    lines[row] = ",".join(cells)
+
+
+def test_csv_false_is_false_even_beside_a_refused_yes(csv_file):
+    """`false` in a CSV boolean column is False (not bool("false")), and a `yes` is refused with its row."""
+    path, header, lines = csv_file
+    for row in range(len(lines)):
+        set_cell(header, lines, row, "existing_customer", "false")
+    rewrite(path, header, lines)
+    assert set(validate_training_table(read_table(path)).columns["existing_customer"]) == {False}
+    set_cell(header, lines, 4, "existing_customer", "yes")
+    rewrite(path, header, lines)
+    with pytest.raises(TrainingDataError, match="row 5, existing_customer: Input should be a valid boolean, got 'yes'"):
+        validate_training_table(read_table(path))
+
+
+def test_a_value_the_api_refuses_is_refused_with_the_api_message(csv_file):
+    """email_engagement_score 7.5 is refused with the API's message and its row."""
+    path, header, lines = csv_file
+    set_cell(header, lines, 11, "email_engagement_score", "7.5")
+    rewrite(path, header, lines)
+    with pytest.raises(TrainingDataError, match="row 12, email_engagement_score: Input should be less than or equal"):
+        validate_training_table(read_table(path))
+
+
+def test_a_bad_outcome_is_reported_with_its_row(csv_file):
+    """An outcome that is not an integer 1..5 is named with its row and value."""
+    path, header, lines = csv_file
+    set_cell(header, lines, 2, OUTCOME, "hot")
+    rewrite(path, header, lines)
+    with pytest.raises(TrainingDataError, match=r"row 3, outcome: must be an integer score 1\.\.5, got 'hot'"):
+        validate_training_table(read_table(path))
+
+
+def test_a_missing_column_is_named():
+    """A table without `seniority_level` is refused, naming the column."""
+    with pytest.raises(TrainingDataError, match="missing columns: seniority_level"):
+        validate_training_table(synthesize(20, seed=1).drop_columns(["seniority_level"]))
+
+
+def test_missing_columns_can_be_allowed():
+    """With allow_missing the absent column trains as all-missing and is reported."""
+    data = validate_training_table(synthesize(20, seed=1).drop_columns(["seniority_level"]), allow_missing=True)
+    assert data.missing_columns == ("seniority_level",)
+    assert data.columns["seniority_level"] == [None] * 20
+
+
+def test_a_header_with_a_stray_space_is_named(csv_file):
+    """A header `Industry ` is refused, naming it and the field it looks like."""
+    path, header, lines = csv_file
+    header[header.index('"industry"')] = '"Industry "'
+    rewrite(path, header, lines)
+    with pytest.raises(TrainingDataError, match=r"`Industry ` \(did you mean `industry`\?\)"):
+        validate_training_table(read_table(path))
+
+
+def test_unrelated_extra_columns_are_ignored_and_reported():
+    """A column unlike any contract field (an export's `crm_owner`) is ignored and listed."""
+    table = synthesize(10, seed=1)
+    table = table.append_column("crm_owner", pa.array(["ann"] * 10))
+    assert validate_training_table(table).ignored_columns == ("crm_owner",)
+
+
+def test_every_problem_is_counted_and_the_first_are_listed():
+    """Many bad rows: the message gives the count and lists the first ones in row order."""
+    table = synthesize(100, seed=1, missing_rate=0.0)
+    index = table.column_names.index("website_sessions")
+    table = table.set_column(index, "website_sessions", pa.array([-1] * 100))
+    with pytest.raises(
+        TrainingDataError, match=r"^100 problem\(s\) in 100 of 100 rows: row 1, website_sessions"
+    ) as err:
+        validate_training_table(table)
+    assert err.value.message.endswith("and 80 more")
+
+
+def test_clean_csv_and_parquet_give_the_same_columns(tmp_path):
+    """The same data read from CSV (text) and Parquet (typed) gives the same encoder columns."""
+    table = synthesize(40, seed=6)
+    write_table(table, tmp_path / "a.csv")
+    write_table(table, tmp_path / "a.parquet")
+    from_csv = validate_training_table(read_table(tmp_path / "a.csv"))
+    from_parquet = validate_training_table(read_table(tmp_path / "a.parquet"))
+    assert from_csv.columns == from_parquet.columns
+    assert from_csv.outcome.tolist() == from_parquet.outcome.tolist()
