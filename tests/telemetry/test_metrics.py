@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -42,6 +44,15 @@ def samples(histogram: Histogram) -> list[tuple[str, dict[str, str], float]]:
         for s in family.samples
         if not s.name.endswith("_created")
     ]
+
+
+def test_metrics_import_nothing_above_telemetry():
+    """telemetry/metrics.py takes plain values or its own protocols: it imports neither scoring nor model nor api."""
+    tree = ast.parse(Path(metrics.__file__).read_text(encoding="utf-8"))
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    above = ("leadscore.scoring", "leadscore.model", "leadscore.api", "leadscore.app", "leadscore.lake")
+    assert not [m for m in imported if m.startswith(above)]
 
 
 def test_bulk_observation_equals_observing_one_by_one():

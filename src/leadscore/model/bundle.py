@@ -15,7 +15,7 @@ import xgboost as xgb
 
 from leadscore.errors import ModelBundleError
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.fastpath import PredictorMode, select_predictor
+from leadscore.model.predictors import PredictorMode, select_predictor
 
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"

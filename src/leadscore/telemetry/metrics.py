@@ -6,7 +6,10 @@ workers add up. The lake reports through `set_lake_backlog`, `observe_lake_flush
 `observe_lake_upload_failure`; the app reports each finished request through a `Recorder`.
 
 Per request the cost is a handful of calls whatever the batch size: scores are counted with one `np.bincount`
-and the confidence histogram is filled from one `np.searchsorted` + `np.bincount` (see `add_bucket_counts`).
+and the confidence histogram is filled from one `np.searchsorted` + `np.bincount` (see `_compat`).
+
+Telemetry sits below scoring: it takes what it records as plain values, or as the small protocols below,
+which a scored batch satisfies without this module importing it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -37,11 +40,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from leadscore.features.spec import SCORES
+from leadscore.telemetry._compat import add_bucket_counts, upper_bounds
 from leadscore.telemetry.emf import EmfAggregator, LakeSnapshot
 from leadscore.telemetry.multiprocess import MULTIPROC_ENV, alive, file_pid
-
-if TYPE_CHECKING:  # only a type here: scrape-only processes need not load the model stack
-    from leadscore.scoring import ScoredBatch
 
 UNMATCHED_ROUTE: Final = "<unmatched>"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -147,26 +148,58 @@ def bucket_counts(bounds: npt.NDArray[np.float64], observations: npt.NDArray[np.
     return counts
 
 
-def add_bucket_counts(histogram: Histogram, counts: list[int], total: float) -> None:
-    """Add precomputed bucket counts and their sum to `histogram`: one call per non-empty bucket, not per value.
-
-    prometheus_client has no bulk observe, and one `observe` per lead costs about half a millisecond for 500
-    leads (several in multiprocess mode). So the counts are added to the histogram's own bucket values, the
-    same ones `observe` increments (private attributes; a test checks the exposition equals one-by-one
-    observation, so a library change that breaks this fails the tests).
-    """
-    buckets: list[Any] = histogram._buckets
-    for index, count in enumerate(counts):
-        if count:
-            buckets[index].inc(count)
-    histogram._sum.inc(total)
-
-
 def observe_many(histogram: Histogram, observations: npt.NDArray[np.float64]) -> None:
     """`histogram.observe(v)` for every v, in a few calls whatever the number of values."""
     if observations.size:
-        bounds = np.asarray(histogram._upper_bounds[:-1], dtype=np.float64)
+        bounds = np.asarray(upper_bounds(histogram), dtype=np.float64)
         add_bucket_counts(histogram, bucket_counts(bounds, observations), float(observations.sum()))
+
+
+class InputWarning(Protocol):
+    """What the metrics read of one input warning: the field it is about."""
+
+    @property
+    def field(self) -> str:
+        """The input field."""
+        ...
+
+
+class EncodedInputs(Protocol):
+    """What the metrics read of an encoded batch: its warnings."""
+
+    @property
+    def warnings(self) -> tuple[InputWarning, ...]:
+        """One per input problem that did not stop a lead being scored."""
+        ...
+
+
+class Scored(Protocol):
+    """What the metrics read of a scored batch (scoring's ScoredBatch is one)."""
+
+    @property
+    def size(self) -> int:
+        """Leads in the batch."""
+        ...
+
+    @property
+    def scores(self) -> npt.NDArray[np.int64]:
+        """Score per lead, 1..5."""
+        ...
+
+    @property
+    def confidence(self) -> npt.NDArray[np.float64]:
+        """Probability of the score, per lead."""
+        ...
+
+    @property
+    def prediction_ms(self) -> float:
+        """Model time of the batch."""
+        ...
+
+    @property
+    def encoded(self) -> EncodedInputs:
+        """The encoder's output for the batch."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +216,7 @@ class BatchSummary:
     warnings: dict[str, int] = field(default_factory=dict)
 
 
-def summarize(batch: ScoredBatch) -> BatchSummary:
+def summarize(batch: Scored) -> BatchSummary:
     """The summary of `batch`."""
     confidence = batch.confidence
     warnings = batch.encoded.warnings
@@ -232,7 +265,7 @@ class Recorder:
         self.prometheus = prometheus
         self.emf = emf
 
-    def __call__(self, method: str, route: str | None, status: int, seconds: float, batch: ScoredBatch | None) -> None:
+    def __call__(self, method: str, route: str | None, status: int, seconds: float, batch: Scored | None) -> None:
         """Record the request, and its scored batch when it scored one."""
         summary = summarize(batch) if batch is not None and batch.size else None
         if self.prometheus:
