@@ -127,8 +127,14 @@ def train(
     allow_missing_columns: Annotated[
         bool, typer.Option(help="Train even when feature columns are absent (their values count as missing).")
     ] = False,
+    category_map: Annotated[
+        Path | None,
+        typer.Option(help="JSON/YAML file of CRM picklist forms ({field: {form: value}}) added to the packaged map."),
+    ] = None,
 ) -> None:
     """Train a model bundle and print its evaluation on a held-out split (progress on stderr)."""
+    from leadscore.features.picklists import load_category_map  # noqa: PLC0415
+    from leadscore.model.bundle import default_category_map  # noqa: PLC0415
     from leadscore.training.contract import read_table  # noqa: PLC0415
     from leadscore.training.train import TrainConfig, check_output_dir, train_bundle  # noqa: PLC0415
 
@@ -145,6 +151,9 @@ def train(
     try:
         # Before reading the data: a wrong --out must not cost the time of a training run.
         check_output_dir(out, force)
+        categories = default_category_map()
+        if category_map is not None:
+            categories = categories.merged(load_category_map(category_map))
         manifest = train_bundle(
             read_table(data),
             out,
@@ -153,6 +162,7 @@ def train(
             force=force,
             allow_missing=allow_missing_columns,
             progress=lambda line: typer.echo(line, err=True),
+            categories=categories,
         )
     except LeadscoreError as exc:
         raise _fail(exc.message) from exc

@@ -59,7 +59,7 @@ def score_columns(
 ) -> ScoredBatch:
     """Encode and predict `n` leads given as columns (`now_per_lead`: each lead's scoring time, see `encode`)."""
     t0 = time.perf_counter()
-    encoded = encode(columns, n, scored_at, now_per_lead)
+    encoded = encode(columns, n, scored_at, now_per_lead, scorer.categories)
     t1 = time.perf_counter()
     raw = scorer.predict_proba(encoded.matrix)
     t2 = time.perf_counter()

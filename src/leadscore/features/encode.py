@@ -1,7 +1,7 @@
 """Turn validated raw lead columns into the model's input matrix, one column at a time.
 
 Input is columnar (field name -> one value per lead, None when missing), so every step works on whole
-arrays; the only per-value Python work is the cached vocabulary and job-title lookups.
+arrays; the only per-value Python work is the cached category-map and job-title lookups.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import lru_cache
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from leadscore.features.jobtitle import FUNCTION_INDEX, LEVEL_ORDINAL, parse_job_title
+from leadscore.features.picklists import CategoryMap
 from leadscore.features.spec import (
     CATEGORY_FIELDS,
     CORE_BY_NAME,
@@ -52,17 +52,8 @@ _AS_GIVEN_INPUTS: Final = [NUMERIC_INPUTS.index(name) for name in _AS_GIVEN]
 _CUSTOM_COLUMNS: Final = [_COLUMN[f.name] for f in CUSTOM_FIELDS]
 
 
-def normalize(value: str) -> str:
-    """Case- and whitespace-insensitive form of a categorical value."""
-    return " ".join(value.split()).casefold()
-
-
-_LOOKUPS: Final = {f.name: {normalize(v): i for i, v in enumerate(f.vocabulary)} for f in CATEGORY_FIELDS}
-
-
-@lru_cache(maxsize=16384)
-def _category_code(field: str, value: str) -> int | None:
-    return _LOOKUPS[field].get(normalize(value))
+# Vocabulary values in any case and spacing, no synonyms: for callers without a model bundle's map.
+PLAIN_CATEGORIES: Final = CategoryMap()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,10 +98,17 @@ def _safe_ratio(numerator: FloatArray, denominator: FloatArray, out: FloatArray)
     np.divide(numerator, denominator, out=out, where=denominator > 0)
 
 
-def encode(columns: RawColumns, n: int, now: datetime, now_per_lead: FloatArray | None = None) -> Encoded:
+def encode(
+    columns: RawColumns,
+    n: int,
+    now: datetime,
+    now_per_lead: FloatArray | None = None,
+    categories: CategoryMap = PLAIN_CATEGORIES,
+) -> Encoded:
     """Encode `n` leads given as columns; `now` is the scoring time for recency features.
 
     `now_per_lead` (Unix seconds, one per lead) replaces `now` when leads of several requests are encoded together.
+    `categories` maps the categorical values (CRM forms included) to vocabulary codes: the model bundle's map.
     """
     # Built feature by feature, one contiguous row per model input, and transposed once at the end: for the
     # 1-lead requests that are most of the traffic, the cost is the number of NumPy calls, not the data.
@@ -120,10 +118,11 @@ def encode(columns: RawColumns, n: int, now: datetime, now_per_lead: FloatArray 
     for spec in CATEGORY_FIELDS:
         offset = 1 if spec.name in _ORDINAL_FIELDS else 0
         codes = [math.nan] * n  # a list, assigned once: NumPy item assignment costs more per value
+        code_of = categories.code
         for i, value in enumerate(columns[spec.name]):
             if value is None:
                 continue
-            code = _category_code(spec.name, value)
+            code = code_of(spec.name, value)
             if code is None:
                 warnings.append(LeadWarning(i, spec.name, value, f"unknown {spec.name} value; scored as unknown"))
             else:

@@ -1,4 +1,8 @@
-"""The model bundle: a directory with the booster (UBJSON) and a manifest, and the scorer built from it."""
+"""The model bundle: a directory with the booster (UBJSON), a manifest and a category map, and the scorer built from it.
+
+The category map (`category_map.json`, features/picklists.py) is the encoding of CRM picklist values the model was
+trained with; a bundle written before maps existed is served with the packaged default bundle's map.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,33 @@ import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
 
-from leadscore.errors import ModelBundleError
+from leadscore.errors import ConfigError, ModelBundleError
+from leadscore.features.encode import PLAIN_CATEGORIES
+from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
 from leadscore.model.predictors import PredictorMode, select_predictor
 
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"
+CATEGORY_MAP_FILE: Final = "category_map.json"
 FORMAT_VERSION: Final = 1
 
 
 def default_bundle_dir() -> Path:
     """The bundle shipped inside the package (trained on synthetic data by `leadscore train`)."""
     return Path(str(resources.files("leadscore.model") / "default_bundle"))
+
+
+def default_category_map() -> CategoryMap:
+    """The packaged map of common CRM picklist forms (the default bundle's)."""
+    return load_category_map(default_bundle_dir() / CATEGORY_MAP_FILE)
+
+
+def bundle_category_map(directory: Path, override: Path | None = None) -> CategoryMap:
+    """The bundle's category map (the packaged default when it has none), extended by the `override` file."""
+    path = directory / CATEGORY_MAP_FILE
+    categories = load_category_map(path) if path.is_file() else default_category_map()
+    return categories if override is None else categories.merged(load_category_map(override))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +106,11 @@ def spec_vocabularies() -> dict[str, list[str]]:
     return {f.name: list(f.vocabulary) for f in SPEC.inputs if f.vocabulary}
 
 
-def save_bundle(directory: Path, booster: xgb.Booster, manifest: Manifest) -> None:
-    """Write booster and manifest; the manifest goes last so a half-written bundle has none."""
+def save_bundle(directory: Path, booster: xgb.Booster, manifest: Manifest, categories: CategoryMap) -> None:
+    """Write booster, category map and manifest; the manifest goes last so a half-written bundle has none."""
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(directory / BOOSTER_FILE))
+    (directory / CATEGORY_MAP_FILE).write_text(categories.to_json(), encoding="utf-8")
     (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
 
 
@@ -101,10 +121,17 @@ class Scorer:
     """
 
     def __init__(
-        self, booster: xgb.Booster, manifest: Manifest, nthread: int = 1, predictor: PredictorMode = "auto"
+        self,
+        booster: xgb.Booster,
+        manifest: Manifest,
+        nthread: int = 1,
+        predictor: PredictorMode = "auto",
+        categories: CategoryMap = PLAIN_CATEGORIES,
     ) -> None:
         self.booster = booster
         self.manifest = manifest
+        # How the encoder reads categorical values for this model (CRM forms included).
+        self.categories = categories
         self.ready = False
         # One thread per prediction: the server runs one worker per core, and threads would fight them.
         self.booster.set_param({"nthread": nthread})
@@ -135,10 +162,11 @@ class Scorer:
         self.ready = True
 
 
-def load_bundle(directory: Path, predictor: PredictorMode = "auto") -> Scorer:
+def load_bundle(directory: Path, predictor: PredictorMode = "auto", category_map: Path | None = None) -> Scorer:
     """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
 
     `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
+    `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
     """
     manifest_path = directory / MANIFEST_FILE
     booster_path = directory / BOOSTER_FILE
@@ -165,7 +193,11 @@ def load_bundle(directory: Path, predictor: PredictorMode = "auto") -> Scorer:
         raise ModelBundleError(f"booster {booster_path.name} is corrupt: {exc}") from exc
     if booster.num_features() != len(ENGINEERED_NAMES):
         raise ModelBundleError(f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}")
-    scorer = Scorer(booster, manifest, predictor=predictor)
+    try:
+        categories = bundle_category_map(directory, category_map)
+    except ConfigError as exc:
+        raise ModelBundleError(exc.message) from exc
+    scorer = Scorer(booster, manifest, predictor=predictor, categories=categories)
     try:
         scorer.warm_up()
     except xgb.core.XGBoostError as exc:

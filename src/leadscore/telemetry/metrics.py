@@ -39,7 +39,8 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from leadscore.features.spec import SCORES
+from leadscore.features.picklists import picklist_key
+from leadscore.features.spec import CATEGORY_FIELDS, SCORES
 from leadscore.telemetry._compat import add_bucket_counts, upper_bounds
 from leadscore.telemetry.emf import EmfAggregator, LakeSnapshot
 from leadscore.telemetry.multiprocess import MULTIPROC_ENV, alive, file_pid
@@ -52,6 +53,13 @@ MODEL_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 # The most probable of five classes is never below 0.2.
 CONFIDENCE_BUCKETS: Final = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 FLUSH_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# Unknown values are whatever callers send: only the first few per field get a label of their own, so the
+# series stay bounded (fields x MAX_VALUE_LABELS x workers); the rest are counted together.
+MAX_VALUE_LABELS: Final = 25
+MAX_VALUE_LABEL_LENGTH: Final = 48
+OTHER_VALUE: Final = "_other"
+_CATEGORY_FIELDS: Final = frozenset(f.name for f in CATEGORY_FIELDS)
 
 # Used when the process is not in multiprocess mode (tests, `uvicorn` started by hand).
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
@@ -85,6 +93,13 @@ WARNINGS: Final = Counter(
     "leadscore_lead_warnings_total",
     "Input problems that did not stop a lead being scored, by field.",
     ["field"],
+    registry=REGISTRY,
+)
+UNKNOWN_VALUES: Final = Counter(
+    "leadscore_unknown_category_values_total",
+    "Categorical values the model's category map does not know (the lead is scored without them), by field and "
+    f'value (case-folded); past the first {MAX_VALUE_LABELS} values of a field in a process, as value="{OTHER_VALUE}".',
+    ["field", "value"],
     registry=REGISTRY,
 )
 MODEL_INFO: Final = Gauge(
@@ -156,11 +171,16 @@ def observe_many(histogram: Histogram, observations: npt.NDArray[np.float64]) ->
 
 
 class InputWarning(Protocol):
-    """What the metrics read of one input warning: the field it is about."""
+    """What the metrics read of one input warning: the field and the value it is about."""
 
     @property
     def field(self) -> str:
         """The input field."""
+        ...
+
+    @property
+    def value(self) -> str:
+        """The value as given."""
         ...
 
 
@@ -214,6 +234,22 @@ class BatchSummary:
     confidence_max: float
     prediction_seconds: float
     warnings: dict[str, int] = field(default_factory=dict)
+    unknown_values: dict[tuple[str, str], int] = field(default_factory=dict)  # (field, value label) -> leads
+
+
+_LABELLED: Final[dict[str, set[str]]] = {}
+
+
+def value_label(field_name: str, value: str) -> str:
+    """The `value` label of an unknown value: its picklist key, or OTHER_VALUE once the field has its share."""
+    key = picklist_key(value)[:MAX_VALUE_LABEL_LENGTH]
+    labelled = _LABELLED.setdefault(field_name, set())
+    if key in labelled:
+        return key
+    if len(labelled) < MAX_VALUE_LABELS:
+        labelled.add(key)
+        return key
+    return OTHER_VALUE
 
 
 def summarize(batch: Scored) -> BatchSummary:
@@ -228,8 +264,13 @@ def summarize(batch: Scored) -> BatchSummary:
         confidence_min=float(confidence.min()),
         confidence_max=float(confidence.max()),
         prediction_seconds=batch.prediction_ms / 1000.0,
-        # Warnings are rare (one per bad input), so counting them one by one costs nothing on clean traffic.
+        # Warnings are one per bad input: counted one by one, which costs nothing on clean traffic.
         warnings=dict(Tally(w.field for w in warnings)) if warnings else {},
+        unknown_values=dict(
+            Tally((w.field, value_label(w.field, w.value)) for w in warnings if w.field in _CATEGORY_FIELDS)
+        )
+        if warnings
+        else {},
     )
 
 
@@ -256,6 +297,8 @@ def observe_batch(summary: BatchSummary) -> None:
     MODEL_SECONDS.observe(summary.prediction_seconds)
     for name, count in summary.warnings.items():
         WARNINGS.labels(field=name).inc(count)
+    for (name, label), count in summary.unknown_values.items():
+        UNKNOWN_VALUES.labels(field=name, value=label).inc(count)
 
 
 class Recorder:

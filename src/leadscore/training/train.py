@@ -19,8 +19,9 @@ import xgboost as xgb
 
 from leadscore.errors import LeadscoreError
 from leadscore.features.encode import encode
+from leadscore.features.picklists import CategoryMap
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.bundle import MANIFEST_FILE, Manifest, save_bundle, spec_vocabularies
+from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_category_map, save_bundle, spec_vocabularies
 from leadscore.training.contract import validate_training_table
 from leadscore.training.evaluate import evaluate
 from leadscore.training.synth import AS_OF
@@ -123,11 +124,13 @@ def train_bundle(
     force: bool = False,
     allow_missing: bool = False,
     progress: Progress | None = None,
+    categories: CategoryMap | None = None,
 ) -> Manifest:
     """Check the table against the API's contract, train, evaluate on a held-out split, write the bundle.
 
     The bundle is written beside `out_dir` and moved into place at the end, so a failed run leaves nothing and
-    an existing bundle is replaced only with `force`.
+    an existing bundle is replaced only with `force`. `categories` (default: the packaged CRM map) encodes the
+    categorical values and is written into the bundle, so the model is served with the encoding it learnt.
     """
     say = progress or (lambda _: None)
     check_output_dir(out_dir, force)
@@ -140,7 +143,8 @@ def train_bundle(
         say(f"training without columns: {', '.join(data.missing_columns)} (every value missing)")
     outcome = data.outcome
     n = data.rows
-    matrix = encode(data.columns, n, config.as_of).matrix
+    categories = categories or default_category_map()
+    matrix = encode(data.columns, n, config.as_of, categories=categories).matrix
     order = np.random.default_rng(config.seed).permutation(n)
     n_test = max(1, int(n * config.test_fraction))
     test, train = order[:n_test], order[n_test:]
@@ -176,7 +180,7 @@ def train_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
-        save_bundle(staged, booster, manifest)
+        save_bundle(staged, booster, manifest, categories)
         _replace_dir(staged, out_dir)
     finally:
         if staged.exists():
