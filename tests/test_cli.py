@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from leadscore.api.security import generate_key, parse_keys
 from leadscore.cli import app
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, load_bundle
 from leadscore.training.contract import OUTCOME, read_table
@@ -176,3 +178,89 @@ def test_synth_refuses_a_suffix_it_does_not_write(runner, tmp_path, name):
     assert result.exit_code == 2
     assert ".parquet or .csv" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_version_prints_the_package_version(runner):
+    """`leadscore --version` prints the installed version and exits 0."""
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"leadscore {metadata.version('leadscore')}"
+
+
+def test_tools_run_in_prod_without_api_keys(runner, tmp_path, monkeypatch):
+    """With LEADSCORE_ENV=prod and no keys, synth, train, keys list and --version still work: keys are for serving."""
+    monkeypatch.setenv("LEADSCORE_ENV", "prod")
+    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
+    monkeypatch.delenv("LEADSCORE_API_KEYS_FILE", raising=False)
+    data = tmp_path / "d.parquet"
+    assert runner.invoke(app, ["synth", "--out", str(data), "--rows", "300"]).exit_code == 0
+    assert runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "b"), *TINY_TRAIN]).exit_code == 0
+    assert runner.invoke(app, ["keys", "list"]).exit_code == 0
+    assert runner.invoke(app, ["--version"]).exit_code == 0
+
+
+@pytest.fixture
+def two_keys() -> list[str]:
+    """Two fresh key entries (id:label:sha256)."""
+    return [generate_key(label)[1].entry() for label in ("crm-sync", "reports")]
+
+
+def test_keys_list_shows_ids_labels_and_sources_but_no_hashes(runner, tmp_path, two_keys):
+    """`keys list` names each key of the variable and of the file with its source, never its hash."""
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"# mounted secret\n{two_keys[1]}\n")
+    result = runner.invoke(
+        app, ["keys", "list", "--keys-file", str(keys_file)], env={"LEADSCORE_API_KEYS": two_keys[0]}
+    )
+    assert result.exit_code == 0, result.output
+    ids = [entry.split(":")[0] for entry in two_keys]
+    assert f"{ids[0]}  crm-sync  LEADSCORE_API_KEYS" in result.stdout
+    assert f"{ids[1]}  reports   {keys_file}" in result.stdout
+    assert not any(entry.split(":")[2] in result.stdout for entry in two_keys)
+
+
+def test_keys_list_as_json(runner, two_keys):
+    """`keys list --output json` prints the keys as JSON objects."""
+    result = runner.invoke(app, ["keys", "list", "--output", "json"], env={"LEADSCORE_API_KEYS": ",".join(two_keys)})
+    assert [k["label"] for k in json.loads(result.stdout)] == ["crm-sync", "reports"]
+
+
+def test_an_output_format_outside_its_choices_is_refused(runner):
+    """`--output xml` is a usage error, not silently a table."""
+    result = runner.invoke(app, ["keys", "list", "--output", "xml"])
+    assert result.exit_code == 2
+    assert "'xml' is not one of" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_keys_revoke_edits_the_keys_file_keeping_the_rest(runner, tmp_path, two_keys):
+    """Revoking a key of the keys file removes its entry only; comments and the other key stay."""
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"# mounted secret\n{two_keys[0]}  # sync job\n{two_keys[1]}\n")
+    key_id = two_keys[0].split(":")[0]
+    result = runner.invoke(app, ["keys", "revoke", key_id, "--keys-file", str(keys_file)])
+    assert result.exit_code == 0, result.output
+    assert keys_file.read_text() == f"# mounted secret\n# sync job\n{two_keys[1]}\n"
+    assert [k.key_id for k in parse_keys(keys_file.read_text())] == [two_keys[1].split(":")[0]]
+
+
+def test_keys_revoke_prints_the_new_variable_value(runner, two_keys):
+    """Revoking a key of LEADSCORE_API_KEYS prints the variable's new value, without that key."""
+    result = runner.invoke(
+        app, ["keys", "revoke", two_keys[0].split(":")[0]], env={"LEADSCORE_API_KEYS": ",".join(two_keys)}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"LEADSCORE_API_KEYS={two_keys[1]}" in result.stdout
+
+
+def test_keys_revoke_of_an_unknown_id_fails(runner, two_keys):
+    """An id that is not configured is an error naming it; nothing changes."""
+    result = runner.invoke(app, ["keys", "revoke", "deadbeef"], env={"LEADSCORE_API_KEYS": two_keys[0]})
+    assert result.exit_code == 2
+    assert "no key deadbeef" in result.stderr
+
+
+def test_revoking_the_last_key_warns_that_prod_will_not_start(runner, two_keys):
+    """Removing the only key says that a prod service would refuse to start without keys."""
+    result = runner.invoke(app, ["keys", "revoke", two_keys[0].split(":")[0]], env={"LEADSCORE_API_KEYS": two_keys[0]})
+    assert result.exit_code == 0
+    assert "no API keys are left" in result.stderr
