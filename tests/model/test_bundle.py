@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from leadscore.model.bundle import (
     MANIFEST_FILE,
     Manifest,
     Scorer,
+    check_bundle,
     default_bundle_dir,
     load_bundle,
 )
@@ -266,3 +268,17 @@ def test_a_broken_configured_map_is_a_bundle_error(bundle_copy, tmp_path):
     extra.write_text('{"industry": {"widgets": "Gadgets"}}')
     with pytest.raises(ModelBundleError, match=r"crm\.json: category map: industry 'widgets' maps to 'Gadgets'"):
         load_bundle(bundle_copy, category_map=extra)
+
+
+def test_check_bundle_checks_without_selecting_a_predictor(tiny_bundle, caplog):
+    """check_bundle gives the manifest of a sound bundle and logs no predictor choice (it serves nothing)."""
+    caplog.set_level(logging.INFO, logger="leadscore.model.predictors")
+    assert check_bundle(tiny_bundle).version == "test-tiny"
+    assert caplog.records == []
+
+
+def test_check_bundle_refuses_what_load_bundle_refuses(bundle_copy):
+    """A broken bundle fails check_bundle with load_bundle's message."""
+    (bundle_copy / BOOSTER_FILE).write_bytes(b"garbage")
+    with pytest.raises(ModelBundleError, match="is corrupt"):
+        check_bundle(bundle_copy)

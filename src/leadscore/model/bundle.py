@@ -21,7 +21,7 @@ from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.predictors import PredictorMode, select_predictor
+from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_predictor
 
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"
@@ -152,22 +152,26 @@ class Scorer:
 
     def warm_up(self) -> None:
         """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
-        probs = self.predict_proba(np.full((1, len(ENGINEERED_NAMES)), np.nan, dtype=np.float32))
-        if probs.shape != (1, len(SCORES)):
-            raise ModelBundleError(f"warm-up prediction has shape {probs.shape}, expected (1, {len(SCORES)})")
-        if not np.isfinite(probs).all():
-            raise ModelBundleError("warm-up prediction returned non-finite probabilities")
-        if abs(float(probs.sum()) - 1.0) > 1e-3:
-            raise ModelBundleError("warm-up probabilities do not sum to 1")
+        check_warm_up(self.predict_proba(_warm_up_row()))
         self.ready = True
 
 
-def load_bundle(directory: Path, predictor: PredictorMode = "auto", category_map: Path | None = None) -> Scorer:
-    """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
+def _warm_up_row() -> npt.NDArray[np.float32]:
+    return np.full((1, len(ENGINEERED_NAMES)), np.nan, dtype=np.float32)
 
-    `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
-    `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
-    """
+
+def check_warm_up(probs: npt.NDArray[np.float32]) -> None:
+    """ModelBundleError unless `probs` are one row of finite probabilities of the scores, summing to 1."""
+    if probs.shape != (1, len(SCORES)):
+        raise ModelBundleError(f"warm-up prediction has shape {probs.shape}, expected (1, {len(SCORES)})")
+    if not np.isfinite(probs).all():
+        raise ModelBundleError("warm-up prediction returned non-finite probabilities")
+    if abs(float(probs.sum()) - 1.0) > 1e-3:
+        raise ModelBundleError("warm-up probabilities do not sum to 1")
+
+
+def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booster, Manifest, CategoryMap]:
+    """Booster, manifest and category map of a bundle, every file checked; ModelBundleError saying what is wrong."""
     manifest_path = directory / MANIFEST_FILE
     booster_path = directory / BOOSTER_FILE
     if not directory.is_dir():
@@ -197,9 +201,33 @@ def load_bundle(directory: Path, predictor: PredictorMode = "auto", category_map
         categories = bundle_category_map(directory, category_map)
     except ConfigError as exc:
         raise ModelBundleError(exc.message) from exc
+    return booster, manifest, categories
+
+
+def load_bundle(directory: Path, predictor: PredictorMode = "auto", category_map: Path | None = None) -> Scorer:
+    """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
+
+    `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
+    `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
+    """
+    booster, manifest, categories = _read_bundle(directory, category_map)
     scorer = Scorer(booster, manifest, predictor=predictor, categories=categories)
     try:
         scorer.warm_up()
     except xgb.core.XGBoostError as exc:
         raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
     return scorer
+
+
+def check_bundle(directory: Path, category_map: Path | None = None) -> Manifest:
+    """Every check `load_bundle` makes, warm-up included, with XGBoost's own predictor and no predictor selection.
+
+    For a process that only checks the bundle before its workers load it (`serve`): it builds no fast path and
+    logs no predictor choice, which would describe a predictor no request is served with.
+    """
+    booster, manifest, _ = _read_bundle(directory, category_map)
+    try:
+        check_warm_up(XGBoostPredictor(booster).predict(_warm_up_row()))
+    except xgb.core.XGBoostError as exc:
+        raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
+    return manifest
