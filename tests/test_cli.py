@@ -264,3 +264,28 @@ def test_revoking_the_last_key_warns_that_prod_will_not_start(runner, two_keys):
     result = runner.invoke(app, ["keys", "revoke", two_keys[0].split(":")[0]], env={"LEADSCORE_API_KEYS": two_keys[0]})
     assert result.exit_code == 0
     assert "no API keys are left" in result.stderr
+
+
+def test_train_adds_a_category_map_file_to_the_packaged_map(runner, tmp_path, training_file):
+    """`train --category-map crm.yaml` writes a bundle whose map has the file's forms and the packaged ones."""
+    extra = tmp_path / "crm.yaml"
+    extra.write_text("industry:\n  widgets: Manufacturing\n")
+    out = tmp_path / "b"
+    result = runner.invoke(
+        app, ["train", str(training_file), "--out", str(out), *TINY_TRAIN, "--category-map", str(extra)]
+    )
+    assert result.exit_code == 0, result.output
+    categories = load_bundle(out).categories
+    assert categories.code("industry", "widgets") == categories.code("industry", "Manufacturing")
+    assert categories.code("geography", "north_america") is not None
+
+
+def test_train_refuses_a_category_map_naming_an_unknown_value(runner, tmp_path, training_file):
+    """A map sending a form to a value outside the vocabulary fails the command, naming the value."""
+    extra = tmp_path / "crm.json"
+    extra.write_text('{"industry": {"widgets": "Gadgets"}}')
+    result = runner.invoke(
+        app, ["train", str(training_file), "--out", str(tmp_path / "b"), "--category-map", str(extra)]
+    )
+    assert result.exit_code == 2
+    assert "'Gadgets', which is not one of" in result.stderr
