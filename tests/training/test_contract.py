@@ -112,3 +112,14 @@ def test_clean_csv_and_parquet_give_the_same_columns(tmp_path):
     from_parquet = validate_training_table(read_table(tmp_path / "a.parquet"))
     assert from_csv.columns == from_parquet.columns
     assert from_csv.outcome.tolist() == from_parquet.outcome.tolist()
+
+
+def test_a_csv_with_a_byte_order_mark_reads_its_first_column(tmp_path):
+    """A CSV saved with a UTF-8 byte order mark (as spreadsheets do) reads its first column as text like the rest."""
+    table = synthesize(10, seed=1, missing_rate=0.0)
+    names = ["existing_customer", *(n for n in table.column_names if n != "existing_customer")]
+    path = tmp_path / "bom.csv"
+    write_table(table.select(names), path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    data = validate_training_table(read_table(path))
+    assert data.columns["existing_customer"] == table.column("existing_customer").to_pylist()

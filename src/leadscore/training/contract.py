@@ -65,7 +65,7 @@ def read_table(path: Path) -> pa.Table:
     try:
         if not csv_file:
             return pq.read_table(path)
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not part of the first name
             header = next(csv.reader(handle), [])
         # Text only: the contract decides what a value means, not pyarrow's type guess (which reads a column
         # of `true`/`false` with one `yes` as text and `bool("false")` as True). Only an empty cell is missing.
@@ -148,11 +148,17 @@ def _outcome(values: list[Any]) -> tuple[npt.NDArray[np.int64], list[tuple[int, 
     return out, bad
 
 
-def _column(table: pa.Table, spec: InputField, text: bool) -> list[Any]:
+def _column(table: pa.Table, spec: InputField) -> list[Any]:
+    """The field's values as the API would receive them: text columns (all of a CSV's) read as JSON values."""
     if spec.name not in table.column_names:
         return [None] * table.num_rows
-    values = table.column(spec.name).to_pylist()
-    return _from_text(spec.kind, values) if text else values
+    column = table.column(spec.name)
+    values = column.to_pylist()
+    return (
+        _from_text(spec.kind, values)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        else values
+    )
 
 
 def validate_training_table(
@@ -163,10 +169,9 @@ def validate_training_table(
     n = table.num_rows
     if n == 0:
         raise TrainingDataError("training data has no rows")
-    text = all(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t) for t in table.schema.types)
     outcome, problems = _outcome(table.column(OUTCOME).to_pylist())
-    core = [_column(table, _FIELDS[name], text) for name in _CORE_NAMES]
-    custom = [_column(table, _FIELDS[name], text) for name in _CUSTOM_NAMES]
+    core = [_column(table, _FIELDS[name]) for name in _CORE_NAMES]
+    custom = [_column(table, _FIELDS[name]) for name in _CUSTOM_NAMES]
     lead_ids = table.column(LEAD_ID).to_pylist() if LEAD_ID in table.column_names else [None] * n
     leads = [dict(zip(_CORE_NAMES, values, strict=True)) for values in zip(*core, strict=True)]
     for lead, lead_id, values in zip(leads, lead_ids, zip(*custom, strict=True), strict=True):
