@@ -289,3 +289,12 @@ def test_train_refuses_a_category_map_naming_an_unknown_value(runner, tmp_path, 
     )
     assert result.exit_code == 2
     assert "'Gadgets', which is not one of" in result.stderr
+
+
+def test_an_empty_keys_file_variable_means_no_file(runner, two_keys):
+    """LEADSCORE_API_KEYS_FILE set but empty (a blank task-definition entry) is no file, as for the service."""
+    result = runner.invoke(
+        app, ["keys", "list"], env={"LEADSCORE_API_KEYS_FILE": "", "LEADSCORE_API_KEYS": two_keys[0]}
+    )
+    assert result.exit_code == 0, result.output
+    assert "crm-sync" in result.stdout

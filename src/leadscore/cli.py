@@ -293,10 +293,21 @@ _KEYS_FILE_ENV: Final = "LEADSCORE_API_KEYS_FILE"
 KeysOption = Annotated[
     str, typer.Option("--keys", envvar=_KEYS_ENV, help="Key entries, as in LEADSCORE_API_KEYS.", show_default=False)
 ]
+
+
+def _unset_if_empty(path: Path | None) -> Path | None:
+    # An empty LEADSCORE_API_KEYS_FILE means no file, as for the service (typer reads it as the current directory).
+    return None if path is None or str(path) in ("", ".") else path
+
+
 KeysFileOption = Annotated[
     Path | None,
     typer.Option(
-        "--keys-file", envvar=_KEYS_FILE_ENV, help="Keys file, as in LEADSCORE_API_KEYS_FILE.", show_default=False
+        "--keys-file",
+        envvar=_KEYS_FILE_ENV,
+        callback=_unset_if_empty,
+        help="Keys file, as in LEADSCORE_API_KEYS_FILE.",
+        show_default=False,
     ),
 ]
 
