@@ -7,7 +7,7 @@ unknown value in every field of every lead: each one misses the lookup cache and
 per call of encoding alone, of encoding + prediction, and of both plus the metrics summary of the batch, for 1
 and 500 leads, and each case as a ratio of clean.
 
-    uv run --no-sync python bench/unknown_values.py
+    uv run --no-sync python bench/unknown_values.py   # or ./dev bench --unknown-values (into latest.json)
 """
 
 from __future__ import annotations
@@ -82,24 +82,34 @@ def best_time(call: Callable[[dict[str, Any]], object], column_sets: list[dict[s
     return best
 
 
-def main() -> None:
-    """Print the figures and the ratios to clean."""
+def figures() -> dict[str, dict[str, float]]:
+    """Per `<leads>-lead <case>`: microseconds per call of encode, encode + predict, + metrics, and the ratios."""
     scorer = load_bundle(default_bundle_dir())
-    print(f"predictor: {scorer.predictor}")
-    print(f"{'leads':>5} {'case':<17} {'encode us':>10} {'+predict us':>12} {'+metrics us':>12}  ratios to clean")
+    out: dict[str, dict[str, float]] = {}
     for n, calls in ((1, 2000), (500, 40)):
-        figures: dict[str, tuple[float, float, float]] = {}
+        times: dict[str, tuple[float, float, float]] = {}
         for name, column_sets in cases(n).items():
             encode_s = best_time(lambda c, n=n: encode(c, n, NOW, categories=scorer.categories), column_sets, calls)
             score_s = best_time(lambda c, n=n: score_columns(scorer, c, n, NOW), column_sets, calls)
             metrics_s = best_time(lambda c, n=n: summarize(score_columns(scorer, c, n, NOW)), column_sets, calls)
-            figures[name] = (encode_s, score_s, metrics_s)
-        clean = figures["clean"]
-        for name, (encode_s, score_s, metrics_s) in figures.items():
-            ratios = " ".join(f"{a / b:.2f}x" for a, b in zip((encode_s, score_s, metrics_s), clean, strict=True))
-            print(
-                f"{n:>5} {name:<17} {encode_s * 1e6:>10.1f} {score_s * 1e6:>12.1f} {metrics_s * 1e6:>12.1f}  {ratios}"
-            )
+            times[name] = (encode_s, score_s, metrics_s)
+        clean = times["clean"]
+        for name, measured in times.items():
+            row = {k: round(v * 1e6, 1) for k, v in zip(("encode_us", "score_us", "metrics_us"), measured, strict=True)}
+            ratios = {
+                f"{k}_ratio": round(a / b, 3)
+                for k, a, b in zip(("encode", "score", "metrics"), measured, clean, strict=True)
+            }
+            out[f"{n}-lead {name}"] = {**row, **ratios}
+    return out
+
+
+def main() -> None:
+    """Print the figures and the ratios to clean."""
+    print(f"{'case':<24} {'encode us':>10} {'+predict us':>12} {'+metrics us':>12}  ratios to clean")
+    for case, row in figures().items():
+        ratios = " ".join(f"{row[k]:.2f}x" for k in ("encode_ratio", "score_ratio", "metrics_ratio"))
+        print(f"{case:<24} {row['encode_us']:>10.1f} {row['score_us']:>12.1f} {row['metrics_us']:>12.1f}  {ratios}")
 
 
 if __name__ == "__main__":
