@@ -9,57 +9,61 @@ from leadscore.training.contract import OUTCOME, TrainingDataError, read_table, 
 from leadscore.training.synth import synthesize, write_table
 
 
+class CsvFile:
+    """A synthetic training set written as CSV, whose cells a test can change."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+        header, *self.lines = path.read_text().splitlines()
+        self.header = header.split(",")
+
+    def set(self, row: int, column: str, value: str) -> None:
+        """Replace one cell (row counted from 0 after the header) and write the file; values hold no commas."""
+        index = self.header.index(f'"{column}"')
+        cells = self.lines[row].split(",")
+        cells[index] = value
+        self.lines[row] = ",".join(cells)
+        self.write()
+
+    def write(self) -> None:
+        """Write the file from its header and lines."""
+        self.path.write_text("\n".join([",".join(self.header), *self.lines]) + "\n")
+
+    def validate(self):
+        """The file read and checked as training reads it."""
+        return validate_training_table(read_table(self.path))
+
+
 @pytest.fixture
-def csv_file(tmp_path):
-    """A small synthetic training set written as CSV; returns (path, header, data lines)."""
+def csv_file(tmp_path) -> CsvFile:
+    """30 synthetic leads with no missing value, as CSV."""
     path = tmp_path / "leads.csv"
     write_table(synthesize(30, seed=3, missing_rate=0.0), path)
-    header, *lines = path.read_text().splitlines()
-    return path, header.split(","), lines
-
-
-def rewrite(path, header, lines) -> None:
-    """Write the CSV back from its header and data lines."""
-    path.write_text("\n".join([",".join(header), *lines]) + "\n")
-
-
-def set_cell(header, lines, row, column, value) -> None:
-    """Replace one CSV cell (row counted from 0 after the header); synthetic values hold no commas."""
-    index = header.index(f'"{column}"')
-    cells = lines[row].split(",")
-    cells[index] = value
-    lines[row] = ",".join(cells)
+    return CsvFile(path)
 
 
 def test_csv_false_is_false_even_beside_a_refused_yes(csv_file):
     """`false` in a CSV boolean column is False (not bool("false")), and a `yes` is refused with its row."""
-    path, header, lines = csv_file
-    for row in range(len(lines)):
-        set_cell(header, lines, row, "existing_customer", "false")
-    rewrite(path, header, lines)
-    assert set(validate_training_table(read_table(path)).columns["existing_customer"]) == {False}
-    set_cell(header, lines, 4, "existing_customer", "yes")
-    rewrite(path, header, lines)
+    for row in range(len(csv_file.lines)):
+        csv_file.set(row, "existing_customer", "false")
+    assert set(csv_file.validate().columns["existing_customer"]) == {False}
+    csv_file.set(4, "existing_customer", "yes")
     with pytest.raises(TrainingDataError, match="row 5, existing_customer: Input should be a valid boolean, got 'yes'"):
-        validate_training_table(read_table(path))
+        csv_file.validate()
 
 
 def test_a_value_the_api_refuses_is_refused_with_the_api_message(csv_file):
     """email_engagement_score 7.5 is refused with the API's message and its row."""
-    path, header, lines = csv_file
-    set_cell(header, lines, 11, "email_engagement_score", "7.5")
-    rewrite(path, header, lines)
+    csv_file.set(11, "email_engagement_score", "7.5")
     with pytest.raises(TrainingDataError, match="row 12, email_engagement_score: Input should be less than or equal"):
-        validate_training_table(read_table(path))
+        csv_file.validate()
 
 
 def test_a_bad_outcome_is_reported_with_its_row(csv_file):
     """An outcome that is not an integer 1..5 is named with its row and value."""
-    path, header, lines = csv_file
-    set_cell(header, lines, 2, OUTCOME, "hot")
-    rewrite(path, header, lines)
+    csv_file.set(2, OUTCOME, "hot")
     with pytest.raises(TrainingDataError, match=r"row 3, outcome: must be an integer score 1\.\.5, got 'hot'"):
-        validate_training_table(read_table(path))
+        csv_file.validate()
 
 
 def test_a_missing_column_is_named():
@@ -77,11 +81,10 @@ def test_missing_columns_can_be_allowed():
 
 def test_a_header_with_a_stray_space_is_named(csv_file):
     """A header `Industry ` is refused, naming it and the field it looks like."""
-    path, header, lines = csv_file
-    header[header.index('"industry"')] = '"Industry "'
-    rewrite(path, header, lines)
+    csv_file.header[csv_file.header.index('"industry"')] = '"Industry "'
+    csv_file.write()
     with pytest.raises(TrainingDataError, match=r"`Industry ` \(did you mean `industry`\?\)"):
-        validate_training_table(read_table(path))
+        csv_file.validate()
 
 
 def test_unrelated_extra_columns_are_ignored_and_reported():
