@@ -30,7 +30,7 @@ import xgboost as xgb
 
 from leadscore.features.encode import encode
 from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir
-from leadscore.model.fastpath import (
+from leadscore.model.predictors import (
     OneDalPredictor,
     XGBoostPredictor,
     cpu_vendor,

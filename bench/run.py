@@ -7,6 +7,7 @@ also measures the lake's cost (sync, async, off). Results go to bench/results/la
 
     ./dev bench                 # about 3 minutes
     ./dev bench --lake-modes    # adds the lake sync/async/off comparison (about 5 minutes)
+    ./dev bench --unknown-values   # adds leads of CRM-style and unknown values, in process (about 2 minutes)
 """
 
 from __future__ import annotations
@@ -197,6 +198,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lake-modes", action="store_true", help="also compare lake sync/async/off")
+    parser.add_argument(
+        "--unknown-values", action="store_true", help="also score CRM-style and unknown values in process"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "latest.json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -209,6 +213,11 @@ def main() -> None:
     print(f"machine: {report['machine']}")
     report["model_limit"] = model_limit()
     print(f"model limit (XGBoost inplace_predict, one core): {report['model_limit']}")
+    if args.unknown_values:
+        import unknown_values  # noqa: PLC0415 - bench/ is the script's directory, so on its path
+
+        report["unknown_values"] = unknown_values.figures()
+        print(f"unknown values (in process, us per call and ratios to clean): {report['unknown_values']}")
 
     modes = {"sync": {}, "async": {"LEADSCORE_LAKE_DURABILITY": "async"}, "off": {"LEADSCORE_LAKE_ENABLED": "false"}}
     runs: list[dict[str, Any]] = []

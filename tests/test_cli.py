@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from importlib import metadata
 
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from leadscore.api.security import generate_key, parse_keys
 from leadscore.cli import app
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, load_bundle
-from leadscore.training.synth import OUTCOME, read_table, synthesize, write_table
+from leadscore.training.contract import OUTCOME, read_table
+from leadscore.training.synth import synthesize, write_table
 
 
 @pytest.fixture
@@ -86,7 +89,7 @@ def test_train_without_outcome_fails_clearly(runner, tmp_path):
     write_table(synthesize(100, seed=5).drop_columns([OUTCOME]), data)
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "bundle")])
     assert result.exit_code == 2
-    assert "error: training data needs an `outcome` column" in result.stderr
+    assert "no `outcome` column" in result.stderr
     assert not (tmp_path / "bundle").exists()
 
 
@@ -111,3 +114,187 @@ def test_train_on_unreadable_file_fails_clearly(runner, tmp_path):
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "bundle")])
     assert result.exit_code == 2
     assert f"error: cannot read {data} as Parquet" in result.stderr
+
+
+TINY_TRAIN = ["--rounds", "2", "--max-depth", "2", "--version", "cli-t"]
+
+
+def test_train_refuses_to_overwrite_a_bundle_without_force(runner, tmp_path, training_file):
+    """A second train to the same --out fails before training and keeps the first bundle; --force replaces it."""
+    out = tmp_path / "bundle"
+    assert runner.invoke(app, ["train", str(training_file), "--out", str(out), *TINY_TRAIN]).exit_code == 0
+    first = (out / MANIFEST_FILE).read_text()
+    again = runner.invoke(app, ["train", str(training_file), "--out", str(out), "--rounds", "3"])
+    assert again.exit_code == 2
+    assert "already a model bundle; pass --force" in again.stderr
+    assert (out / MANIFEST_FILE).read_text() == first
+    forced = runner.invoke(app, ["train", str(training_file), "--out", str(out), "--rounds", "3", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert Manifest.from_json((out / MANIFEST_FILE).read_text()).num_boost_round == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "train.parquet"]
+
+
+def test_train_refuses_an_out_that_is_a_file_before_reading_the_data(runner, tmp_path):
+    """--out naming a file fails at once (the data file is not even read)."""
+    out = tmp_path / "model.json"
+    out.write_text("{}")
+    data = tmp_path / "broken.parquet"
+    data.write_bytes(b"not parquet")
+    result = runner.invoke(app, ["train", str(data), "--out", str(out)])
+    assert result.exit_code == 2
+    assert "is a file, not a bundle directory" in result.stderr
+
+
+def test_train_reports_progress_on_stderr(runner, tmp_path, training_file):
+    """Training prints its phases and boosting rounds on stderr; stdout keeps only the JSON result."""
+    result = runner.invoke(app, ["train", str(training_file), "--out", str(tmp_path / "b"), "--rounds", "20"])
+    assert result.exit_code == 0, result.output
+    assert "checked 800 rows" in result.stderr
+    assert "round 10/20 (50%)" in result.stderr
+    assert "round 20/20 (100%)" in result.stderr
+    json.loads(result.stdout)
+
+
+def test_train_refuses_a_csv_with_a_bad_boolean_naming_the_row(runner, tmp_path):
+    """A CSV whose existing_customer has a `yes` fails with exit 2 naming row and field, and writes no bundle."""
+    data = tmp_path / "leads.csv"
+    write_table(synthesize(50, seed=2, missing_rate=0.0), data)
+    header, *lines = data.read_text().splitlines()
+    column = header.split(",").index('"existing_customer"')
+    cells = lines[6].split(",")
+    cells[column] = "yes"
+    lines[6] = ",".join(cells)
+    data.write_text("\n".join([header, *lines]) + "\n")
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "row 7, existing_customer: Input should be a valid boolean" in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("name", ["x.json", "x"])
+def test_synth_refuses_a_suffix_it_does_not_write(runner, tmp_path, name):
+    """`synth --out x.json` fails saying which suffixes it writes, and writes nothing."""
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path / name), "--rows", "20"])
+    assert result.exit_code == 2
+    assert ".parquet or .csv" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_prints_the_package_version(runner):
+    """`leadscore --version` prints the installed version and exits 0."""
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"leadscore {metadata.version('leadscore')}"
+
+
+def test_tools_run_in_prod_without_api_keys(runner, tmp_path, monkeypatch):
+    """With LEADSCORE_ENV=prod and no keys, synth, train, keys list and --version still work: keys are for serving."""
+    monkeypatch.setenv("LEADSCORE_ENV", "prod")
+    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
+    monkeypatch.delenv("LEADSCORE_API_KEYS_FILE", raising=False)
+    data = tmp_path / "d.parquet"
+    assert runner.invoke(app, ["synth", "--out", str(data), "--rows", "300"]).exit_code == 0
+    assert runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "b"), *TINY_TRAIN]).exit_code == 0
+    assert runner.invoke(app, ["keys", "list"]).exit_code == 0
+    assert runner.invoke(app, ["--version"]).exit_code == 0
+
+
+@pytest.fixture
+def two_keys() -> list[str]:
+    """Two fresh key entries (id:label:sha256)."""
+    return [generate_key(label)[1].entry() for label in ("crm-sync", "reports")]
+
+
+def test_keys_list_shows_ids_labels_and_sources_but_no_hashes(runner, tmp_path, two_keys):
+    """`keys list` names each key of the variable and of the file with its source, never its hash."""
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"# mounted secret\n{two_keys[1]}\n")
+    result = runner.invoke(
+        app, ["keys", "list", "--keys-file", str(keys_file)], env={"LEADSCORE_API_KEYS": two_keys[0]}
+    )
+    assert result.exit_code == 0, result.output
+    ids = [entry.split(":")[0] for entry in two_keys]
+    assert f"{ids[0]}  crm-sync  LEADSCORE_API_KEYS" in result.stdout
+    assert f"{ids[1]}  reports   {keys_file}" in result.stdout
+    assert not any(entry.split(":")[2] in result.stdout for entry in two_keys)
+
+
+def test_keys_list_as_json(runner, two_keys):
+    """`keys list --output json` prints the keys as JSON objects."""
+    result = runner.invoke(app, ["keys", "list", "--output", "json"], env={"LEADSCORE_API_KEYS": ",".join(two_keys)})
+    assert [k["label"] for k in json.loads(result.stdout)] == ["crm-sync", "reports"]
+
+
+def test_an_output_format_outside_its_choices_is_refused(runner):
+    """`--output xml` is a usage error, not silently a table."""
+    result = runner.invoke(app, ["keys", "list", "--output", "xml"])
+    assert result.exit_code == 2
+    assert "'xml' is not one of" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_keys_revoke_edits_the_keys_file_keeping_the_rest(runner, tmp_path, two_keys):
+    """Revoking a key of the keys file removes its entry only; comments and the other key stay."""
+    keys_file = tmp_path / "keys.txt"
+    keys_file.write_text(f"# mounted secret\n{two_keys[0]}  # sync job\n{two_keys[1]}\n")
+    key_id = two_keys[0].split(":")[0]
+    result = runner.invoke(app, ["keys", "revoke", key_id, "--keys-file", str(keys_file)])
+    assert result.exit_code == 0, result.output
+    assert keys_file.read_text() == f"# mounted secret\n# sync job\n{two_keys[1]}\n"
+    assert [k.key_id for k in parse_keys(keys_file.read_text())] == [two_keys[1].split(":")[0]]
+
+
+def test_keys_revoke_prints_the_new_variable_value(runner, two_keys):
+    """Revoking a key of LEADSCORE_API_KEYS prints the variable's new value, without that key."""
+    result = runner.invoke(
+        app, ["keys", "revoke", two_keys[0].split(":")[0]], env={"LEADSCORE_API_KEYS": ",".join(two_keys)}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"LEADSCORE_API_KEYS={two_keys[1]}" in result.stdout
+
+
+def test_keys_revoke_of_an_unknown_id_fails(runner, two_keys):
+    """An id that is not configured is an error naming it; nothing changes."""
+    result = runner.invoke(app, ["keys", "revoke", "deadbeef"], env={"LEADSCORE_API_KEYS": two_keys[0]})
+    assert result.exit_code == 2
+    assert "no key deadbeef" in result.stderr
+
+
+def test_revoking_the_last_key_warns_that_prod_will_not_start(runner, two_keys):
+    """Removing the only key says that a prod service would refuse to start without keys."""
+    result = runner.invoke(app, ["keys", "revoke", two_keys[0].split(":")[0]], env={"LEADSCORE_API_KEYS": two_keys[0]})
+    assert result.exit_code == 0
+    assert "no API keys are left" in result.stderr
+
+
+def test_train_adds_a_category_map_file_to_the_packaged_map(runner, tmp_path, training_file):
+    """`train --category-map crm.yaml` writes a bundle whose map has the file's forms and the packaged ones."""
+    extra = tmp_path / "crm.yaml"
+    extra.write_text("industry:\n  widgets: Manufacturing\n")
+    out = tmp_path / "b"
+    result = runner.invoke(
+        app, ["train", str(training_file), "--out", str(out), *TINY_TRAIN, "--category-map", str(extra)]
+    )
+    assert result.exit_code == 0, result.output
+    categories = load_bundle(out).categories
+    assert categories.code("industry", "widgets") == categories.code("industry", "Manufacturing")
+    assert categories.code("geography", "north_america") is not None
+
+
+def test_train_refuses_a_category_map_naming_an_unknown_value(runner, tmp_path, training_file):
+    """A map sending a form to a value outside the vocabulary fails the command, naming the value."""
+    extra = tmp_path / "crm.json"
+    extra.write_text('{"industry": {"widgets": "Gadgets"}}')
+    result = runner.invoke(
+        app, ["train", str(training_file), "--out", str(tmp_path / "b"), "--category-map", str(extra)]
+    )
+    assert result.exit_code == 2
+    assert "'Gadgets', which is not one of" in result.stderr
+
+
+def test_an_empty_keys_file_variable_means_no_file(runner, two_keys):
+    """LEADSCORE_API_KEYS_FILE set but empty (a blank task-definition entry) is no file, as for the service."""
+    result = runner.invoke(
+        app, ["keys", "list"], env={"LEADSCORE_API_KEYS_FILE": "", "LEADSCORE_API_KEYS": two_keys[0]}
+    )
+    assert result.exit_code == 0, result.output
+    assert "crm-sync" in result.stdout

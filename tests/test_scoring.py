@@ -109,3 +109,28 @@ def test_errors_of_a_shared_scoring_reach_every_request(tiny_scorer: Scorer) -> 
         return await asyncio.gather(*(batcher.score(columns, 1, now) for _ in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))
+
+
+def test_crm_forms_score_as_their_vocabulary_values(tiny_scorer: Scorer) -> None:
+    """Leads with CRM picklist forms get the scores of the same leads written in the vocabulary, without warnings."""
+    from leadscore.scoring import score_columns  # noqa: PLC0415
+
+    canonical = _columns(2)
+    crm = {**canonical}
+    crm["company_size"] = ["10,001+", "5001-10000"]
+    crm["seniority_level"] = ["c_level", "C-Suite"]
+    crm["geography"] = ["north_america", "NA"]
+    assert canonical["company_size"] == ["Enterprise"] * 2
+    a = score_columns(tiny_scorer, canonical, 2, NOW)
+    b = score_columns(tiny_scorer, crm, 2, NOW)
+    assert np.array_equal(a.encoded.matrix, b.encoded.matrix)
+    assert b.encoded.warnings == ()
+
+
+def test_values_still_unknown_keep_their_warning(tiny_scorer: Scorer) -> None:
+    """A value no map knows is scored as missing and warned about, as before."""
+    from leadscore.scoring import score_columns  # noqa: PLC0415
+
+    columns = {**_columns(1), "industry": ["Underwater Basket Weaving"]}
+    warnings = score_columns(tiny_scorer, columns, 1, NOW).encoded.warnings
+    assert [(w.field, w.value) for w in warnings] == [("industry", "Underwater Basket Weaving")]

@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 import uvicorn
 
 from leadscore.config import load_settings
-from leadscore.errors import LeadscoreError
+from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.lake_commands import lake_app, spool_exit_status
 from leadscore.loadtest.thresholds import TargetEnv
 from leadscore.telemetry.logging import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    from leadscore.api.security import ApiKey
 
 app = typer.Typer(
     help="leadscore: B2B lead scoring with XGBoost.",
@@ -27,8 +33,19 @@ app = typer.Typer(
 log = get_logger("leadscore.cli")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"leadscore {metadata.version('leadscore')}")
+        raise typer.Exit
+
+
 @app.callback()
-def _setup() -> None:
+def _setup(
+    version: Annotated[  # noqa: ARG001 - acted on by its eager callback
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+) -> None:
     """leadscore: B2B lead scoring with XGBoost."""
     # Tools keep stdout for their results; `serve` switches the logs to stdout.
     configure_logging("INFO", stderr=True)
@@ -107,9 +124,13 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 7,
 ) -> None:
     """Write a deterministic synthetic training set with an `outcome` column (1..5)."""
-    from leadscore.training.synth import synthesize, write_table  # noqa: PLC0415
+    from leadscore.training.synth import check_table_path, synthesize, write_table  # noqa: PLC0415
 
-    write_table(synthesize(rows, seed), out)
+    try:
+        check_table_path(out)  # before the rows are made
+        write_table(synthesize(rows, seed), out)
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
     typer.echo(f"wrote {rows} rows to {out}")
 
 
@@ -124,28 +145,47 @@ def train(
     as_of: Annotated[
         str | None, typer.Option(help="Reference time (ISO 8601) for recency features; default 2026-01-01.")
     ] = None,
+    force: Annotated[bool, typer.Option(help="Replace the bundle (or directory) already at --out.")] = False,
+    allow_missing_columns: Annotated[
+        bool, typer.Option(help="Train even when feature columns are absent (their values count as missing).")
+    ] = False,
+    category_map: Annotated[
+        Path | None,
+        typer.Option(help="JSON/YAML file of CRM picklist forms ({field: {form: value}}) added to the packaged map."),
+    ] = None,
 ) -> None:
-    """Train a model bundle and print its evaluation on a held-out split."""
-    from leadscore.training.synth import read_table  # noqa: PLC0415
-    from leadscore.training.train import TrainConfig, train_bundle  # noqa: PLC0415
+    """Train a model bundle and print its evaluation on a held-out split (progress on stderr)."""
+    from leadscore.features.picklists import load_category_map  # noqa: PLC0415
+    from leadscore.model.bundle import default_category_map  # noqa: PLC0415
+    from leadscore.training.contract import read_table  # noqa: PLC0415
+    from leadscore.training.train import TrainConfig, check_output_dir, train_bundle  # noqa: PLC0415
 
     if not data.is_file():
         raise _fail(f"no such file: {data}")
-    config = TrainConfig(num_boost_round=rounds, max_depth=max_depth, seed=seed, version=version)
+    options: dict[str, Any] = {}
     if as_of:
         try:
             moment = datetime.fromisoformat(as_of)
         except ValueError as exc:
             raise _fail(f"--as-of must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got {as_of!r}") from exc
-        config = TrainConfig(
-            num_boost_round=rounds,
-            max_depth=max_depth,
-            seed=seed,
-            version=version,
-            as_of=moment if moment.tzinfo else moment.replace(tzinfo=UTC),
-        )
+        options["as_of"] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    config = TrainConfig(num_boost_round=rounds, max_depth=max_depth, seed=seed, version=version, **options)
     try:
-        manifest = train_bundle(read_table(data), out, config, source=data.name)
+        # Before reading the data: a wrong --out must not cost the time of a training run.
+        check_output_dir(out, force)
+        categories = default_category_map()
+        if category_map is not None:
+            categories = categories.merged(load_category_map(category_map))
+        manifest = train_bundle(
+            read_table(data),
+            out,
+            config,
+            source=data.name,
+            force=force,
+            allow_missing=allow_missing_columns,
+            progress=lambda line: typer.echo(line, err=True),
+            categories=categories,
+        )
     except LeadscoreError as exc:
         raise _fail(exc.message) from exc
     metrics = {k: v for k, v in manifest.metrics.items() if k not in ("calibration", "confusion_matrix")}
@@ -176,6 +216,153 @@ def keys_new(
     typer.echo(f"  LEADSCORE_API_KEYS={entry.entry()}")
 
 
+class ListFormat(StrEnum):
+    """How `keys list` prints."""
+
+    TABLE = "table"
+    JSON = "json"
+
+
+_KEYS_ENV: Final = "LEADSCORE_API_KEYS"
+_KEYS_FILE_ENV: Final = "LEADSCORE_API_KEYS_FILE"
+# Read as the service reads them, without the rest of the settings: listing or revoking keys needs no keys.
+KeysOption = Annotated[
+    str, typer.Option("--keys", envvar=_KEYS_ENV, help="Key entries, as in LEADSCORE_API_KEYS.", show_default=False)
+]
+
+
+def _unset_if_empty(path: Path | None) -> Path | None:
+    # An empty LEADSCORE_API_KEYS_FILE means no file, as for the service (typer reads it as the current directory).
+    return None if path is None or str(path) in ("", ".") else path
+
+
+KeysFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--keys-file",
+        envvar=_KEYS_FILE_ENV,
+        callback=_unset_if_empty,
+        help="Keys file, as in LEADSCORE_API_KEYS_FILE.",
+        show_default=False,
+    ),
+]
+
+
+def _configured_keys(keys: str, keys_file: Path | None) -> list[tuple[ApiKey, str]]:
+    """The keys of the variable and of the file, each with where it is configured (parsed as the service does)."""
+    from leadscore.api.security import parse_keys  # noqa: PLC0415 - keeps `leadscore --help` fast
+
+    found = [(k, _KEYS_ENV) for k in parse_keys(keys)]
+    if keys_file is not None:
+        found.extend((k, str(keys_file)) for k in parse_keys(_read_keys_file(keys_file), where=keys_file.name))
+    return found
+
+
+def _read_keys_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read keys file {path}: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class _Revoked:
+    file: Path | None  # the keys file the key was removed from
+    env_value: str | None  # the new LEADSCORE_API_KEYS value, when the key was there
+    remaining: int
+
+
+def _without_entry(text: str, key_id: str) -> tuple[str, bool]:
+    """The keys file's text without `key_id`'s entry (comments and other entries kept), and whether it was there."""
+    stripped = text.strip()
+    if stripped.startswith("["):  # a JSON list of entries
+        entries = json.loads(stripped)
+        kept = [e for e in entries if e.split(":", 1)[0].strip() != key_id]
+        return json.dumps(kept, indent=2) + "\n", len(kept) != len(entries)
+    lines: list[str] = []
+    removed = False
+    for line in text.splitlines():
+        content, hash_sign, comment = line.partition("#")
+        entries = [e.strip() for e in content.split(",") if e.strip()]
+        kept = [e for e in entries if e.split(":", 1)[0].strip() != key_id]
+        if len(kept) == len(entries):
+            lines.append(line)
+            continue
+        removed = True
+        if kept:
+            lines.append(", ".join(kept) + (f"  {hash_sign}{comment}" if hash_sign else ""))
+        elif comment.strip():
+            lines.append(f"{hash_sign}{comment}")
+    return "\n".join(lines) + ("\n" if lines else ""), removed
+
+
+def _revoke_key(key_id: str, keys: str, keys_file: Path | None) -> _Revoked:
+    """Remove `key_id` from the keys file (rewritten in place) and/or from the variable's value."""
+    from leadscore.api.security import parse_keys  # noqa: PLC0415 - keeps `leadscore --help` fast
+
+    configured = _configured_keys(keys, keys_file)
+    if not any(k.key_id == key_id for k, _ in configured):
+        raise ConfigError(f"no key {key_id} in {_KEYS_ENV} or the keys file (see `leadscore keys list`)")
+    changed_file: Path | None = None
+    if keys_file is not None:
+        text, removed = _without_entry(_read_keys_file(keys_file), key_id)
+        if removed:
+            parse_keys(text, where=keys_file.name)  # what is written must still be a valid keys file
+            staged = keys_file.with_name(f".{keys_file.name}.new")
+            staged.write_text(text, encoding="utf-8")
+            staged.chmod(keys_file.stat().st_mode & 0o777)
+            staged.replace(keys_file)
+            changed_file = keys_file
+    env_keys = parse_keys(keys)
+    env_value = None
+    if any(k.key_id == key_id for k in env_keys):
+        env_value = ",".join(k.entry() for k in env_keys if k.key_id != key_id)
+    return _Revoked(changed_file, env_value, remaining=len(configured) - 1)
+
+
+@keys_app.command("list")
+def keys_list(
+    keys: KeysOption = "",
+    keys_file: KeysFileOption = None,
+    output: Annotated[ListFormat, typer.Option(help="table or json.")] = ListFormat.TABLE,
+) -> None:
+    """List the configured keys (id, label and where each is configured); no key or hash is printed."""
+    try:
+        found = _configured_keys(keys, keys_file)
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
+    if output is ListFormat.JSON:
+        typer.echo(json.dumps([{"id": k.key_id, "label": k.label, "source": source} for k, source in found], indent=2))
+        return
+    if not found:
+        typer.echo(f"no API keys configured ({_KEYS_ENV}, {_KEYS_FILE_ENV})")
+        return
+    width = max(len("label"), *(len(k.label) for k, _ in found))
+    typer.echo(f"{'id':<8}  {'label':<{width}}  source")
+    for key, source in found:
+        typer.echo(f"{key.key_id:<8}  {key.label:<{width}}  {source}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Id of the key (8 hex digits, as `keys list` shows).")],
+    keys: KeysOption = "",
+    keys_file: KeysFileOption = None,
+) -> None:
+    """Revoke a key: removed from the keys file in place, or the new LEADSCORE_API_KEYS value printed."""
+    try:
+        outcome = _revoke_key(key_id, keys, keys_file)
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
+    if outcome.file is not None:
+        typer.echo(f"revoked key {key_id}: removed from {outcome.file} (restart or redeploy the service to apply)")
+    if outcome.env_value is not None:
+        typer.echo(f"revoked key {key_id}: configure the service with")
+        typer.echo(f"  {_KEYS_ENV}={outcome.env_value}")
+    if outcome.remaining == 0:
+        typer.echo("warning: no API keys are left; with LEADSCORE_ENV=prod the service will not start", err=True)
+
+
 @app.command()
 def loadtest(
     env: Annotated[TargetEnv, typer.Option(help="dev: the full load test; prod: the conservative smoke test.")],
@@ -195,7 +382,10 @@ def loadtest(
 
     # One log line per request would bury the report.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    result = asyncio.run(run_suite(env, url, api_key))
+    try:
+        result = asyncio.run(run_suite(env, url, api_key))
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
     path = report or Path("data/loadtest") / f"{env.value}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     result.write_json(path)
     typer.echo(result.text())

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
         description="auto: oneDAL's faster tree inference when it builds here and matches XGBoost on a load-time "
         "check (else XGBoost's, with a warning); xgboost: always XGBoost's own predictor.",
     )
+    category_map_file: Path | None = Field(
+        default=None,
+        description="JSON or YAML file of CRM picklist forms, {field: {form: vocabulary value}}, added to the "
+        "model bundle's own category map (where both list a form, this file wins).",
+    )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs (DEBUG, INFO, WARNING, ERROR).")
 
     # --- edge security and limits ------------------------------------------------------------------------
@@ -234,7 +239,7 @@ class Settings(BaseSettings):
             commit_in_subprocess=self.lake_commit_in_subprocess,
         )
 
-    @field_validator("api_keys_file", mode="before")
+    @field_validator("api_keys_file", "category_map_file", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         # An empty LEADSCORE_API_KEYS_FILE (a blank task-definition entry) means no file, not the cwd.

@@ -50,24 +50,19 @@ class ScoredBatch:
         )
 
 
-def score_columns(scorer: Scorer, columns: RawColumns, n: int, scored_at: datetime) -> ScoredBatch:
-    """Encode and predict `n` leads given as columns."""
+def score_columns(
+    scorer: Scorer,
+    columns: RawColumns,
+    n: int,
+    scored_at: datetime,
+    now_per_lead: npt.NDArray[np.float64] | None = None,
+) -> ScoredBatch:
+    """Encode and predict `n` leads given as columns (`now_per_lead`: each lead's scoring time, see `encode`)."""
     t0 = time.perf_counter()
-    encoded = encode(columns, n, scored_at)
+    encoded = encode(columns, n, scored_at, now_per_lead, scorer.categories)
     t1 = time.perf_counter()
     raw = scorer.predict_proba(encoded.matrix)
     t2 = time.perf_counter()
-    return _finish(encoded, raw, scored_at, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, scorer.version)
-
-
-def _finish(
-    encoded: Encoded,
-    raw: npt.NDArray[np.float32],
-    scored_at: datetime,
-    encode_ms: float,
-    prediction_ms: float,
-    model_version: str,
-) -> ScoredBatch:
     best = np.argmax(raw, axis=1)
     probabilities = np.round(raw, 6, out=raw.astype(np.float64))
     return ScoredBatch(
@@ -76,9 +71,9 @@ def _finish(
         probabilities=probabilities,
         scores=_SCORE_VALUES[best],
         confidence=probabilities[np.arange(raw.shape[0]), best],
-        encode_ms=encode_ms,
-        prediction_ms=prediction_ms,
-        model_version=model_version,
+        encode_ms=(t1 - t0) * 1000.0,
+        prediction_ms=(t2 - t1) * 1000.0,
+        model_version=scorer.version,
     )
 
 
@@ -89,12 +84,12 @@ MAX_BATCH_ROWS: Final = 512
 class PredictionBatcher:
     """Adaptive micro-batching: small requests reaching the model in one event-loop turn are scored together.
 
-    Encoding and the model call both have a large fixed cost per call (encoding one lead ~30 us; predicting one
-    row ~30 us with oneDAL, ~0.35 ms with XGBoost, 1000 trees) and a small cost per lead, so 16 one-lead requests
-    scored together cost little more than one. The leads of the small requests pending at once are encoded as one
-    batch (each lead keeps its own request's scoring time), predicted in one call, and the result is split back per
-    request. Nothing waits for a timer: the batch is scored as soon as the loop has run the requests already ready,
-    so an idle server answers a lone request with no added delay. Large requests go straight through.
+    Encoding and the model call both have a large fixed cost per call and a small cost per lead (figures in
+    `bench/README.md`), so 16 one-lead requests scored together cost little more than one. The leads of the
+    small requests pending at once are encoded as one batch (each lead keeps its own request's scoring time),
+    predicted in one call, and the result is split back per request. Nothing waits for a timer: the batch is
+    scored as soon as the loop has run the requests already ready, so an idle server answers a lone request with
+    no added delay. Large requests go straight through.
     """
 
     def __init__(self, scorer: Scorer, small_rows: int = SMALL_REQUEST_ROWS, max_rows: int = MAX_BATCH_ROWS) -> None:
@@ -158,10 +153,4 @@ def _score_together(scorer: Scorer, pending: list[_ToScore]) -> ScoredBatch:
     names = pending[0].columns.keys()
     columns = {name: [v for request in pending for v in request.columns[name]] for name in names}
     now_per_lead = np.repeat([r.scored_at.timestamp() for r in pending], [r.n for r in pending])
-    total = int(now_per_lead.shape[0])
-    t0 = time.perf_counter()
-    encoded = encode(columns, total, pending[0].scored_at, now_per_lead)
-    t1 = time.perf_counter()
-    raw = scorer.predict_proba(encoded.matrix)
-    t2 = time.perf_counter()
-    return _finish(encoded, raw, pending[0].scored_at, (t1 - t0) * 1000.0, (t2 - t1) * 1000.0, scorer.version)
+    return score_columns(scorer, columns, int(now_per_lead.shape[0]), pending[0].scored_at, now_per_lead)

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from leadscore.features.encode import encode, normalize
+from leadscore.features.encode import encode
 from leadscore.features.jobtitle import FUNCTION_INDEX, LEVEL_ORDINAL
+from leadscore.features.picklists import picklist_key
 from leadscore.features.spec import ENGINEERED_NAMES, INPUT_FIELDS, N_MODEL_INPUTS
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -58,7 +59,7 @@ def test_vocabulary_matching_ignores_case_and_whitespace():
     assert encoded.matrix[:, COLUMN["company_size_ordinal"]].tolist() == [5.0, 5.0, 5.0]
     assert len(set(encoded.matrix[:, COLUMN["geography_code"]].tolist())) == 1
     assert encoded.warnings == ()
-    assert normalize("  Mid-Level ") == "mid-level"
+    assert picklist_key("  Mid_Level ") == picklist_key("mid-level") == "mid level"
 
 
 def test_ordinals_follow_the_vocabulary_order():

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from leadscore.api.schemas import parse_leads
 from leadscore.errors import ValidationFailed
-from leadscore.features.encode import encode, normalize
+from leadscore.features.encode import encode
+from leadscore.features.picklists import picklist_key
 from leadscore.features.spec import (
     CUSTOM_FIELDS,
     ENGINEERED_NAMES,
@@ -82,7 +83,7 @@ def expected_nan(lead: dict[str, Any]) -> np.ndarray:
         elif column in CATEGORY_COLUMNS:
             spec = SPEC_BY_NAME[CATEGORY_COLUMNS[column]]
             value = raw(lead, spec.name)
-            mask[i] = value is None or normalize(value) not in {normalize(v) for v in spec.vocabulary}
+            mask[i] = value is None or picklist_key(value) not in {picklist_key(v) for v in spec.vocabulary}
         elif column in RATIOS:
             numerator, denominator = (raw(lead, name) for name in RATIOS[column])
             mask[i] = numerator is None or denominator is None or denominator == 0

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 
 import httpx
+import pytest
 
-from leadscore.loadtest.client import LoadClient, Sample, check_scores
+from leadscore.errors import LeadscoreError
+from leadscore.loadtest.client import LoadClient, Sample, check_base_url, check_scores
 
 LEADS = [{"lead_id": "a"}, {"lead_id": "b"}]
 
@@ -121,3 +124,27 @@ def test_concurrency_reached_is_counted():
             return client.max_in_flight
 
     assert asyncio.run(go()) == 4
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("127.0.0.1:8000", "scheme"),
+        ("localhost:8000", "scheme"),
+        ("ftp://svc", "scheme"),
+        ("http://", "no host"),
+        ("http://svc:99999", "port"),
+        ("http://[::1", "not a valid URL"),
+        ("http://svc/?x=1", "base URL"),
+    ],
+)
+def test_a_bad_base_url_is_refused_saying_why(url, problem):
+    """A URL without an http(s) scheme, a host or a valid port is refused with the reason."""
+    with pytest.raises(LeadscoreError, match=re.escape(problem)):
+        check_base_url(url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000", "https://scoring.example.com/prefix/"])
+def test_a_base_url_with_scheme_and_host_is_accepted(url):
+    """An absolute http(s) URL passes unchanged."""
+    assert check_base_url(url) == url

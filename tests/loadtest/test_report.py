@@ -87,3 +87,16 @@ def test_json_report_holds_the_figures_and_verdict(tmp_path):
     assert set(data["overall"]) >= {"success_rate", "average", "p50", "p95", "p99", "throughput"}
     assert data["phases"][0]["checks"][0]["passed"] is True
     assert data["checks"][0]["name"] == "success rate"
+
+
+def test_a_latency_check_fails_when_a_request_failed_however_fast():
+    """A failed request never passes a latency check: a refused connection is fast, not a success."""
+    check = Check.latency("health check time", Stats.of(samples(0.0012, failed=1), 0.0012), 0.5)
+    assert not check.passed
+    assert check.describe().startswith("FAIL")
+    assert "1 request(s) failed" in check.describe()
+
+
+def test_a_latency_check_passes_on_fast_successful_requests():
+    """Every request succeeded under the limit: the latency check passes."""
+    assert Check.latency("batch time", Stats.of(samples(0.2, 0.3), 0.5), 1.0).passed

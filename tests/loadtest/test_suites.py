@@ -17,12 +17,13 @@ from typer.testing import CliRunner
 
 from leadscore import cli
 from leadscore.api.security import generate_key
+from leadscore.errors import LeadscoreError
 from leadscore.loadtest.client import Sample
 from leadscore.loadtest.report import PhaseResult
 from leadscore.loadtest.suites import SUITES, prediction_problem, run_checks, run_suite
 from leadscore.loadtest.thresholds import DEV, PROD, TargetEnv
 from tests.support.lake import table_rows
-from tests.support.server import ServerProcess, start_server
+from tests.support.server import ServerProcess, free_port, start_server
 
 pytestmark = pytest.mark.e2e
 LOAD_ID = re.compile(r"^load-test-\d+-\d+$")
@@ -66,6 +67,46 @@ def test_throughput_and_concurrency_are_judged_on_concurrent_phases_only():
     assert checks["throughput under concurrent load"].measured == pytest.approx(100.0)
     assert checks["concurrent requests in flight"].measured == 10
     assert all(c.passed for c in checks.values())
+
+
+def test_run_wide_latency_checks_fail_when_requests_failed():
+    """Average and p95 checks over failed requests fail, however fast the failures were."""
+    checks = run_checks(DEV, [PhaseResult("stress_test", [sample(0.001, ok=False)] * 3, 0.003, 3, concurrent=True)])
+    latency = [c for c in checks if c.name in ("average response time", "p95 response time")]
+    assert len(latency) == 2
+    assert not any(c.passed for c in latency)
+
+
+def test_no_check_passes_against_a_dead_port():
+    """Against a port nothing listens on, no latency check prints PASS and the verdict is FAIL."""
+    report = asyncio.run(run_suite(TargetEnv.PROD, f"http://127.0.0.1:{free_port()}", request_timeout=2.0))
+    latency = [c for c in report.all_checks if c.unit == "s"]
+    assert latency
+    assert not any(c.passed for c in latency)
+    assert "PASS" not in report.text().replace("verdict: FAIL", "")
+
+
+def test_a_url_without_scheme_is_refused_before_any_request():
+    """`127.0.0.1:8000` is refused up front: no request reaches the transport."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200)
+
+    with pytest.raises(LeadscoreError, match="scheme"):
+        asyncio.run(run_suite(TargetEnv.PROD, "127.0.0.1:8000", transport=httpx.MockTransport(handler)))
+    assert sent == []
+
+
+def test_cli_refuses_a_url_without_scheme(tmp_path):
+    """`leadscore loadtest --url host:port` exits 2 with a message naming the problem, and writes no report."""
+    result = CliRunner().invoke(
+        cli.app, ["loadtest", "--env", "prod", "--url", "127.0.0.1:8000", "--report", str(tmp_path / "r.json")]
+    )
+    assert result.exit_code == 2
+    assert "http:// or https://" in result.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_prod_limits_have_no_throughput_or_average_checks():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -12,9 +13,11 @@ from leadscore.errors import ModelBundleError
 from leadscore.features.spec import ENGINEERED_NAMES, N_MODEL_INPUTS, SPEC
 from leadscore.model.bundle import (
     BOOSTER_FILE,
+    CATEGORY_MAP_FILE,
     MANIFEST_FILE,
     Manifest,
     Scorer,
+    check_bundle,
     default_bundle_dir,
     load_bundle,
 )
@@ -236,3 +239,46 @@ def test_default_bundle_dir_is_inside_the_package():
     """The default bundle ships inside the installed package."""
     assert default_bundle_dir().is_dir()
     assert default_bundle_dir().parent.name == "model"
+
+
+def test_the_default_bundle_keeps_the_packaged_category_map(default_scorer):
+    """The shipped bundle has its category map file, and its scorer reads CRM forms through it."""
+    assert (default_bundle_dir() / CATEGORY_MAP_FILE).is_file()
+    assert default_scorer.categories.code("geography", "north_america") == 0
+
+
+def test_a_bundle_without_a_map_is_served_with_the_packaged_one(bundle_copy):
+    """A bundle written before category maps existed gets the packaged default map."""
+    (bundle_copy / CATEGORY_MAP_FILE).unlink(missing_ok=True)
+    assert load_bundle(bundle_copy).categories.code("company_size", "11-50") == 1
+
+
+def test_a_configured_map_extends_the_bundle_map(bundle_copy, tmp_path):
+    """A category map file given at load adds its forms to the bundle's; the bundle's stay."""
+    extra = tmp_path / "crm.yaml"
+    extra.write_text("industry:\n  widgets: Manufacturing\n")
+    categories = load_bundle(bundle_copy, category_map=extra).categories
+    assert categories.code("industry", "Widgets") == 4
+    assert categories.code("company_size", "11-50") == 1
+
+
+def test_a_broken_configured_map_is_a_bundle_error(bundle_copy, tmp_path):
+    """A configured map that cannot be used stops the load with a message naming the file."""
+    extra = tmp_path / "crm.json"
+    extra.write_text('{"industry": {"widgets": "Gadgets"}}')
+    with pytest.raises(ModelBundleError, match=r"crm\.json: category map: industry 'widgets' maps to 'Gadgets'"):
+        load_bundle(bundle_copy, category_map=extra)
+
+
+def test_check_bundle_checks_without_selecting_a_predictor(tiny_bundle, caplog):
+    """check_bundle gives the manifest of a sound bundle and logs no predictor choice (it serves nothing)."""
+    caplog.set_level(logging.INFO, logger="leadscore.model.predictors")
+    assert check_bundle(tiny_bundle).version == "test-tiny"
+    assert caplog.records == []
+
+
+def test_check_bundle_refuses_what_load_bundle_refuses(bundle_copy):
+    """A broken bundle fails check_bundle with load_bundle's message."""
+    (bundle_copy / BOOSTER_FILE).write_bytes(b"garbage")
+    with pytest.raises(ModelBundleError, match="is corrupt"):
+        check_bundle(bundle_copy)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -42,6 +44,15 @@ def samples(histogram: Histogram) -> list[tuple[str, dict[str, str], float]]:
         for s in family.samples
         if not s.name.endswith("_created")
     ]
+
+
+def test_metrics_import_nothing_above_telemetry():
+    """telemetry/metrics.py takes plain values or its own protocols: it imports neither scoring nor model nor api."""
+    tree = ast.parse(Path(metrics.__file__).read_text(encoding="utf-8"))
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    above = ("leadscore.scoring", "leadscore.model", "leadscore.api", "leadscore.app", "leadscore.lake")
+    assert not [m for m in imported if m.startswith(above)]
 
 
 def test_bulk_observation_equals_observing_one_by_one():
@@ -118,6 +129,26 @@ def test_warnings_are_counted_by_field(tiny_scorer):
     before = value("leadscore_lead_warnings_total", field="company_size")
     metrics.Recorder()("POST", "/api/v1/scoring/score", 200, 0.01, batch)
     assert value("leadscore_lead_warnings_total", field="company_size") - before == 2
+
+
+def test_unknown_values_are_counted_by_field_and_value(tiny_scorer):
+    """Each value the category map does not know adds one to its (field, case-folded value) counter."""
+    leads = [{"industry": "Underwater Basketry"}, {"industry": "UNDERWATER_BASKETRY"}, {"industry": "logistics"}]
+    before = value("leadscore_unknown_category_values_total", field="industry", value="underwater basketry")
+    metrics.Recorder()("POST", "/api/v1/scoring/score", 200, 0.01, scored_batch(tiny_scorer, leads))
+    after = value("leadscore_unknown_category_values_total", field="industry", value="underwater basketry")
+    assert after - before == 2
+    assert value("leadscore_unknown_category_values_total", field="industry", value="logistics") == 0
+
+
+def test_unknown_value_labels_are_bounded_per_field(monkeypatch):
+    """Past MAX_VALUE_LABELS distinct values of a field, unknown values share the `_other` label."""
+    monkeypatch.setattr(metrics, "_LABELLED", {})
+    labels = [metrics.value_label("geography", f"Atlantis {i}") for i in range(metrics.MAX_VALUE_LABELS + 5)]
+    assert len(set(labels)) == metrics.MAX_VALUE_LABELS + 1
+    assert labels[-5:] == [metrics.OTHER_VALUE] * 5
+    assert metrics.value_label("geography", "ATLANTIS_0") == "atlantis 0"
+    assert len(metrics.value_label("industry", "x" * 500)) == metrics.MAX_VALUE_LABEL_LENGTH
 
 
 def test_summary_of_a_batch(tiny_scorer):

@@ -81,3 +81,14 @@ def test_calibration_bins_and_expected_error():
     assert [b["accuracy"] for b in bins] == [1.0, 0.5]
     # 0.5 * |0.7 - 1.0| + 0.5 * |0.9 - 0.5| = 0.35
     assert metrics["calibration"]["expected_calibration_error"] == pytest.approx(0.35)
+
+
+def test_figures_are_those_of_the_former_hand_written_metrics():
+    """scikit-learn's metrics give the figures the hand-written formulas gave (pinned from them, seed 11)."""
+    rng = np.random.default_rng(11)
+    probabilities = rng.dirichlet(np.ones(5), 300).astype(np.float32)
+    metrics = evaluate(probabilities, rng.integers(1, 6, 300))
+    assert (metrics["log_loss"], metrics["accuracy"], metrics["macro_auc"]) == (2.13118, 0.17, 0.48756)
+    assert metrics["auc_per_score"] == {"1": 0.43006, "2": 0.48264, "3": 0.48215, "4": 0.51547, "5": 0.52747}
+    assert metrics["within_one_accuracy"] == 0.52
+    assert metrics["calibration"]["expected_calibration_error"] == 0.29806

@@ -9,7 +9,8 @@ import pyarrow.compute as pc
 import pytest
 
 from leadscore.features.spec import INPUT_FIELDS, SENIORITY_LEVELS
-from leadscore.training.synth import OUTCOME, read_table, synthesize, table_to_columns, write_table
+from leadscore.training.contract import OUTCOME, read_table, validate_training_table
+from leadscore.training.synth import synthesize, table_to_columns, write_table
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_written_table_reads_back_into_utc_columns(tmp_path, suffix):
     write_table(original, path)
     back = read_table(path)
     assert back.num_rows == 50
-    assert back.column(OUTCOME).to_pylist() == original.column(OUTCOME).to_pylist()
+    assert validate_training_table(back).outcome.tolist() == original.column(OUTCOME).to_pylist()
     stamps = [t for t in table_to_columns(back)["last_campaign_interaction"] if t is not None]
     assert stamps
     assert all(t.tzinfo is not None and t.utcoffset().total_seconds() == 0 for t in stamps)
@@ -75,7 +76,7 @@ def test_written_table_reads_back_into_utc_columns(tmp_path, suffix):
 def test_absent_fields_become_missing_columns():
     """A training table without some input fields still yields every column, all missing."""
     columns = table_to_columns(synthesize(10, seed=1).select(["industry", OUTCOME]))
-    assert set(columns) == {f.name for f in INPUT_FIELDS}
+    assert set(columns) == {f.name for f in INPUT_FIELDS} | {"lead_id"}
     assert columns["job_title"] == [None] * 10
 
 

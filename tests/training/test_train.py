@@ -8,9 +8,11 @@ import pyarrow as pa
 import pytest
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.picklists import CategoryMap
 from leadscore.features.spec import ENGINEERED_NAMES, SPEC
-from leadscore.model.bundle import BOOSTER_FILE, MANIFEST_FILE, Manifest, load_bundle
-from leadscore.training.synth import OUTCOME, synthesize
+from leadscore.model.bundle import BOOSTER_FILE, CATEGORY_MAP_FILE, MANIFEST_FILE, Manifest, load_bundle
+from leadscore.training.contract import OUTCOME
+from leadscore.training.synth import synthesize
 from leadscore.training.train import TrainConfig, train_bundle
 
 TINY = TrainConfig(num_boost_round=3, max_depth=2, version="unit")
@@ -19,7 +21,7 @@ TINY = TrainConfig(num_boost_round=3, max_depth=2, version="unit")
 def test_train_bundle_writes_a_loadable_bundle(tmp_path):
     """train_bundle writes booster and manifest, and the result loads and is ready."""
     manifest = train_bundle(synthesize(600, seed=2), tmp_path / "b", TINY, source="synth.parquet")
-    assert {p.name for p in (tmp_path / "b").iterdir()} == {BOOSTER_FILE, MANIFEST_FILE}
+    assert {p.name for p in (tmp_path / "b").iterdir()} == {BOOSTER_FILE, MANIFEST_FILE, CATEGORY_MAP_FILE}
     scorer = load_bundle(tmp_path / "b")
     assert scorer.ready
     assert scorer.version == manifest.version == "unit"
@@ -53,7 +55,7 @@ def test_default_version_is_date_and_hash(tmp_path):
 def test_missing_outcome_column_is_refused(tmp_path):
     """Data without an `outcome` column fails with a message naming it."""
     table = synthesize(100, seed=2).drop_columns([OUTCOME])
-    with pytest.raises(LeadscoreError, match="`outcome` column"):
+    with pytest.raises(LeadscoreError, match="no `outcome` column"):
         train_bundle(table, tmp_path / "b", TINY)
     assert not (tmp_path / "b").exists()
 
@@ -65,13 +67,28 @@ def test_outcome_outside_1_to_5_is_refused(tmp_path, bad):
     outcome = table.column(OUTCOME).to_pylist()
     outcome[17] = bad
     table = table.set_column(table.column_names.index(OUTCOME), OUTCOME, pa.array(outcome, pa.int64()))
-    with pytest.raises(LeadscoreError, match=r"scores 1\.\.5 for every row"):
+    with pytest.raises(LeadscoreError, match=r"row 18, outcome: must be an integer score 1\.\.5"):
         train_bundle(table, tmp_path / "b", TINY)
 
 
 def test_text_outcome_is_refused(tmp_path):
-    """An outcome column of text (e.g. "hot") fails with the type it found, not a cast error."""
+    """An outcome of text (e.g. "hot") fails naming the row and the value, not with a cast error."""
     table = synthesize(50, seed=2)
     table = table.set_column(table.column_names.index(OUTCOME), OUTCOME, pa.array(["hot"] * 50))
-    with pytest.raises(LeadscoreError, match="found type string"):
+    with pytest.raises(LeadscoreError, match=r"row 1, outcome: must be an integer score 1\.\.5, got 'hot'"):
         train_bundle(table, tmp_path / "b", TINY)
+
+
+def test_the_bundle_keeps_the_category_map_it_was_trained_with(tmp_path):
+    """The map given to training is written into the bundle and the loaded scorer encodes with it."""
+    categories = CategoryMap({"industry": {"widgets": "Manufacturing"}})
+    train_bundle(synthesize(300, seed=2), tmp_path / "b", TINY, categories=categories)
+    scorer = load_bundle(tmp_path / "b")
+    assert scorer.categories.synonyms == {"industry": {"widgets": "Manufacturing"}}
+    assert scorer.categories.code("industry", "WIDGETS") == scorer.categories.code("industry", "Manufacturing")
+
+
+def test_training_uses_the_packaged_crm_map_by_default(tmp_path):
+    """Without a map, training reads CRM forms (`11-50`) through the packaged default and writes it."""
+    train_bundle(synthesize(300, seed=2), tmp_path / "b", TINY)
+    assert load_bundle(tmp_path / "b").categories.code("company_size", "11-50") == 1  # Small

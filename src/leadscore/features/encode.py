@@ -1,22 +1,22 @@
 """Turn validated raw lead columns into the model's input matrix, one column at a time.
 
 Input is columnar (field name -> one value per lead, None when missing), so every step works on whole
-arrays; the only per-value Python work is the cached vocabulary and job-title lookups.
+arrays; the only per-value Python work is the cached category-map and job-title lookups.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from leadscore.features.jobtitle import FUNCTION_INDEX, LEVEL_ORDINAL, parse_job_title
+from leadscore.features.picklists import CategoryMap
 from leadscore.features.spec import (
     CATEGORY_FIELDS,
     CORE_BY_NAME,
@@ -52,27 +52,24 @@ _AS_GIVEN_INPUTS: Final = [NUMERIC_INPUTS.index(name) for name in _AS_GIVEN]
 _CUSTOM_COLUMNS: Final = [_COLUMN[f.name] for f in CUSTOM_FIELDS]
 
 
-def normalize(value: str) -> str:
-    """Case- and whitespace-insensitive form of a categorical value."""
-    return " ".join(value.split()).casefold()
+# Vocabulary values in any case and spacing, no synonyms: for callers without a model bundle's map.
+PLAIN_CATEGORIES: Final = CategoryMap()
 
 
-_LOOKUPS: Final = {f.name: {normalize(v): i for i, v in enumerate(f.vocabulary)} for f in CATEGORY_FIELDS}
+class LeadWarning(NamedTuple):
+    """Something about one lead the caller should know, though the lead was scored.
 
-
-@lru_cache(maxsize=16384)
-def _category_code(field: str, value: str) -> int | None:
-    return _LOOKUPS[field].get(normalize(value))
-
-
-@dataclass(frozen=True, slots=True)
-class LeadWarning:
-    """Something about one lead the caller should know, though the lead was scored."""
+    A NamedTuple rather than a frozen dataclass: a lead full of unknown values makes one per field, and a tuple
+    is made in half the time (`bench/unknown_values.py`).
+    """
 
     lead_index: int
     field: str
     value: str
     message: str
+
+
+_UNKNOWN_MESSAGE: Final = {f.name: f"unknown {f.name} value; scored as unknown" for f in CATEGORY_FIELDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +90,7 @@ class Encoded:
             raw_numeric=self.raw_numeric[start:end],
             features_used=self.features_used[start:end],
             warnings=tuple(
-                replace(w, lead_index=w.lead_index - start) for w in self.warnings if start <= w.lead_index < end
+                w._replace(lead_index=w.lead_index - start) for w in self.warnings if start <= w.lead_index < end
             ),
         )
 
@@ -107,10 +104,17 @@ def _safe_ratio(numerator: FloatArray, denominator: FloatArray, out: FloatArray)
     np.divide(numerator, denominator, out=out, where=denominator > 0)
 
 
-def encode(columns: RawColumns, n: int, now: datetime, now_per_lead: FloatArray | None = None) -> Encoded:
+def encode(
+    columns: RawColumns,
+    n: int,
+    now: datetime,
+    now_per_lead: FloatArray | None = None,
+    categories: CategoryMap = PLAIN_CATEGORIES,
+) -> Encoded:
     """Encode `n` leads given as columns; `now` is the scoring time for recency features.
 
     `now_per_lead` (Unix seconds, one per lead) replaces `now` when leads of several requests are encoded together.
+    `categories` maps the categorical values (CRM forms included) to vocabulary codes: the model bundle's map.
     """
     # Built feature by feature, one contiguous row per model input, and transposed once at the end: for the
     # 1-lead requests that are most of the traffic, the cost is the number of NumPy calls, not the data.
@@ -120,12 +124,14 @@ def encode(columns: RawColumns, n: int, now: datetime, now_per_lead: FloatArray 
     for spec in CATEGORY_FIELDS:
         offset = 1 if spec.name in _ORDINAL_FIELDS else 0
         codes = [math.nan] * n  # a list, assigned once: NumPy item assignment costs more per value
+        code_of = categories.code
+        message = _UNKNOWN_MESSAGE[spec.name]
         for i, value in enumerate(columns[spec.name]):
             if value is None:
                 continue
-            code = _category_code(spec.name, value)
+            code = code_of(spec.name, value)
             if code is None:
-                warnings.append(LeadWarning(i, spec.name, value, f"unknown {spec.name} value; scored as unknown"))
+                warnings.append(LeadWarning(i, spec.name, value, message))
             else:
                 codes[i] = code + offset
         x[_CATEGORY_COLUMN[spec.name]] = codes

@@ -10,6 +10,8 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from leadscore.errors import LeadscoreError
+
 SCORE_PATH: Final = "/api/v1/scoring/score"
 HEALTH_PATH: Final = "/api/v1/health"
 LIVE_PATH: Final = "/api/v1/health/live"
@@ -46,6 +48,26 @@ def check_scores(body: object, request_id: str, leads: list[dict[str, Any]]) -> 
         if result.get("score") not in (1, 2, 3, 4, 5):
             return f"score {result.get('score')!r} is not 1..5"
     return None
+
+
+def check_base_url(url: str) -> str:
+    """`url` when it is an absolute http(s) URL with a host; else LeadscoreError saying what is wrong.
+
+    Checked before any request: a URL without a scheme would otherwise make every request of the run fail.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise LeadscoreError(f"{url!r} is not a valid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise LeadscoreError(f"{url!r} needs an http:// or https:// scheme, e.g. http://127.0.0.1:8000")
+    if not parsed.host:
+        raise LeadscoreError(f"{url!r} has no host, e.g. http://127.0.0.1:8000")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise LeadscoreError(f"{url!r} has port {parsed.port}, outside 1..65535")
+    if parsed.query or parsed.fragment:
+        raise LeadscoreError(f"{url!r} must be the service's base URL, without a query or fragment")
+    return url
 
 
 class LoadClient:

@@ -58,18 +58,28 @@ class Check:
     limit: float
     at_least: bool  # True: measured >= limit passes; False: measured < limit passes
     unit: str = "s"
+    # Requests of the measured set that failed: a latency check cannot pass on them (a refused connection is fast).
+    failed_requests: int = 0
+
+    @classmethod
+    def latency(cls, name: str, stats: Stats, limit: float) -> Check:
+        """`stats.maximum` under `limit`, failing whatever the time when any of the requests failed."""
+        return cls(name, stats.maximum, limit, at_least=False, failed_requests=stats.requests - stats.successes)
 
     @property
     def passed(self) -> bool:
-        """Whether the measured value is within the limit."""
+        """Whether the measured value is within the limit (and, for latency, every request succeeded)."""
+        if self.failed_requests:
+            return False
         return self.measured >= self.limit if self.at_least else self.measured < self.limit
 
     def describe(self) -> str:
-        """`PASS  name  measured  < limit`."""
+        """`PASS  name  measured  < limit`, with the failed requests when there are any."""
         sign = ">=" if self.at_least else "<"
+        failed = f"  ({self.failed_requests} request(s) failed)" if self.failed_requests else ""
         return (
             f"{'PASS' if self.passed else 'FAIL'}  {self.name:<34} {format_value(self.measured, self.unit):>10} "
-            f"{sign:>2} {format_value(self.limit, self.unit)}"
+            f"{sign:>2} {format_value(self.limit, self.unit)}{failed}"
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import httpx
 
-from leadscore.loadtest.client import LoadClient, Sample
+from leadscore.loadtest.client import LoadClient, Sample, check_base_url
 from leadscore.loadtest.data import synthetic_leads
 from leadscore.loadtest.report import Check, PhaseResult, Report, Stats
 from leadscore.loadtest.thresholds import THRESHOLDS, TargetEnv, Thresholds
@@ -79,7 +79,7 @@ def _score(
 
 def latency_check(name: str, stats: Stats, limit: float | None) -> list[Check]:
     """The slowest request of a phase under `limit` (nothing when the environment sets no limit)."""
-    return [] if limit is None else [Check(name, stats.maximum, limit, at_least=False)]
+    return [] if limit is None else [Check.latency(name, stats, limit)]
 
 
 # --- dev: the full load test ---------------------------------------------------------------------------
@@ -201,10 +201,17 @@ def run_checks(thresholds: Thresholds, phases: Sequence[PhaseResult]) -> list[Ch
     samples = [s for p in phases for s in p.samples]
     overall = Stats.of(samples, sum(p.wall_seconds for p in phases))
     checks = [Check("success rate", overall.success_rate, thresholds.min_success_rate, at_least=True, unit="%")]
+    failed = overall.requests - overall.successes
     if thresholds.max_average_seconds is not None:
-        checks.append(Check("average response time", overall.average, thresholds.max_average_seconds, False))
+        checks.append(
+            Check(
+                "average response time", overall.average, thresholds.max_average_seconds, False, failed_requests=failed
+            )
+        )
     if thresholds.max_p95_seconds is not None:
-        checks.append(Check("p95 response time", overall.p95, thresholds.max_p95_seconds, False))
+        checks.append(
+            Check("p95 response time", overall.p95, thresholds.max_p95_seconds, False, failed_requests=failed)
+        )
     parallel = [p for p in phases if p.concurrent]
     if parallel and thresholds.min_throughput_rps is not None:
         load = Stats.of([s for p in parallel for s in p.samples], sum(p.wall_seconds for p in parallel))
@@ -226,6 +233,7 @@ async def run_suite(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Report:
     """Run the environment's suite (or the named phases of it) against `url` and judge it."""
+    url = check_base_url(url)
     thresholds = THRESHOLDS[env]
     chosen = SUITES[env] if phases is None else tuple(PHASES[name] for name in phases)
     async with LoadClient(url, api_key, timeout=request_timeout, transport=transport) as client:

@@ -1,4 +1,8 @@
-"""The model bundle: a directory with the booster (UBJSON) and a manifest, and the scorer built from it."""
+"""The model bundle: a directory with the booster (UBJSON), a manifest and a category map, and the scorer built from it.
+
+The category map (`category_map.json`, features/picklists.py) is the encoding of CRM picklist values the model was
+trained with; a bundle written before maps existed is served with the packaged default bundle's map.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,33 @@ import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
 
-from leadscore.errors import ModelBundleError
+from leadscore.errors import ConfigError, ModelBundleError
+from leadscore.features.encode import PLAIN_CATEGORIES
+from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.fastpath import PredictorMode, select_predictor
+from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_predictor
 
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"
+CATEGORY_MAP_FILE: Final = "category_map.json"
 FORMAT_VERSION: Final = 1
 
 
 def default_bundle_dir() -> Path:
     """The bundle shipped inside the package (trained on synthetic data by `leadscore train`)."""
     return Path(str(resources.files("leadscore.model") / "default_bundle"))
+
+
+def default_category_map() -> CategoryMap:
+    """The packaged map of common CRM picklist forms (the default bundle's)."""
+    return load_category_map(default_bundle_dir() / CATEGORY_MAP_FILE)
+
+
+def bundle_category_map(directory: Path, override: Path | None = None) -> CategoryMap:
+    """The bundle's category map (the packaged default when it has none), extended by the `override` file."""
+    path = directory / CATEGORY_MAP_FILE
+    categories = load_category_map(path) if path.is_file() else default_category_map()
+    return categories if override is None else categories.merged(load_category_map(override))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +106,11 @@ def spec_vocabularies() -> dict[str, list[str]]:
     return {f.name: list(f.vocabulary) for f in SPEC.inputs if f.vocabulary}
 
 
-def save_bundle(directory: Path, booster: xgb.Booster, manifest: Manifest) -> None:
-    """Write booster and manifest; the manifest goes last so a half-written bundle has none."""
+def save_bundle(directory: Path, booster: xgb.Booster, manifest: Manifest, categories: CategoryMap) -> None:
+    """Write booster, category map and manifest; the manifest goes last so a half-written bundle has none."""
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(directory / BOOSTER_FILE))
+    (directory / CATEGORY_MAP_FILE).write_text(categories.to_json(), encoding="utf-8")
     (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
 
 
@@ -101,10 +121,17 @@ class Scorer:
     """
 
     def __init__(
-        self, booster: xgb.Booster, manifest: Manifest, nthread: int = 1, predictor: PredictorMode = "auto"
+        self,
+        booster: xgb.Booster,
+        manifest: Manifest,
+        nthread: int = 1,
+        predictor: PredictorMode = "auto",
+        categories: CategoryMap = PLAIN_CATEGORIES,
     ) -> None:
         self.booster = booster
         self.manifest = manifest
+        # How the encoder reads categorical values for this model (CRM forms included).
+        self.categories = categories
         self.ready = False
         # One thread per prediction: the server runs one worker per core, and threads would fight them.
         self.booster.set_param({"nthread": nthread})
@@ -125,21 +152,26 @@ class Scorer:
 
     def warm_up(self) -> None:
         """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
-        probs = self.predict_proba(np.full((1, len(ENGINEERED_NAMES)), np.nan, dtype=np.float32))
-        if probs.shape != (1, len(SCORES)):
-            raise ModelBundleError(f"warm-up prediction has shape {probs.shape}, expected (1, {len(SCORES)})")
-        if not np.isfinite(probs).all():
-            raise ModelBundleError("warm-up prediction returned non-finite probabilities")
-        if abs(float(probs.sum()) - 1.0) > 1e-3:
-            raise ModelBundleError("warm-up probabilities do not sum to 1")
+        check_warm_up(self.predict_proba(_warm_up_row()))
         self.ready = True
 
 
-def load_bundle(directory: Path, predictor: PredictorMode = "auto") -> Scorer:
-    """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
+def _warm_up_row() -> npt.NDArray[np.float32]:
+    return np.full((1, len(ENGINEERED_NAMES)), np.nan, dtype=np.float32)
 
-    `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
-    """
+
+def check_warm_up(probs: npt.NDArray[np.float32]) -> None:
+    """ModelBundleError unless `probs` are one row of finite probabilities of the scores, summing to 1."""
+    if probs.shape != (1, len(SCORES)):
+        raise ModelBundleError(f"warm-up prediction has shape {probs.shape}, expected (1, {len(SCORES)})")
+    if not np.isfinite(probs).all():
+        raise ModelBundleError("warm-up prediction returned non-finite probabilities")
+    if abs(float(probs.sum()) - 1.0) > 1e-3:
+        raise ModelBundleError("warm-up probabilities do not sum to 1")
+
+
+def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booster, Manifest, CategoryMap]:
+    """Booster, manifest and category map of a bundle, every file checked; ModelBundleError saying what is wrong."""
     manifest_path = directory / MANIFEST_FILE
     booster_path = directory / BOOSTER_FILE
     if not directory.is_dir():
@@ -165,9 +197,37 @@ def load_bundle(directory: Path, predictor: PredictorMode = "auto") -> Scorer:
         raise ModelBundleError(f"booster {booster_path.name} is corrupt: {exc}") from exc
     if booster.num_features() != len(ENGINEERED_NAMES):
         raise ModelBundleError(f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}")
-    scorer = Scorer(booster, manifest, predictor=predictor)
+    try:
+        categories = bundle_category_map(directory, category_map)
+    except ConfigError as exc:
+        raise ModelBundleError(exc.message) from exc
+    return booster, manifest, categories
+
+
+def load_bundle(directory: Path, predictor: PredictorMode = "auto", category_map: Path | None = None) -> Scorer:
+    """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
+
+    `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
+    `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
+    """
+    booster, manifest, categories = _read_bundle(directory, category_map)
+    scorer = Scorer(booster, manifest, predictor=predictor, categories=categories)
     try:
         scorer.warm_up()
     except xgb.core.XGBoostError as exc:
         raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
     return scorer
+
+
+def check_bundle(directory: Path, category_map: Path | None = None) -> Manifest:
+    """Every check `load_bundle` makes, warm-up included, with XGBoost's own predictor and no predictor selection.
+
+    For a process that only checks the bundle before its workers load it (`serve`): it builds no fast path and
+    logs no predictor choice, which would describe a predictor no request is served with.
+    """
+    booster, manifest, _ = _read_bundle(directory, category_map)
+    try:
+        check_warm_up(XGBoostPredictor(booster).predict(_warm_up_row()))
+    except xgb.core.XGBoostError as exc:
+        raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
+    return manifest

@@ -6,7 +6,10 @@ workers add up. The lake reports through `set_lake_backlog`, `observe_lake_flush
 `observe_lake_upload_failure`; the app reports each finished request through a `Recorder`.
 
 Per request the cost is a handful of calls whatever the batch size: scores are counted with one `np.bincount`
-and the confidence histogram is filled from one `np.searchsorted` + `np.bincount` (see `add_bucket_counts`).
+and the confidence histogram is filled from one `np.searchsorted` + `np.bincount` (see `_compat`).
+
+Telemetry sits below scoring: it takes what it records as plain values, or as the small protocols below,
+which a scored batch satisfies without this module importing it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,12 +39,11 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from leadscore.features.spec import SCORES
+from leadscore.features.picklists import picklist_key
+from leadscore.features.spec import CATEGORY_FIELDS, SCORES
+from leadscore.telemetry._compat import add_bucket_counts, upper_bounds
 from leadscore.telemetry.emf import EmfAggregator, LakeSnapshot
 from leadscore.telemetry.multiprocess import MULTIPROC_ENV, alive, file_pid
-
-if TYPE_CHECKING:  # only a type here: scrape-only processes need not load the model stack
-    from leadscore.scoring import ScoredBatch
 
 UNMATCHED_ROUTE: Final = "<unmatched>"
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -51,6 +53,13 @@ MODEL_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 # The most probable of five classes is never below 0.2.
 CONFIDENCE_BUCKETS: Final = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 FLUSH_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# Unknown values are whatever callers send: only the first few per field get a label of their own, so the
+# series stay bounded (fields x MAX_VALUE_LABELS x workers); the rest are counted together.
+MAX_VALUE_LABELS: Final = 25
+MAX_VALUE_LABEL_LENGTH: Final = 48
+OTHER_VALUE: Final = "_other"
+_CATEGORY_FIELDS: Final = frozenset(f.name for f in CATEGORY_FIELDS)
 
 # Used when the process is not in multiprocess mode (tests, `uvicorn` started by hand).
 REGISTRY: Final = CollectorRegistry(auto_describe=True)
@@ -84,6 +93,13 @@ WARNINGS: Final = Counter(
     "leadscore_lead_warnings_total",
     "Input problems that did not stop a lead being scored, by field.",
     ["field"],
+    registry=REGISTRY,
+)
+UNKNOWN_VALUES: Final = Counter(
+    "leadscore_unknown_category_values_total",
+    "Categorical values the model's category map does not know (the lead is scored without them), by field and "
+    f'value (case-folded); past the first {MAX_VALUE_LABELS} values of a field in a process, as value="{OTHER_VALUE}".',
+    ["field", "value"],
     registry=REGISTRY,
 )
 MODEL_INFO: Final = Gauge(
@@ -147,26 +163,63 @@ def bucket_counts(bounds: npt.NDArray[np.float64], observations: npt.NDArray[np.
     return counts
 
 
-def add_bucket_counts(histogram: Histogram, counts: list[int], total: float) -> None:
-    """Add precomputed bucket counts and their sum to `histogram`: one call per non-empty bucket, not per value.
-
-    prometheus_client has no bulk observe, and one `observe` per lead costs about half a millisecond for 500
-    leads (several in multiprocess mode). So the counts are added to the histogram's own bucket values, the
-    same ones `observe` increments (private attributes; a test checks the exposition equals one-by-one
-    observation, so a library change that breaks this fails the tests).
-    """
-    buckets: list[Any] = histogram._buckets
-    for index, count in enumerate(counts):
-        if count:
-            buckets[index].inc(count)
-    histogram._sum.inc(total)
-
-
 def observe_many(histogram: Histogram, observations: npt.NDArray[np.float64]) -> None:
     """`histogram.observe(v)` for every v, in a few calls whatever the number of values."""
     if observations.size:
-        bounds = np.asarray(histogram._upper_bounds[:-1], dtype=np.float64)
+        bounds = np.asarray(upper_bounds(histogram), dtype=np.float64)
         add_bucket_counts(histogram, bucket_counts(bounds, observations), float(observations.sum()))
+
+
+class InputWarning(Protocol):
+    """What the metrics read of one input warning: the field and the value it is about."""
+
+    @property
+    def field(self) -> str:
+        """The input field."""
+        ...
+
+    @property
+    def value(self) -> str:
+        """The value as given."""
+        ...
+
+
+class EncodedInputs(Protocol):
+    """What the metrics read of an encoded batch: its warnings."""
+
+    @property
+    def warnings(self) -> tuple[InputWarning, ...]:
+        """One per input problem that did not stop a lead being scored."""
+        ...
+
+
+class Scored(Protocol):
+    """What the metrics read of a scored batch (scoring's ScoredBatch is one)."""
+
+    @property
+    def size(self) -> int:
+        """Leads in the batch."""
+        ...
+
+    @property
+    def scores(self) -> npt.NDArray[np.int64]:
+        """Score per lead, 1..5."""
+        ...
+
+    @property
+    def confidence(self) -> npt.NDArray[np.float64]:
+        """Probability of the score, per lead."""
+        ...
+
+    @property
+    def prediction_ms(self) -> float:
+        """Model time of the batch."""
+        ...
+
+    @property
+    def encoded(self) -> EncodedInputs:
+        """The encoder's output for the batch."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +234,25 @@ class BatchSummary:
     confidence_max: float
     prediction_seconds: float
     warnings: dict[str, int] = field(default_factory=dict)
+    unknown_values: dict[tuple[str, str], int] = field(default_factory=dict)  # (field, value label) -> leads
 
 
-def summarize(batch: ScoredBatch) -> BatchSummary:
+_LABELLED: Final[dict[str, set[str]]] = {}
+
+
+def value_label(field_name: str, value: str) -> str:
+    """The `value` label of an unknown value: its picklist key, or OTHER_VALUE once the field has its share."""
+    key = picklist_key(value)[:MAX_VALUE_LABEL_LENGTH]
+    labelled = _LABELLED.setdefault(field_name, set())
+    if key in labelled:
+        return key
+    if len(labelled) < MAX_VALUE_LABELS:
+        labelled.add(key)
+        return key
+    return OTHER_VALUE
+
+
+def summarize(batch: Scored) -> BatchSummary:
     """The summary of `batch`."""
     confidence = batch.confidence
     warnings = batch.encoded.warnings
@@ -195,8 +264,13 @@ def summarize(batch: ScoredBatch) -> BatchSummary:
         confidence_min=float(confidence.min()),
         confidence_max=float(confidence.max()),
         prediction_seconds=batch.prediction_ms / 1000.0,
-        # Warnings are rare (one per bad input), so counting them one by one costs nothing on clean traffic.
+        # Warnings are one per bad input: counted one by one, which costs nothing on clean traffic.
         warnings=dict(Tally(w.field for w in warnings)) if warnings else {},
+        unknown_values=dict(
+            Tally((w.field, value_label(w.field, w.value)) for w in warnings if w.field in _CATEGORY_FIELDS)
+        )
+        if warnings
+        else {},
     )
 
 
@@ -223,6 +297,8 @@ def observe_batch(summary: BatchSummary) -> None:
     MODEL_SECONDS.observe(summary.prediction_seconds)
     for name, count in summary.warnings.items():
         WARNINGS.labels(field=name).inc(count)
+    for (name, label), count in summary.unknown_values.items():
+        UNKNOWN_VALUES.labels(field=name, value=label).inc(count)
 
 
 class Recorder:
@@ -232,7 +308,7 @@ class Recorder:
         self.prometheus = prometheus
         self.emf = emf
 
-    def __call__(self, method: str, route: str | None, status: int, seconds: float, batch: ScoredBatch | None) -> None:
+    def __call__(self, method: str, route: str | None, status: int, seconds: float, batch: Scored | None) -> None:
         """Record the request, and its scored batch when it scored one."""
         summary = summarize(batch) if batch is not None and batch.size else None
         if self.prometheus:

@@ -19,15 +19,13 @@ import pyarrow.parquet as pq
 from leadscore.errors import LeadscoreError
 from leadscore.features.spec import (
     COMPANY_SIZES,
-    CORE_FIELDS,
     CUSTOM_FIELDS,
     GEOGRAPHIES,
     INDUSTRIES,
     SENIORITY_LEVELS,
-    Kind,
 )
+from leadscore.training.contract import OUTCOME, validate_training_table
 
-OUTCOME: Final = "outcome"
 AS_OF: Final = datetime(2026, 1, 1, tzinfo=UTC)
 
 _FUNCTIONS: Final = ("Marketing", "Sales", "Engineering", "IT", "Product", "Finance", "Operations", "HR")
@@ -134,48 +132,27 @@ def synthesize(rows: int, seed: int = 7, missing_rate: float = 0.04) -> pa.Table
     return pa.table(arrays)
 
 
+TABLE_SUFFIXES: Final = (".parquet", ".csv")
+
+
+def check_table_path(path: Path) -> None:
+    """LeadscoreError unless the name ends in a suffix `write_table` writes (.parquet or .csv)."""
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise LeadscoreError(f"{path.name}: the file name must end in .parquet or .csv (got {suffix or 'no suffix'!r})")
+
+
 def write_table(table: pa.Table, path: Path) -> None:
-    """Write as Parquet, or CSV when the name ends in .csv."""
+    """Write as Parquet or CSV, by the name's suffix; any other suffix is a LeadscoreError (nothing written)."""
+    check_table_path(path)
+    suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".csv":
+    if suffix == ".csv":
         pacsv.write_csv(table, path)
     else:
         pq.write_table(table, path)
 
 
-def read_table(path: Path) -> pa.Table:
-    """Read training data from Parquet or CSV; an unreadable file is a LeadscoreError naming it."""
-    try:
-        if path.suffix.lower() == ".csv":
-            return pacsv.read_csv(path)
-        return pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise LeadscoreError(
-            f"cannot read {path} as {'CSV' if path.suffix.lower() == '.csv' else 'Parquet'}: {exc}"
-        ) from exc
-
-
 def table_to_columns(table: pa.Table) -> dict[str, list[Any]]:
-    """The encoder's columns from a training table; absent fields are all-missing, timestamps are UTC."""
-    n = table.num_rows
-    columns: dict[str, list[Any]] = {}
-    for spec in (*CORE_FIELDS, *CUSTOM_FIELDS):
-        if spec.name not in table.column_names:
-            columns[spec.name] = [None] * n
-            continue
-        values = table.column(spec.name).to_pylist()
-        if spec.kind is Kind.TIMESTAMP:
-            values = [_utc(v) for v in values]
-        elif spec.kind is Kind.BOOL:
-            values = [None if v is None else bool(v) for v in values]
-        elif spec.kind in (Kind.CATEGORY, Kind.TEXT):
-            values = [None if v is None else str(v) for v in values]
-        columns[spec.name] = values
-    return columns
-
-
-def _utc(value: object) -> datetime | None:
-    if value is None:
-        return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """The encoder's columns from a table with an outcome, read through the contract; absent fields are missing."""
+    return validate_training_table(table, allow_missing=True).columns

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,10 +19,12 @@ import xgboost as xgb
 
 from leadscore.errors import LeadscoreError
 from leadscore.features.encode import encode
+from leadscore.features.picklists import CategoryMap
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.bundle import Manifest, save_bundle, spec_vocabularies
+from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_category_map, save_bundle, spec_vocabularies
+from leadscore.training.contract import validate_training_table
 from leadscore.training.evaluate import evaluate
-from leadscore.training.synth import AS_OF, OUTCOME, table_to_columns
+from leadscore.training.synth import AS_OF
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,22 +62,89 @@ class TrainConfig:
         }
 
 
-def train_bundle(table: pa.Table, out_dir: Path, config: TrainConfig, source: str = "") -> Manifest:
-    """Encode the table with the serving encoder, train, evaluate on a held-out split, write the bundle."""
-    if OUTCOME not in table.column_names:
-        raise LeadscoreError(f"training data needs an `{OUTCOME}` column with scores 1..5")
-    column = table.column(OUTCOME)
-    if column.null_count or not pa.types.is_integer(column.type):
-        # Checked first: nulls or text would otherwise be cast to arbitrary integers.
-        raise LeadscoreError(
-            f"`{OUTCOME}` must hold integer scores 1..5 for every row "
-            f"(found type {column.type}, {column.null_count} missing)"
-        )
-    outcome = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
-    if outcome.size == 0 or outcome.min() < 1 or outcome.max() > len(SCORES):
-        raise LeadscoreError(f"`{OUTCOME}` must hold scores 1..5 for every row")
-    n = table.num_rows
-    matrix = encode(table_to_columns(table), n, config.as_of).matrix
+Progress = Callable[[str], None]
+
+
+class _RoundProgress(xgb.callback.TrainingCallback):
+    """A line every tenth of the rounds (or every `every_seconds`, whichever comes first) with the time left."""
+
+    def __init__(self, rounds: int, progress: Progress, every_seconds: float = 10.0) -> None:
+        super().__init__()
+        self.rounds = rounds
+        self.progress = progress
+        self.every_seconds = every_seconds
+        self.step = max(1, rounds // 10)
+        self.started = self.last = time.monotonic()
+
+    def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:  # noqa: ANN401, ARG002 - xgboost's
+        """Report the round just done when a tenth of the rounds or `every_seconds` have passed; never stop."""
+        done = epoch + 1
+        now = time.monotonic()
+        if done == self.rounds or done % self.step == 0 or now - self.last >= self.every_seconds:
+            self.last = now
+            elapsed = now - self.started
+            left = elapsed / done * (self.rounds - done)
+            self.progress(
+                f"round {done}/{self.rounds} ({done * 100 // self.rounds}%), {elapsed:.0f} s, ~{left:.0f} s left"
+            )
+        return False
+
+
+def check_output_dir(out_dir: Path, force: bool = False) -> None:
+    """Refuse, before any training, an output that is a file, a non-empty directory (unless `force`) or not writable."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LeadscoreError(f"--out {out_dir} is a file, not a bundle directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        what = "a model bundle" if (out_dir / MANIFEST_FILE).is_file() else "a non-empty directory"
+        raise LeadscoreError(f"--out {out_dir} is already {what}; pass --force to replace it")
+    parent = out_dir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise LeadscoreError(f"--out {out_dir}: cannot write under {parent}")
+
+
+def _replace_dir(staged: Path, out_dir: Path) -> None:
+    """Put the staged bundle at `out_dir`: a reader sees the old bundle or the new one, never half of one."""
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+        staged.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        staged.rename(out_dir)
+
+
+def train_bundle(
+    table: pa.Table,
+    out_dir: Path,
+    config: TrainConfig,
+    source: str = "",
+    *,
+    force: bool = False,
+    allow_missing: bool = False,
+    progress: Progress | None = None,
+    categories: CategoryMap | None = None,
+) -> Manifest:
+    """Check the table against the API's contract, train, evaluate on a held-out split, write the bundle.
+
+    The bundle is written beside `out_dir` and moved into place at the end, so a failed run leaves nothing and
+    an existing bundle is replaced only with `force`. `categories` (default: the packaged CRM map) encodes the
+    categorical values and is written into the bundle, so the model is served with the encoding it learnt.
+    """
+    say = progress or (lambda _: None)
+    check_output_dir(out_dir, force)
+    started = time.monotonic()
+    data = validate_training_table(table, allow_missing=allow_missing, progress=progress)
+    say(f"checked {data.rows} rows in {time.monotonic() - started:.1f} s")
+    if data.ignored_columns:
+        say(f"ignored columns not in the contract: {', '.join(data.ignored_columns)}")
+    if data.missing_columns:
+        say(f"training without columns: {', '.join(data.missing_columns)} (every value missing)")
+    outcome = data.outcome
+    n = data.rows
+    categories = categories or default_category_map()
+    matrix = encode(data.columns, n, config.as_of, categories=categories).matrix
     order = np.random.default_rng(config.seed).permutation(n)
     n_test = max(1, int(n * config.test_fraction))
     test, train = order[:n_test], order[n_test:]
@@ -78,7 +152,9 @@ def train_bundle(table: pa.Table, out_dir: Path, config: TrainConfig, source: st
     dtrain = xgb.DMatrix(matrix[train], label=outcome[train] - 1, feature_names=list(ENGINEERED_NAMES))
     dtest = xgb.DMatrix(matrix[test], label=outcome[test] - 1, feature_names=list(ENGINEERED_NAMES))
     params = config.params()
-    booster = xgb.train(params, dtrain, num_boost_round=config.num_boost_round, verbose_eval=False)
+    say(f"training {config.num_boost_round} rounds x {len(SCORES)} classes on {train.size} rows")
+    callbacks = [_RoundProgress(config.num_boost_round, progress)] if progress is not None else None
+    booster = xgb.train(params, dtrain, num_boost_round=config.num_boost_round, verbose_eval=False, callbacks=callbacks)
     metrics = evaluate(booster.predict(dtest), outcome[test])
     metrics["train_rows"] = int(train.size)
 
@@ -101,5 +177,13 @@ def train_bundle(table: pa.Table, out_dir: Path, config: TrainConfig, source: st
             "outcome_distribution": {str(s): int((outcome == s).sum()) for s in SCORES},
         },
     )
-    save_bundle(out_dir, booster, manifest)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
+    try:
+        save_bundle(staged, booster, manifest, categories)
+        _replace_dir(staged, out_dir)
+    finally:
+        if staged.exists():
+            shutil.rmtree(staged)
+    say(f"wrote bundle {out_dir} in {time.monotonic() - started:.0f} s")
     return manifest

@@ -1,10 +1,10 @@
-"""Fast predictors for the booster: oneDAL's tree inference where it gives XGBoost's own answers, else XGBoost.
+"""The booster's predictors: XGBoost's own, and oneDAL's tree inference where it gives XGBoost's answers.
 
-XGBoost's `inplace_predict` pays about 0.3 ms per call before the first row is scored (1,000 trees, one
-thread). oneDAL's gradient-boosted-trees inference, fed through daal4py's model builders, pays about 30 us
-for one row and about 0.6x XGBoost's time at 500 rows (`bench/predictors.py` prints the figures). The oneDAL
-model is converted from the booster at load and checked against `inplace_predict` on inputs made to reach
-every kind of branch; if it cannot be built or disagrees, the service keeps XGBoost's predictor and says why.
+XGBoost's `inplace_predict` has a large fixed cost per call; oneDAL's gradient-boosted-trees inference, fed
+through daal4py's model builders, costs far less for small batches and less at 500 rows (`bench/predictors.py`
+measures both; the figures are in `bench/README.md`). The oneDAL model is converted from the booster at load and
+checked against `inplace_predict` on inputs made to reach every kind of branch; if it cannot be built or
+disagrees, the service keeps XGBoost's predictor and says why.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
+import logging
 from contextlib import suppress
 from dataclasses import dataclass
 from importlib import metadata
@@ -23,8 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
 
-from leadscore.telemetry.logging import get_logger
-
 Matrix = npt.NDArray[np.float32]
 PredictorMode = Literal["auto", "xgboost"]
 
@@ -33,15 +32,17 @@ ONEDAL_NAME: Final = "onedal"
 TOLERANCE: Final = 1e-6  # the largest probability difference from XGBoost a fast path may have
 
 # oneDAL scores rows in vectorised blocks of 5 x 16 rows on CPUs other than Intel's (on Intel the block
-# adapts to the row count) and scores the rows left over one by one, at about 2.6x the cost per row.
-# Measured on this model (AMD EPYC, one thread): 79 rows ~1.6 ms, 80 rows ~0.62 ms; a tail of 32 rows or
-# more is cheaper padded to a full block. Padding rows are zeros and are dropped from the answer.
+# adapts to the row count) and scores the rows left over one by one, at a higher cost per row. Measured on
+# this model (`bench/predictors.py`, figures in `bench/README.md`), a tail of 32 rows or more is cheaper
+# padded to a full block. Padding rows are zeros and are dropped from the answer.
 _BLOCK_ROWS: Final = 80
 _PAD_TAIL_FROM: Final = 32
 # Errors that mean "this machine cannot build the fast path": the service then keeps XGBoost's predictor.
 _BUILD_ERRORS: Final = (ImportError, OSError, RuntimeError, TypeError, ValueError, KeyError)
 
-log = get_logger("leadscore.model.fastpath")
+# The standard library's logger: the model layer knows nothing of the service's telemetry (which renders these
+# lines as JSON like its own).
+log = logging.getLogger(__name__)
 
 
 class Predictor(Protocol):
@@ -221,8 +222,8 @@ class Selection:
 def release_freed_memory() -> None:
     """Hand the heap freed after a conversion back to the system (glibc only; elsewhere nothing to do).
 
-    Converting and checking the model makes about 40 MB of short-lived Python objects; the freed heap
-    would otherwise stay in every worker's RSS for its whole life (about 15 MB measured).
+    Converting and checking the model makes many MB of short-lived Python objects; the freed heap would
+    otherwise stay in every worker's RSS for its whole life (`bench/README.md` has the measured figures).
     """
     gc.collect()
     with suppress(OSError, AttributeError):
@@ -233,7 +234,14 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
     """The fastest predictor that gives XGBoost's answers on this machine; XGBoost's own when forced or on failure."""
     reference = XGBoostPredictor(booster)
     if mode == "xgboost":
-        log.info("predictor_selected", predictor=reference.name, reason="forced by setting predictor=xgboost")
+        # Said as it is: the caller asked for XGBoost's predictor (the setting, or a check that needs no fast path).
+        reason = "predictor=xgboost requested: no fast path tried"
+        log.info(
+            "predictor_selected predictor=%s reason=%s",
+            reference.name,
+            reason,
+            extra={"predictor": reference.name, "reason": reason},
+        )
         return Selection(reference)
     try:
         candidate = OneDalPredictor(booster, nthread, default_block_rows(cpu_vendor()))
@@ -243,8 +251,18 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
     else:
         release_freed_memory()
         if problem is None:
-            log.info("predictor_selected", predictor=candidate.name, block_rows=candidate.block_rows)
+            log.info(
+                "predictor_selected predictor=%s block_rows=%s",
+                candidate.name,
+                candidate.block_rows,
+                extra={"predictor": candidate.name, "block_rows": candidate.block_rows},
+            )
             return Selection(candidate)
         reason = f"oneDAL predictor disagrees with XGBoost on the load-time self-check: {problem}"
-    log.warning("predictor_fallback", predictor=reference.name, reason=reason)
+    log.warning(
+        "predictor_fallback predictor=%s reason=%s",
+        reference.name,
+        reason,
+        extra={"predictor": reference.name, "reason": reason},
+    )
     return Selection(reference, reason)

@@ -1,24 +1,26 @@
-"""The fast predictor: XGBoost's own answers on 100k leads, padding, fallback, thread safety, and reporting."""
+"""The predictors: oneDAL gives XGBoost's own answers on 100k leads, padding, fallback, thread safety, and reporting."""
 
 from __future__ import annotations
 
+import ast
 import json
+import logging
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import xgboost as xgb
 from fastapi.testclient import TestClient
-from structlog.testing import CapturingLogger
 
 from leadscore.app import create_app
 from leadscore.config import Settings
 from leadscore.features.encode import encode
 from leadscore.features.spec import N_MODEL_INPUTS
-from leadscore.model import fastpath
+from leadscore.model import predictors
 from leadscore.model.bundle import Scorer, load_bundle
-from leadscore.model.fastpath import (
+from leadscore.model.predictors import (
     TOLERANCE,
     XGBOOST_NAME,
     OneDalPredictor,
@@ -208,6 +210,17 @@ def test_disagreement_reports_changed_scores():
     assert disagreement(reference, candidate) == "1 rows get another score"
 
 
+def test_model_package_imports_nothing_above_it():
+    """model/ logs with the standard library and imports neither telemetry, scoring, api nor the app."""
+    package = Path(predictors.__file__).parent
+    above = ("leadscore.telemetry", "leadscore.scoring", "leadscore.api", "leadscore.app", "leadscore.lake")
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not [m for m in imported if m.startswith(above)], source.name
+
+
 def test_forced_xgboost(tiny_scorer):
     """Setting predictor=xgboost selects XGBoost's predictor, and that is not a fallback."""
     selection = select_predictor(tiny_scorer.booster, "xgboost")
@@ -216,20 +229,20 @@ def test_forced_xgboost(tiny_scorer):
 
 
 @pytest.fixture
-def captured(monkeypatch) -> CapturingLogger:
-    """The fast-path module's log lines."""
-    logger = CapturingLogger()
-    monkeypatch.setattr(fastpath, "log", logger)
-    return logger
+def captured(caplog) -> pytest.LogCaptureFixture:
+    """The predictors module's log records (standard library logging), from INFO up."""
+    caplog.set_level(logging.INFO, logger="leadscore.model.predictors")
+    return caplog
 
 
 def assert_fell_back(selection, captured, reason_part: str) -> None:
     """XGBoost was chosen, the reason says why, and a WARNING line says the same."""
     assert selection.predictor.name == XGBOOST_NAME
     assert reason_part in (selection.fallback_reason or "")
-    warnings = [call for call in captured.calls if call.method_name == "warning"]
-    assert [call.args[0] for call in warnings] == ["predictor_fallback"]
-    assert warnings[0].kwargs["reason"] == selection.fallback_reason
+    warnings = [r for r in captured.records if r.levelno == logging.WARNING]
+    assert [r.getMessage().split()[0] for r in warnings] == ["predictor_fallback"]
+    assert warnings[0].reason == selection.fallback_reason
+    assert selection.fallback_reason in warnings[0].getMessage()
 
 
 def test_fallback_when_daal4py_is_missing(tiny_scorer, monkeypatch, captured):
@@ -268,7 +281,14 @@ def test_selected_fast_path_is_logged(tiny_scorer, captured):
     """Choosing oneDAL is logged at info level with its name."""
     selection = select_predictor(tiny_scorer.booster)
     assert selection.fallback_reason is None
-    assert [(c.method_name, c.kwargs["predictor"]) for c in captured.calls] == [("info", selection.predictor.name)]
+    assert [(r.levelname, r.predictor) for r in captured.records] == [("INFO", selection.predictor.name)]
+
+
+def test_forced_xgboost_log_does_not_claim_a_setting(tiny_scorer, captured):
+    """Asking for XGBoost's predictor logs that it was requested, not that a setting forced it."""
+    select_predictor(tiny_scorer.booster, "xgboost")
+    assert [r.reason for r in captured.records] == ["predictor=xgboost requested: no fast path tried"]
+    assert "setting" not in captured.records[0].getMessage()
 
 
 def test_warm_up_goes_through_the_selected_predictor(tiny_scorer):
