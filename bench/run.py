@@ -122,6 +122,20 @@ class Server:
             if line.startswith("VmRSS:")
         ]
 
+    def lake_commits(self, seconds: float, workers: int) -> dict[str, float]:
+        """Lake commits in the server's log so far: count, rows, and commits per worker per minute."""
+        commits = rows = 0
+        for line in (self.workdir / f"server-{self.port}.log").read_text(errors="replace").splitlines():
+            if '"lake_committed"' in line:
+                commits += 1
+                rows += int(json.loads(line).get("rows", 0))
+        return {
+            "commits": commits,
+            "rows": rows,
+            "rows_per_commit": round(rows / commits) if commits else 0,
+            "commits_per_worker_per_minute": round(commits / workers / (seconds / 60), 2),
+        }
+
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -223,6 +237,7 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     for mode, env in modes.items() if args.lake_modes else [("sync", modes["sync"])]:
         server = Server(args.workers, {**env}, workdir / mode)
+        started = time.monotonic()
         try:
             if mode == "sync":
                 for connections in (1, 32):
@@ -238,6 +253,10 @@ def main() -> None:
                 report["worker_rss_mb_after"] = server.rss_mb()
         finally:
             server.stop()
+        if mode != "off":
+            commits = server.lake_commits(time.monotonic() - started, args.workers)
+            report.setdefault("lake_commits", {})[mode] = commits
+            print(f"lake commits lake={mode:5} {commits}")
     report["runs"] = runs
 
     ceiling = next(r for r in runs if r["case"] == "http-ceiling" and r["connections"] == 32)["requests_per_s"]
