@@ -207,6 +207,37 @@ def machine() -> dict[str, Any]:
             "xgboost": xgb.__version__, "load_generator": "wrk, same machine, sharing the cores"}  # fmt: skip
 
 
+def run_modes(
+    args: argparse.Namespace, bodies: dict[str, tuple[Path, int]], workdir: Path, report: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """wrk runs against a server per lake mode (sync only unless --lake-modes); adds RSS and commit figures."""
+    modes = {"sync": {}, "async": {"LEADSCORE_LAKE_DURABILITY": "async"}, "off": {"LEADSCORE_LAKE_ENABLED": "false"}}
+    runs: list[dict[str, Any]] = []
+    for mode, env in modes.items() if args.lake_modes else [("sync", modes["sync"])]:
+        server = Server(args.workers, {**env}, workdir / mode)
+        started = time.monotonic()
+        try:
+            if mode == "sync":
+                for connections in (1, 32):
+                    row = measure(server, "/api/v1/health/live", None, 0, connections, args.seconds)
+                    runs.append({"case": "http-ceiling", "lake": mode, **row})
+                    print(f"{'http-ceiling':10} lake={mode:5} {row}")
+            for case, (body, leads) in bodies.items():
+                for connections in (1, 32):
+                    row = measure(server, "/api/v1/scoring/score", body, leads, connections, args.seconds)
+                    runs.append({"case": case, "lake": mode, **row})
+                    print(f"{case:10} lake={mode:5} {row}")
+            if mode == "sync":
+                report["worker_rss_mb_after"] = server.rss_mb()
+        finally:
+            server.stop()
+        if mode != "off":
+            commits = server.lake_commits(time.monotonic() - started, args.workers)
+            report.setdefault("lake_commits", {})[mode] = commits
+            print(f"lake commits lake={mode:5} {commits}")
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
@@ -233,30 +264,7 @@ def main() -> None:
         report["unknown_values"] = unknown_values.figures()
         print(f"unknown values (in process, us per call and ratios to clean): {report['unknown_values']}")
 
-    modes = {"sync": {}, "async": {"LEADSCORE_LAKE_DURABILITY": "async"}, "off": {"LEADSCORE_LAKE_ENABLED": "false"}}
-    runs: list[dict[str, Any]] = []
-    for mode, env in modes.items() if args.lake_modes else [("sync", modes["sync"])]:
-        server = Server(args.workers, {**env}, workdir / mode)
-        started = time.monotonic()
-        try:
-            if mode == "sync":
-                for connections in (1, 32):
-                    row = measure(server, "/api/v1/health/live", None, 0, connections, args.seconds)
-                    runs.append({"case": "http-ceiling", "lake": mode, **row})
-                    print(f"{'http-ceiling':10} lake={mode:5} {row}")
-            for case, (body, leads) in bodies.items():
-                for connections in (1, 32):
-                    row = measure(server, "/api/v1/scoring/score", body, leads, connections, args.seconds)
-                    runs.append({"case": case, "lake": mode, **row})
-                    print(f"{case:10} lake={mode:5} {row}")
-            if mode == "sync":
-                report["worker_rss_mb_after"] = server.rss_mb()
-        finally:
-            server.stop()
-        if mode != "off":
-            commits = server.lake_commits(time.monotonic() - started, args.workers)
-            report.setdefault("lake_commits", {})[mode] = commits
-            print(f"lake commits lake={mode:5} {commits}")
+    runs = run_modes(args, bodies, workdir, report)
     report["runs"] = runs
 
     ceiling = next(r for r in runs if r["case"] == "http-ceiling" and r["connections"] == 32)["requests_per_s"]
