@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadscore.errors import ConfigError
@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         default="",
         description="API keys as `id:label:sha256hex` entries (from `leadscore keys new`), comma-separated or a "
-        "JSON list; hashes only, never keys. Required (here or in api_keys_file) when env is prod.",
+        "JSON list; hashes only, never keys. Required (here or in api_keys_file) to serve when env is prod.",
     )
     api_keys_file: Path | None = Field(
         default=None,
@@ -155,16 +155,6 @@ class Settings(BaseSettings):
     def _empty_path_is_unset(cls, value: object) -> object:
         # An empty LEADSCORE_API_KEYS_FILE (a blank task-definition entry) means no file, not the cwd.
         return None if value == "" else value
-
-    @model_validator(mode="after")
-    def _keys_in_prod(self) -> Self:
-        # Secure by default: a production service without keys would score for anyone who finds it.
-        if self.env is Environment.PROD and not self.api_keys.strip() and self.api_keys_file is None:
-            raise ValueError(
-                "LEADSCORE_ENV=prod needs API keys: set LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE "
-                "(create one with `leadscore keys new --label NAME`)"
-            )
-        return self
 
 
 def load_settings() -> Settings:

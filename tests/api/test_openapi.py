@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from leadscore.api.schemas import EXAMPLE_REQUEST
+import re
+
+from leadscore.api.schemas import EXAMPLE_REQUEST, EXAMPLE_RESPONSE, ScoreResponse
 
 
 def test_openapi_has_the_score_request_schema_and_example(client):
@@ -39,3 +41,31 @@ def test_docs_page_is_served(client):
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
     assert "/openapi.json" in response.text
+
+
+def test_openapi_example_keeps_the_readme_key_order(client):
+    """The example request's keys come in the README's order, not sorted."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ScoreRequest"]
+    example = schema["examples"][0]
+    assert list(example) == list(EXAMPLE_REQUEST)
+    assert list(example["leads"][0]) == list(EXAMPLE_REQUEST["leads"][0])
+
+
+def test_openapi_response_example_is_a_real_answer(client):
+    """The scoring 200 example is a real answer (the README's), which the response model accepts."""
+    responses = client.get("/openapi.json").json()["paths"]["/api/v1/scoring/score"]["post"]["responses"]
+    example = responses["200"]["content"]["application/json"]["example"]
+    assert example == EXAMPLE_RESPONSE
+    assert ScoreResponse.model_validate(example).scores[0].score == 5
+
+
+def test_docs_assets_are_served_by_the_package(client):
+    """/docs and /redoc load their scripts from this server, never from a public CDN."""
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "cdn.jsdelivr.net" not in html
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', html)
+        assert assets
+        for asset in assets:
+            assert asset.startswith("/")
+            assert client.get(asset).status_code == 200

@@ -238,6 +238,10 @@ class LakeSink:
                 f"could not record the predictions durably: {exc.strerror or exc}", headers={"Retry-After": "5"}
             ) from exc
 
+    def ready(self) -> bool:
+        """Whether the lake accepts rows now (False while the spool is full)."""
+        return not self.status()["spool_full"]
+
     def status(self) -> dict[str, Any]:
         """Backlog and upload state, for health and readiness."""
         rows, size, age = self.backlog.totals()
