@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
 from leadscore.config import load_settings
 from leadscore.errors import LeadscoreError
@@ -69,28 +68,10 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting 0 then tells ECS (and tests) the stop
     # was clean: in-flight requests answered and the lake flushed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    config = uvicorn.Config(
-        "leadscore.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        # Above an ALB's 60 s idle timeout, so the balancer closes idle connections, not us.
-        timeout_keep_alive=75,
-        # Connections (idle keep-alives included) per worker, a backstop under the file-descriptor limit; the
-        # in-flight cap on requests is EdgeLimitsMiddleware's (503 in our envelope). h11_max_incomplete_event_size
-        # is not set: it applies to h11 only, and uvicorn[standard] parses with httptools.
-        limit_concurrency=settings.max_connections,
-        # No `server: uvicorn` header: nothing to tell a scanner which server and version to try.
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
-    from leadscore.serving import run  # noqa: PLC0415
+    from leadscore.serving import run, server_config  # noqa: PLC0415
 
     try:
-        run(config)
+        run(server_config(settings, host, port, workers))
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 

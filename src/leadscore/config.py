@@ -64,6 +64,17 @@ class Settings(BaseSettings):
         ge=1,
         description="Requests one worker handles at once; more get an immediate 503 with Retry-After, not a queue.",
     )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Largest request line plus headers in bytes; larger gets 431 and the connection is closed.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Most seconds a client may take to send its request line and headers (slowloris); slower gets "
+        "408 and the connection is closed.",
+    )
     max_connections: int = Field(
         default=1024,
         ge=1,

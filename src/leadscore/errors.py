@@ -97,6 +97,13 @@ class ClientClosedRequest(LeadscoreError):
     code = "client_closed_request"
 
 
+class HeadersTooLarge(LeadscoreError):
+    """The request's headers are over the configured cap."""
+
+    status_code = 431
+    code = "headers_too_large"
+
+
 class PayloadTooLarge(LeadscoreError):
     """The body is over the configured cap."""
 
