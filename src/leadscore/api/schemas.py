@@ -176,20 +176,20 @@ class ScoreResponse(BaseModel):
     status: Literal["success"] = "success"
 
 
-# The README's example answer (its request is EXAMPLE_REQUEST, scored by the packaged model).
+# The packaged model's answer to EXAMPLE_REQUEST (tests/api/test_openapi.py checks it still is).
 EXAMPLE_RESPONSE: Final[dict[str, Any]] = {
     "request_id": "batch-scoring-001",
-    "timestamp": "2026-11-26T17:35:01.841808Z",
+    "timestamp": "2026-12-01T09:34:03.487839Z",
     "total_leads": 1,
-    "processing_time_ms": 1.113,
+    "processing_time_ms": 1.058,
     "scores": [
         {
             "lead_id": None,
             "score": 5,
-            "confidence": 0.793712,
-            "probabilities": [0.002255, 0.008164, 0.0641, 0.131768, 0.793712],
-            "features_used": 18,
-            "prediction_time_ms": 0.45,
+            "confidence": 0.860709,
+            "probabilities": [0.001848, 0.005727, 0.033283, 0.098433, 0.860709],
+            "features_used": 50,
+            "prediction_time_ms": 0.295,
             "warnings": [],
         }
     ],
