@@ -29,9 +29,12 @@ def test_render_error_builds_the_envelope_model() -> None:
     )
 
 
-def _failing_lake_client(settings: Settings, error: LakeError) -> Iterator[tuple[TestClient, list[dict]]]:
+@pytest.fixture
+def lake_failing_with(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple[TestClient, list[dict]]]:
+    """The app over a lake whose spool writes raise `request.param` (a full spool, or ENOSPC underneath)."""
     lake = open_lake(settings)
     assert lake is not None
+    error: LakeError = request.param
 
     async def record(_rows: object) -> None:
         raise error from OSError("short write to spool: 3 of 9 bytes")
@@ -41,33 +44,27 @@ def _failing_lake_client(settings: Settings, error: LakeError) -> Iterator[tuple
         yield client, logs
 
 
-@pytest.fixture
-def write_failed(settings: Settings) -> Iterator[tuple[TestClient, list[dict]]]:
-    """The app over a lake whose spool writes fail (as on ENOSPC)."""
-    yield from _failing_lake_client(settings, SpoolWriteFailed(retry_after=4.5))
-
-
-@pytest.fixture
-def spool_full(settings: Settings) -> Iterator[tuple[TestClient, list[dict]]]:
-    """The app over a lake whose spool is at its cap."""
-    yield from _failing_lake_client(settings, SpoolFull(retry_after=30.0))
-
-
-def test_spool_write_failure_is_a_503_without_internals(write_failed) -> None:
-    """A failed spool write answers 503 lake_write_failed with Retry-After; the detail goes to the log only."""
-    client, logs = write_failed
+@pytest.mark.parametrize(
+    ("lake_failing_with", "code", "retry_after"),
+    [
+        (SpoolWriteFailed(retry_after=4.5), "lake_write_failed", "5"),
+        (SpoolFull(retry_after=30.0), "lake_spool_full", "30"),
+    ],
+    indirect=["lake_failing_with"],
+)
+def test_lake_errors_are_503s_with_retry_after_and_no_internals(lake_failing_with, code, retry_after) -> None:
+    """A lake error answers 503 with its code and Retry-After (whole seconds, rounded up); details stay out of it."""
+    client, _ = lake_failing_with
     response = client.post(SCORE, json=EXAMPLE_REQUEST)
     assert response.status_code == 503
-    assert response.json()["code"] == "lake_write_failed"
-    assert response.headers["retry-after"] == "5"
+    assert response.json()["code"] == code
+    assert response.headers["retry-after"] == retry_after
     assert "short write" not in response.text
+
+
+@pytest.mark.parametrize("lake_failing_with", [SpoolWriteFailed(retry_after=1.0)], indirect=True)
+def test_a_spool_write_failure_is_logged_with_its_cause(lake_failing_with) -> None:
+    """What the client is not told (the OS error under the failed write) is in the log line."""
+    client, logs = lake_failing_with
+    client.post(SCORE, json=EXAMPLE_REQUEST)
     assert any("short write" in str(line.get("cause")) for line in logs if line["event"] == "lake_write_failed")
-
-
-def test_spool_full_is_a_503_with_retry_after(spool_full) -> None:
-    """A full spool answers 503 lake_spool_full with the lake's Retry-After."""
-    client, _ = spool_full
-    response = client.post(SCORE, json=EXAMPLE_REQUEST)
-    assert response.status_code == 503
-    assert response.json()["code"] == "lake_spool_full"
-    assert response.headers["retry-after"] == "30"

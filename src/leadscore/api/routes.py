@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from typing import Any, Final, cast
@@ -189,20 +190,14 @@ async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsD
 @router.get("/model", tags=["model"], dependencies=[RequireApiKey], responses=error_responses(401, 500, 503))
 async def model(scorer: ScorerDep) -> ModelResponse:
     """The model: version, training date, evaluation metrics, and the features it takes."""
-    manifest = scorer.manifest
-    return ModelResponse(
-        version=manifest.version,
-        created_at=manifest.created_at,
-        xgboost_version=manifest.xgboost_version,
-        predictor=scorer.predictor,
-        predictor_fallback_reason=scorer.predictor_fallback_reason,
-        feature_spec_fingerprint=manifest.feature_spec_fingerprint,
-        params=manifest.params,
-        num_boost_round=manifest.num_boost_round,
-        metrics=manifest.metrics,
-        training_data=manifest.training_data,
-        features=SPEC.as_dict(),
-    )
+    # The manifest's own fields by name (ModelResponse ignores those it does not publish), then the live ones.
+    published = {
+        **asdict(scorer.manifest),
+        "predictor": scorer.predictor,
+        "predictor_fallback_reason": scorer.predictor_fallback_reason,
+        "features": SPEC.as_dict(),
+    }
+    return ModelResponse(**published)
 
 
 def prometheus_metrics() -> Response:
