@@ -25,6 +25,10 @@ class ScoringFastLane:
     as they would from the route. Sits inside the request-context and edge-limit middlewares, so ids, logs, metrics
     and limits apply. A FastAPI dependency added to the scoring route would never run here: tests/test_app.py fails
     if one is added.
+
+    MLServer's way (a custom APIRoute whose route handler calls the endpoint directly) was measured against this
+    lane, 1-lead requests in process: it still pays Starlette's routing, request wrapper and exception layers, and
+    cost about a third more CPU per request, so the lane stays.
     """
 
     def __init__(
