@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from leadscore.api.schemas import parse_leads
+from leadscore.api.decode import parse_leads
 from leadscore.features.encode import encode
 from leadscore.features.spec import CATEGORY_FIELDS
 from leadscore.loadtest.data import synthetic_leads

@@ -16,8 +16,8 @@ def test_startup_freezes_long_lived_objects_and_raises_the_gc_threshold(client: 
 
 def test_scoring_fast_lane_serves_both_scoring_paths() -> None:
     """The fast lane takes POSTs to the scoring path and its older alias, each with its documented route."""
+    from leadscore.api.fastlane import scoring_routes  # noqa: PLC0415
     from leadscore.api.routes import router, score  # noqa: PLC0415
-    from leadscore.app import scoring_routes  # noqa: PLC0415
 
     routes = scoring_routes(router, score)
     assert sorted(routes) == ["/api/v1/score", "/api/v1/scoring/score"]
@@ -35,9 +35,18 @@ def test_scoring_through_the_fast_lane_reports_the_route_template(client: TestCl
 
 def test_scoring_routes_declare_no_dependencies_the_fast_lane_would_skip() -> None:
     """The fast lane calls the handler itself: a FastAPI dependency added to the scoring route would never run."""
+    from leadscore.api.fastlane import scoring_routes  # noqa: PLC0415
     from leadscore.api.routes import router, score  # noqa: PLC0415
-    from leadscore.app import scoring_routes  # noqa: PLC0415
 
     for route in scoring_routes(router, score).values():
         assert route.dependant.dependencies == []
         assert route.dependencies == []
+
+
+def test_trailing_slash_is_a_404_without_a_location(client: TestClient) -> None:
+    """A path with a trailing slash is a 404 envelope, never a redirect echoing the client's Host header."""
+    for method, path in (("GET", "/api/v1/health/live/"), ("POST", "/api/v1/scoring/score/")):
+        response = client.request(method, path, headers={"host": "evil.example"}, follow_redirects=False)
+        assert response.status_code == 404
+        assert "location" not in response.headers
+        assert response.json()["code"] == "not_found"

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
-import uvicorn
 
 from leadscore.config import load_settings
 from leadscore.errors import ConfigError, LeadscoreError
@@ -68,7 +67,7 @@ def serve(
     # Before anything imports prometheus_client: every worker inherits the directory, so their counts add up.
     prepare_multiprocess_dir()
     from leadscore.api.security import load_keyring  # noqa: PLC0415 - keeps `leadscore --help` fast
-    from leadscore.model.bundle import default_bundle_dir, load_bundle  # noqa: PLC0415
+    from leadscore.model.bundle import check_bundle, default_bundle_dir  # noqa: PLC0415
 
     try:
         settings = load_settings()
@@ -79,7 +78,7 @@ def serve(
         # Check the bundle and the keys before any worker starts: a bad bundle or a keyless prod must stop
         # the server with a clear message, not loop workers.
         # XGBoost's own predictor is enough for the check; the workers build the fast path themselves.
-        model_version = load_bundle(settings.model_dir or default_bundle_dir(), predictor="xgboost").version
+        model_version = check_bundle(settings.model_dir or default_bundle_dir(), settings.category_map_file).version
         load_keyring(settings)
     except LeadscoreError as exc:
         raise _fail(f"cannot start: {exc.message}") from exc
@@ -88,28 +87,10 @@ def serve(
     # was clean: in-flight requests answered and the lake flushed.
     # ... unless rows were left on the spool (the store was down past the grace): then a non-zero exit says so.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(spool_exit_status(settings.spool_dir)))
-    config = uvicorn.Config(
-        "leadscore.app:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        access_log=False,
-        # Above an ALB's 60 s idle timeout, so the balancer closes idle connections, not us.
-        timeout_keep_alive=75,
-        # Connections (idle keep-alives included) per worker, a backstop under the file-descriptor limit; the
-        # in-flight cap on requests is EdgeLimitsMiddleware's (503 in our envelope). h11_max_incomplete_event_size
-        # is not set: it applies to h11 only, and uvicorn[standard] parses with httptools.
-        limit_concurrency=settings.max_connections,
-        # No `server: uvicorn` header: nothing to tell a scanner which server and version to try.
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
-    )
-    from leadscore.serving import run  # noqa: PLC0415
+    from leadscore.serving import run, server_config  # noqa: PLC0415
 
     try:
-        run(config)
+        run(server_config(settings, host, port, workers))
     except OSError as exc:
         raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     status = spool_exit_status(settings.spool_dir)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from leadscore.errors import ConfigError
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     api_keys: str = Field(
         default="",
         description="API keys as `id:label:sha256hex` entries (from `leadscore keys new`), comma-separated or a "
-        "JSON list; hashes only, never keys. Required (here or in api_keys_file) when env is prod.",
+        "JSON list; hashes only, never keys. Required (here or in api_keys_file) to serve when env is prod.",
     )
     api_keys_file: Path | None = Field(
         default=None,
@@ -72,6 +72,17 @@ class Settings(BaseSettings):
         default=64,
         ge=1,
         description="Requests one worker handles at once; more get an immediate 503 with Retry-After, not a queue.",
+    )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="Largest request line plus headers in bytes; larger gets 431 and the connection is closed.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Most seconds a client may take to send its request line and headers (slowloris); slower gets "
+        "408 and the connection is closed.",
     )
     max_connections: int = Field(
         default=1024,
@@ -244,16 +255,6 @@ class Settings(BaseSettings):
     def _empty_path_is_unset(cls, value: object) -> object:
         # An empty LEADSCORE_API_KEYS_FILE (a blank task-definition entry) means no file, not the cwd.
         return None if value == "" else value
-
-    @model_validator(mode="after")
-    def _keys_in_prod(self) -> Self:
-        # Secure by default: a production service without keys would score for anyone who finds it.
-        if self.env is Environment.PROD and not self.api_keys.strip() and self.api_keys_file is None:
-            raise ValueError(
-                "LEADSCORE_ENV=prod needs API keys: set LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE "
-                "(create one with `leadscore keys new --label NAME`)"
-            )
-        return self
 
 
 def load_settings() -> Settings:

@@ -1,35 +1,28 @@
 """One error family, and the one JSON envelope every error response uses.
 
-Envelope: {"status": "error", "code": "...", "message": "...", "request_id": "...",
+Envelope (`ErrorResponse`): {"status": "error", "code": "...", "message": "...", "request_id": "...",
            "errors": [{"lead_index": 3, "field": "industry", "location": "leads[3].industry",
                        "message": "...", "type": "..."}]}
+The API renders it (`leadscore.api.handlers.render_error`) and documents it in OpenAPI from this one model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One problem with one field; lead_index is None for request-level fields."""
+class FieldError(BaseModel):
+    """Where one problem is: lead index (null for request-level fields), field, and what is wrong."""
 
+    model_config = ConfigDict(frozen=True)
+
+    lead_index: int | None
+    field: str | None
     location: str
     message: str
     type: str
-    lead_index: int | None = None
-    field: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "lead_index": self.lead_index,
-            "field": self.field,
-            "location": self.location,
-            "message": self.message,
-            "type": self.type,
-        }
 
 
 class LeadscoreError(Exception):
@@ -104,6 +97,13 @@ class ClientClosedRequest(LeadscoreError):
     code = "client_closed_request"
 
 
+class HeadersTooLarge(LeadscoreError):
+    """The request's headers are over the configured cap."""
+
+    status_code = 431
+    code = "headers_too_large"
+
+
 class PayloadTooLarge(LeadscoreError):
     """The body is over the configured cap."""
 
@@ -132,21 +132,28 @@ class ServiceUnavailable(LeadscoreError):
     code = "service_unavailable"
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorEnvelope:
-    """The body of every error response."""
+class LakeSpoolFull(ServiceUnavailable):
+    """The lake's spool is at its cap: nothing is acknowledged that cannot be kept."""
 
+    code = "lake_spool_full"
+
+
+class LakeWriteFailed(ServiceUnavailable):
+    """The predictions could not be recorded durably (the log says why)."""
+
+    code = "lake_write_failed"
+
+
+class ErrorResponse(BaseModel):
+    """The envelope of every error response."""
+
+    status: Literal["error"] = "error"
     code: str
     message: str
     request_id: str | None
-    errors: tuple[FieldError, ...] = field(default=())
+    errors: tuple[FieldError, ...] = Field(default=())
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "status": "error",
-            "code": self.code,
-            "message": self.message,
-            "request_id": self.request_id,
-            "errors": [e.as_dict() for e in self.errors],
-        }
+    @classmethod
+    def of(cls, error: LeadscoreError, request_id: str | None) -> ErrorResponse:
+        """The envelope of `error` for the request `request_id`."""
+        return cls(code=error.code, message=error.message, request_id=request_id, errors=error.errors)

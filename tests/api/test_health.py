@@ -6,7 +6,7 @@ from importlib.metadata import version
 
 from fastapi.testclient import TestClient
 
-from leadscore.app import create_app
+from leadscore.app import create_app, open_lake
 from leadscore.features.spec import INPUT_FIELDS, SPEC
 from leadscore.model.bundle import Scorer
 
@@ -19,11 +19,31 @@ def test_live(client):
 
 
 def test_ready_once_the_model_is_warm(client):
-    """Readiness answers 200 with the model version once the model is loaded and warmed up."""
+    """Readiness answers 200 once the model is loaded and warmed up, and says that and nothing more."""
     response = client.get("/api/v1/health/ready")
     assert response.status_code == 200
-    assert response.json()["status"] == "ready"
-    assert response.json()["model_version"] == "test-tiny"
+    assert response.json() == {"status": "ready"}
+
+
+def test_not_ready_while_the_lake_is_not_ready(settings):
+    """Readiness is 503 while the lake says it is not ready, and names neither its URI nor its errors."""
+    lake = open_lake(settings)
+    lake.ready = lambda: False  # as while the spool is full
+    lake.last_error = "OSError('short write to spool: 3 of 9 bytes')"
+    with TestClient(create_app(settings, lake=lake), raise_server_exceptions=False) as full_client:
+        response = full_client.get("/api/v1/health/ready")
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert settings.lake_uri not in response.text
+    assert "short write" not in response.text
+
+
+def test_health_and_model_have_typed_response_schemas(client):
+    """/health and /model are documented by named response models, not a bare object."""
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, model in (("/api/v1/health", "HealthResponse"), ("/api/v1/model", "ModelResponse")):
+        schema = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model}"}
 
 
 def test_not_ready_before_warm_up(settings, tiny_scorer):

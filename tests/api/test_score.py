@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from leadscore.api.schemas import EXAMPLE_LEAD, EXAMPLE_REQUEST
+from leadscore.api.schemas import EXAMPLE_LEAD, EXAMPLE_REQUEST, ScoreResponse
 from tests.support.leads import check_score_response, synthetic_leads
 
 SCORE = "/api/v1/scoring/score"
@@ -21,6 +21,17 @@ def test_example_request_gets_every_response_field(client):
     body = response.json()
     check_score_response(body, EXAMPLE_REQUEST, model_version="test-tiny")
     assert body["scores"][0]["features_used"] == 50
+
+
+def test_response_is_exactly_what_its_model_describes(client):
+    """The hand-built success body has the ScoreResponse model's fields, in its order, with its values."""
+    leads = [{**EXAMPLE_LEAD, "industry": "Basket Weaving", "lead_id": "a"}, {}]
+    body = client.post(SCORE, json={"request_id": "shape-1", "leads": leads}).json()
+    assert body["scores"][0]["warnings"]
+    assert body == ScoreResponse.model_validate(body).model_dump(mode="json") | {"timestamp": body["timestamp"]}
+    assert list(body) == list(ScoreResponse.model_fields)
+    for score in body["scores"]:
+        assert list(score) == list(ScoreResponse.model_fields["scores"].annotation.__args__[0].model_fields)
 
 
 def test_scores_come_back_in_request_order_with_lead_ids(client):

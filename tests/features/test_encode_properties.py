@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadscore.api.schemas import parse_leads
+from leadscore.api.decode import parse_leads
 from leadscore.errors import ValidationFailed
 from leadscore.features.encode import encode
 from leadscore.features.picklists import picklist_key

@@ -8,15 +8,15 @@ Content-Length gets more than `max_body_bytes` into memory, and a client that tr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Final
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from leadscore.api.handlers import render_error
 from leadscore.api.middleware import request_context
 from leadscore.errors import (
     ClientClosedRequest,
-    ErrorEnvelope,
     LeadscoreError,
     PayloadTooLarge,
     RequestTimeout,
@@ -27,6 +27,10 @@ from leadscore.errors import (
 # replace busy tasks and make the overload worse.
 UNCAPPED_PATHS: Final = frozenset({"/api/v1/health/live", "/api/v1/health/ready", "/metrics"})
 RETRY_AFTER_SECONDS: Final = 1
+# A client sending a body over the cap is still sending when the 413 is ready: closing the connection with its bytes
+# unread makes the kernel reset it, and the client sees a reset instead of the 413. Up to this many bytes (and
+# within the body deadline) are read and dropped first; a longer body gets the 413 and the close.
+DRAIN_MAX_BYTES: Final = 8 * 1024 * 1024
 
 
 def _declared_length(scope: Scope) -> int | None:
@@ -37,18 +41,9 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
-async def send_error(scope: Scope, send: Send, error: LeadscoreError) -> None:
+async def send_error(scope: Scope, receive: Receive, send: Send, error: LeadscoreError) -> None:
     """Answer with `error` in the envelope without calling the app."""
-    body = orjson.dumps(
-        ErrorEnvelope(error.code, error.message, request_context(scope).request_id, error.errors).as_dict()
-    )
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode("latin-1")),
-        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await render_error(error, request_context(scope).request_id)(scope, receive, send)
 
 
 class EdgeLimitsMiddleware:
@@ -71,6 +66,7 @@ class EdgeLimitsMiddleware:
         if capped and self.in_flight >= self.max_in_flight:
             await send_error(
                 scope,
+                receive,
                 send,
                 ServiceUnavailable(
                     f"over capacity ({self.max_in_flight} requests in flight); retry shortly",
@@ -80,7 +76,9 @@ class EdgeLimitsMiddleware:
             return
         declared = _declared_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await send_error(scope, send, self._too_large(f"body of {declared} bytes"))
+            if declared <= DRAIN_MAX_BYTES:
+                await self._drain(receive, 0)
+            await send_error(scope, receive, send, self._too_large(f"body of {declared} bytes"))
             return
         if capped:
             self.in_flight += 1
@@ -92,6 +90,18 @@ class EdgeLimitsMiddleware:
 
     def _too_large(self, what: str) -> PayloadTooLarge:
         return PayloadTooLarge(f"{what} is over the limit of {self.max_body_bytes} bytes")
+
+    async def _drain(self, receive: Receive, received: int) -> None:
+        """Read and drop the rest of the body, up to DRAIN_MAX_BYTES in all and within the body deadline."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.body_timeout):
+                while received <= DRAIN_MAX_BYTES:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return
+                    received += len(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        return
 
     def _limited(self, receive: Receive) -> Receive:
         """`receive` that counts body bytes and enforces the body deadline; raises into the route reading it."""
@@ -112,6 +122,8 @@ class EdgeLimitsMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    if message.get("more_body", False):
+                        await self._drain(receive, received)
                     raise self._too_large("body")
                 body_done = not message.get("more_body", False)
             elif message["type"] == "http.disconnect":

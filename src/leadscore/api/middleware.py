@@ -17,9 +17,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leadscore.scoring import ScoredBatch
 from leadscore.telemetry.logging import get_logger
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The one definition of a request id, whether it comes in the X-Request-ID header or the body's `request_id`.
+REQUEST_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
+_REQUEST_ID: Final = re.compile(REQUEST_ID_PATTERN)
 REQUEST_CONTEXT: Final = "leadscore"
 log = get_logger("leadscore.request")
+
+
+def is_request_id(text: str) -> bool:
+    """Whether `text` is a well-formed request id."""
+    return _REQUEST_ID.fullmatch(text) is not None
 
 
 def new_request_id() -> str:
@@ -72,7 +79,7 @@ class RequestContextMiddleware:
             return
         start = time.perf_counter()
         header_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
-        ctx = RequestContext(header_id if header_id and _REQUEST_ID.match(header_id) else new_request_id())
+        ctx = RequestContext(header_id if header_id and is_request_id(header_id) else new_request_id())
         scope.setdefault("state", {})[REQUEST_CONTEXT] = ctx
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=ctx.request_id)

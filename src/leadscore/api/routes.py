@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from typing import Any, Final, cast
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
 
+from leadscore.api.decode import parse_leads
 from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep, State
 from leadscore.api.middleware import request_context
 from leadscore.api.recording import lake_rows
-from leadscore.api.schemas import ErrorResponse, ScoreResponse, parse_leads
+from leadscore.api.schemas import (
+    HealthResponse,
+    LiveResponse,
+    ModelResponse,
+    ReadyResponse,
+    ScoreResponse,
+)
 from leadscore.api.security import API_KEY_SECURITY, RequireApiKey, authenticate, presented_key
-from leadscore.errors import ServiceUnavailable, UnsupportedMediaType
+from leadscore.errors import ErrorResponse, ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
 from leadscore.lake.records import is_test_request
 from leadscore.scoring import ScoredBatch
+from leadscore.telemetry import metrics
 
 # Every status the scoring routes can answer with besides 200: 408/413/503 come from EdgeLimitsMiddleware.
 ERROR_STATUSES: Final = (400, 401, 408, 413, 415, 422, 500, 503)
@@ -145,52 +153,55 @@ for path, include in (("/scoring/score", True), ("/score", False)):
 
 
 @router.get("/health/live", tags=["health"], responses=error_responses(500))
-async def live() -> dict[str, str]:
+async def live() -> LiveResponse:
     """200 while the process runs."""
-    return {"status": "alive"}
+    return LiveResponse()
 
 
 @router.get("/health/ready", tags=["health"], responses=error_responses(503))
-async def ready(scorer: ScorerDep, lifecycle: LifecycleDep, lake: LakeDep) -> JSONResponse:
-    """200 once the model is loaded and warmed up; 503 before that and while shutting down."""
+async def ready(scorer: ScorerDep, lifecycle: LifecycleDep, lake: LakeDep) -> ReadyResponse:
+    """200 once the model is loaded and warmed up and the lake accepts rows; 503 before that and while shutting down.
+
+    Open without a key (load balancers probe it): it says ready or not, nothing about the lake or the model.
+    """
     if lifecycle.draining:
         raise ServiceUnavailable("shutting down", headers={"Retry-After": "5"})
     if not scorer.ready:
         raise ServiceUnavailable("model not loaded", headers={"Retry-After": "1"})
     if lake is not None and not lake.ready():
-        raise ServiceUnavailable("the data lake cannot keep new rows", headers={"Retry-After": "5"})
-    return JSONResponse({"status": "ready", "model_version": scorer.version})
+        raise ServiceUnavailable("the data lake is not accepting rows", headers={"Retry-After": "30"})
+    return ReadyResponse()
 
 
 # Status and versions help an attacker more than a load balancer (which uses live/ready): key required.
 @router.get("/health", tags=["health"], dependencies=[RequireApiKey], responses=error_responses(401, 500, 503))
-async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsDep, lake: LakeDep) -> dict[str, Any]:
+async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsDep, lake: LakeDep) -> HealthResponse:
     """Status, model version, uptime and package version."""
-    return {
-        "status": "ok" if scorer.ready and not lifecycle.draining else "degraded",
-        "ready": scorer.ready and not lifecycle.draining,
-        "model_version": scorer.version,
-        "uptime_seconds": round(time.monotonic() - lifecycle.started_at, 3),
-        "version": package_version("leadscore"),
-        "environment": settings.env.value,
-        "lake": lake.status() if lake is not None else None,
-    }
+    return HealthResponse(
+        status="ok" if scorer.ready and not lifecycle.draining else "degraded",
+        ready=scorer.ready and not lifecycle.draining,
+        model_version=scorer.version,
+        uptime_seconds=round(time.monotonic() - lifecycle.started_at, 3),
+        version=package_version("leadscore"),
+        environment=settings.env.value,
+        lake=lake.status() if lake is not None else None,
+    )
 
 
 @router.get("/model", tags=["model"], dependencies=[RequireApiKey], responses=error_responses(401, 500, 503))
-async def model(scorer: ScorerDep) -> dict[str, Any]:
+async def model(scorer: ScorerDep) -> ModelResponse:
     """The model: version, training date, evaluation metrics, and the features it takes."""
-    manifest = scorer.manifest
-    return {
-        "version": manifest.version,
-        "created_at": manifest.created_at,
-        "xgboost_version": manifest.xgboost_version,
+    # The manifest's own fields by name (ModelResponse ignores those it does not publish), then the live ones.
+    published = {
+        **asdict(scorer.manifest),
         "predictor": scorer.predictor,
         "predictor_fallback_reason": scorer.predictor_fallback_reason,
-        "feature_spec_fingerprint": manifest.feature_spec_fingerprint,
-        "params": manifest.params,
-        "num_boost_round": manifest.num_boost_round,
-        "metrics": manifest.metrics,
-        "training_data": manifest.training_data,
         "features": SPEC.as_dict(),
     }
+    return ModelResponse(**published)
+
+
+def prometheus_metrics() -> Response:
+    """Prometheus metrics of every worker (text exposition format)."""
+    body, content_type = metrics.render()
+    return Response(body, media_type=content_type)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-import msgspec
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -17,17 +14,16 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    TypeAdapter,
     ValidationError,
     create_model,
 )
 from pydantic_core import PydanticCustomError
 
+from leadscore.api.middleware import REQUEST_ID_PATTERN
 from leadscore.errors import FieldError, MalformedRequest, ValidationFailed
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, InputField, Kind
 
 MAX_LEADS: Final = 500
-REQUEST_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,128}$"
 # Bounds that keep every value finite after float32 encoding and inside int64 lake columns.
 MAX_INT: Final = 1_000_000_000_000
 MAX_ABS_FLOAT: Final = 1e30
@@ -180,24 +176,68 @@ class ScoreResponse(BaseModel):
     status: Literal["success"] = "success"
 
 
-class ErrorDetail(BaseModel):
-    """Where one problem is: lead index (null for request-level fields), field, and what is wrong."""
+# The packaged model's answer to EXAMPLE_REQUEST (tests/api/test_openapi.py checks it still is).
+EXAMPLE_RESPONSE: Final[dict[str, Any]] = {
+    "request_id": "batch-scoring-001",
+    "timestamp": "2026-12-01T09:34:03.487839Z",
+    "total_leads": 1,
+    "processing_time_ms": 1.058,
+    "scores": [
+        {
+            "lead_id": None,
+            "score": 5,
+            "confidence": 0.860709,
+            "probabilities": [0.001848, 0.005727, 0.033283, 0.098433, 0.860709],
+            "features_used": 50,
+            "prediction_time_ms": 0.295,
+            "warnings": [],
+        }
+    ],
+    "model_version": "1.0.0",
+    "status": "success",
+}
 
-    lead_index: int | None
-    field: str | None
-    location: str
-    message: str
-    type: str
+
+class LiveResponse(BaseModel):
+    """The process runs."""
+
+    status: Literal["alive"] = "alive"
 
 
-class ErrorResponse(BaseModel):
-    """The envelope of every error response."""
+class ReadyResponse(BaseModel):
+    """The service takes scoring requests."""
 
-    status: Literal["error"] = "error"
-    code: str
-    message: str
-    request_id: str | None
-    errors: list[ErrorDetail]
+    status: Literal["ready"] = "ready"
+
+
+class HealthResponse(BaseModel):
+    """Status, versions, uptime and the lake's backlog."""
+
+    status: Literal["ok", "degraded"] = Field(description="ok when ready and not shutting down.")
+    ready: bool = Field(description="Whether the service takes scoring requests.")
+    model_version: str
+    uptime_seconds: float = Field(description="Seconds since this worker started.")
+    version: str = Field(description="Version of the leadscore package.")
+    environment: str = Field(description="Deployment environment (dev or prod).")
+    lake: dict[str, Any] | None = Field(description="The lake's backlog and upload state; null when it is off.")
+
+
+class ModelResponse(BaseModel):
+    """The served model: version, training, evaluation, predictor and every input feature."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    created_at: str = Field(description="When the bundle was trained (ISO 8601, UTC).")
+    xgboost_version: str = Field(description="XGBoost version that trained it.")
+    predictor: str = Field(description="Tree inference in use: onedal or xgboost.")
+    predictor_fallback_reason: str | None = Field(description="Why XGBoost's predictor is used, when it is.")
+    feature_spec_fingerprint: str = Field(description="Hash of the feature spec the model was trained for.")
+    params: dict[str, Any] = Field(description="XGBoost training parameters.")
+    num_boost_round: int = Field(description="Boosting rounds per class.")
+    metrics: dict[str, Any] = Field(description="Held-out evaluation: log loss, accuracy, AUC, confusion, calibration.")
+    training_data: dict[str, Any] = Field(description="Summary of the training data.")
+    features: dict[str, Any] = Field(description="Every input field and model input: type, bounds and vocabulary.")
 
 
 def field_error(err: dict[str, Any]) -> FieldError:
@@ -240,133 +280,3 @@ def to_columns(leads: Sequence[Any]) -> dict[str, list[Any]]:
         columns[f.name] = [None if c is None else getattr(c, f.name) for c in customs]
     columns["lead_id"] = [lead.lead_id for lead in leads]
     return columns
-
-
-# --- The fast path -----------------------------------------------------------------------------------------------
-# pydantic validates a 500-lead body (670 KB) in about 3.9 ms, and reading its models back into columns takes 1 ms
-# more: together the largest CPU cost of a 500-lead request after the model (bench/README.md). msgspec decodes and
-# checks the same body into structs, and zip() turns them into columns, in a fraction of that. The pydantic models
-# above stay the contract (OpenAPI, error messages): msgspec accepts a subset of what they accept, with the same
-# values (tests/api/test_fast_path.py), and whatever it refuses is handed to pydantic, which either accepts it
-# (15.0 as an integer, say) or says what is wrong with it.
-
-
-def _fast_type(spec: InputField) -> Any:  # noqa: ANN401 - a type expression for msgspec
-    if spec.kind in (Kind.CATEGORY, Kind.TEXT):
-        return Annotated[str, msgspec.Meta(max_length=spec.max_length)] | None
-    if spec.kind is Kind.INT:
-        lowest = None if spec.minimum is None else math.ceil(spec.minimum)
-        return Annotated[int, msgspec.Meta(ge=lowest, le=MAX_INT)] | None
-    if spec.kind is Kind.FLOAT:
-        lower = spec.minimum if spec.minimum is not None else -MAX_ABS_FLOAT
-        upper = spec.maximum if spec.maximum is not None else MAX_ABS_FLOAT
-        return Annotated[float, msgspec.Meta(ge=lower, le=upper)] | None
-    if spec.kind is Kind.BOOL:
-        return bool | None
-    return str | None  # timestamps: read column-wise below (_strict_timestamps, else the contract's own type)
-
-
-_FAST_OPTIONS: Final[dict[str, Any]] = {"forbid_unknown_fields": True, "gc": False}
-_FastCustom = msgspec.defstruct(
-    "FastCustomFeatures", [(f.name, _fast_type(f), None) for f in CUSTOM_FIELDS], **_FAST_OPTIONS
-)
-_FAST_LEAD_FIELDS: Final = (*(f.name for f in CORE_FIELDS), "lead_id", "custom_features")
-_FastLead = msgspec.defstruct(
-    "FastLead",
-    [
-        *((f.name, _fast_type(f), None) for f in CORE_FIELDS),
-        ("lead_id", Annotated[str, msgspec.Meta(max_length=128)] | None, None),
-        ("custom_features", _FastCustom | None, None),
-    ],
-    **_FAST_OPTIONS,
-)
-_FastRequest = msgspec.defstruct(
-    "FastRequest",
-    [
-        ("leads", Annotated[list[_FastLead], msgspec.Meta(min_length=1, max_length=MAX_LEADS)]),  # type: ignore[valid-type]
-        ("request_id", str | None, None),
-    ],
-    **_FAST_OPTIONS,
-)
-_FAST_DECODER: Final = msgspec.json.Decoder(_FastRequest)
-_REQUEST_ID_FULL: Final = re.compile(REQUEST_ID_PATTERN.removeprefix("^").removesuffix("$"))
-_NO_CUSTOM_FEATURES: Final = (None,) * len(CUSTOM_FIELDS)
-_CUSTOM_NAMES: Final = tuple(f.name for f in CUSTOM_FIELDS)
-_TIMESTAMP_FIELDS: Final = tuple(f.name for f in CORE_FIELDS if f.kind is Kind.TIMESTAMP)
-_TIMESTAMP_COLUMN: Final = TypeAdapter(list[Timestamp | None])
-
-
-# The usual form of a timestamp (what JSON encoders write). Values in it are read with datetime.fromisoformat, which
-# reads them exactly as pydantic does (tests/api/test_fast_path.py), at 0.4 us instead of 0.9 us; any other form goes
-# to the contract's own timestamp type. ASCII digits only: \d would also take other scripts' digits.
-_STRICT_TIMESTAMP: Final = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
-)
-
-
-def _strict_timestamps(values: Sequence[Any]) -> list[datetime | None] | None:
-    """The values as UTC datetimes when every one is in the usual form and valid; else None."""
-    out: list[datetime | None] = []
-    for value in values:
-        if value is None:
-            out.append(None)
-            continue
-        if not isinstance(value, str) or _STRICT_TIMESTAMP.fullmatch(value) is None:
-            return None
-        try:
-            parsed = datetime.fromisoformat(value)
-            out.append(parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC))
-        except (ValueError, OverflowError):
-            return None
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedRequest:
-    """A valid scoring request as the encoder takes it: the leads as columns (field name -> value per lead)."""
-
-    request_id: str | None
-    columns: Mapping[str, Sequence[Any]]
-    size: int
-
-
-def _fast_parse(body: bytes) -> ParsedRequest | None:
-    """The request decoded by msgspec, or None when msgspec refuses it (pydantic then decides)."""
-    try:
-        request: Any = _FAST_DECODER.decode(body)  # a _FastRequest; defstruct types are opaque to mypy
-    except msgspec.MsgspecError:
-        return None
-    request_id: str | None = request.request_id
-    if request_id is not None and not _REQUEST_ID_FULL.fullmatch(request_id):
-        return None
-    leads = request.leads
-    astuple = msgspec.structs.astuple
-    rows = map(astuple, leads)
-    columns: dict[str, Sequence[Any]] = dict(zip(_FAST_LEAD_FIELDS, zip(*rows, strict=True), strict=True))
-    customs = columns.pop("custom_features")
-    custom_rows = [_NO_CUSTOM_FEATURES if c is None else astuple(c) for c in customs]
-    columns.update(zip(_CUSTOM_NAMES, zip(*custom_rows, strict=True), strict=True))
-    for name in _TIMESTAMP_FIELDS:
-        values = columns[name]
-        if any(v is not None for v in values):
-            strict = _strict_timestamps(values)
-            if strict is not None:
-                columns[name] = strict
-                continue
-            try:
-                columns[name] = _TIMESTAMP_COLUMN.validate_python(values)
-            except ValidationError:
-                return None
-    return ParsedRequest(request_id=request_id, columns=columns, size=len(leads))
-
-
-def parse_leads(body: bytes) -> ParsedRequest:
-    """Validate a raw JSON body into columns.
-
-    Raises MalformedRequest (400) or ValidationFailed (422) listing every error, exactly as `parse_score_request`.
-    """
-    parsed = _fast_parse(body)
-    if parsed is not None:
-        return parsed
-    request = parse_score_request(body)
-    return ParsedRequest(request_id=request.request_id, columns=to_columns(request.leads), size=len(request.leads))

@@ -148,7 +148,10 @@ class KeyRing:
 
 
 def load_keyring(settings: Settings) -> KeyRing:
-    """The keys from `LEADSCORE_API_KEYS` and `LEADSCORE_API_KEYS_FILE`; refuses prod without any key."""
+    """The keys from `LEADSCORE_API_KEYS` and `LEADSCORE_API_KEYS_FILE`; refuses prod without any key.
+
+    The one place that rule is checked: serving needs keys in prod; tools that only read settings do not.
+    """
     keys = list(parse_keys(settings.api_keys))
     if settings.api_keys_file is not None:
         try:
@@ -158,7 +161,8 @@ def load_keyring(settings: Settings) -> KeyRing:
         keys.extend(parse_keys(text, where=f"LEADSCORE_API_KEYS_FILE {Path(settings.api_keys_file).name}"))
     if settings.env is Environment.PROD and not keys:
         raise ConfigError(
-            "LEADSCORE_ENV=prod needs at least one API key (LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE)"
+            "LEADSCORE_ENV=prod needs at least one API key: set LEADSCORE_API_KEYS or LEADSCORE_API_KEYS_FILE "
+            "(create one with `leadscore keys new --label NAME`)"
         )
     return KeyRing(keys)
 

@@ -53,17 +53,19 @@ def _current_stream() -> TextIO:
     return stream
 
 
-class _CurrentStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The standard library's handler, writing to the configured stream as it is at each line (like _LineLogger)."""
+class _CurrentStream:
+    """A file-like front for the stream configured at this moment, for the standard library's StreamHandler.
 
-    @property
-    def stream(self) -> TextIO:
-        """The stream of this moment."""
-        return _current_stream()
+    The handler keeps the object it was given; this one looks the stream up at every write, as _LineLogger does.
+    """
 
-    @stream.setter
-    def stream(self, _: TextIO) -> None:
-        """Fixed by configure_logging, not per handler."""
+    def write(self, text: str) -> int:
+        """Write to the current stream."""
+        return _current_stream().write(text)
+
+    def flush(self) -> None:
+        """Flush the current stream."""
+        _current_stream().flush()
 
 
 def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stderr: bool = False) -> None:
@@ -93,7 +95,7 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stde
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
-    handler = _CurrentStreamHandler()
+    handler = logging.StreamHandler(_CurrentStream())
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

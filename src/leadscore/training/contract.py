@@ -1,7 +1,7 @@
 """Training data through the API's contract: the same fields, checks and messages, each problem with its row.
 
 A training table is turned into the API's request body, 500 leads at a time, and read by the API's own parser
-(`api.schemas.parse_leads`), so a value the API refuses is refused here with the API's message, and a value it
+(`api.decode.parse_leads`), so a value the API refuses is refused here with the API's message, and a value it
 accepts means the same thing in training as in scoring. CSV has no types: its text is read into the JSON values
 the API takes (`true`/`false` for booleans, JSON numbers), and whatever is not one of them goes to the contract
 as text, which refuses it for a typed field. Rows are numbered from 1 after the header.
@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from leadscore.api.schemas import MAX_LEADS, parse_leads
+from leadscore.api.decode import parse_leads
+from leadscore.api.schemas import MAX_LEADS
 from leadscore.errors import LeadscoreError, ValidationFailed
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, SCORES, InputField, Kind
 

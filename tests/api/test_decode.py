@@ -13,11 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leadscore.api.decode import _fast_parse, parse_leads
 from leadscore.api.schemas import (
     EXAMPLE_REQUEST,
     MAX_INT,
-    _fast_parse,
-    parse_leads,
     parse_score_request,
     to_columns,
 )
@@ -175,7 +174,7 @@ def test_usual_timestamps_are_read_without_pydantic():
     """Timestamps in the usual ISO form are read directly, as UTC; any other form is left to the contract."""
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    from leadscore.api.schemas import _strict_timestamps  # noqa: PLC0415
+    from leadscore.api.decode import _strict_timestamps  # noqa: PLC0415
 
     assert _strict_timestamps(["2024-08-20T10:30:00Z", None, "2024-08-20T12:30:00.25+02:00"]) == [
         datetime(2024, 8, 20, 10, 30, tzinfo=UTC),
