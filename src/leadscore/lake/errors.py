@@ -6,8 +6,8 @@ from __future__ import annotations
 class LakeError(Exception):
     """Base of every error the lake raises to its callers."""
 
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(message or (self.__doc__ or type(self).__name__).strip().splitlines()[0])
         self.retry_after = retry_after
 
 
