@@ -24,6 +24,7 @@ def exposed_names(client) -> set[str]:
     metrics.observe_lake_flush(rows=1, files=1, seconds=0.1)
     metrics.observe_lake_upload_failure()
     metrics.set_lake_backlog(0, 0, 0.0)
+    metrics.set_lake_quarantined(0)
     return {s.name for family in metrics.REGISTRY.collect() for s in family.samples}
 
 
@@ -74,6 +75,7 @@ def test_dashboard_covers_the_issue_figures():
         "leadscore_lake_oldest_unflushed_age_seconds",
         "leadscore_lake_flushes_total",
         "leadscore_lake_upload_failures_total",
+        "leadscore_lake_quarantined_segments",
         "process_resident_memory_bytes",
     ):
         assert name in text

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from leadscore.telemetry import metrics
 from leadscore.telemetry.emf import (
     DIMENSIONS,
     LATENCY_BINS,
@@ -186,6 +187,18 @@ def test_emitter_reads_the_lake_figures():
     )
     emitter.emit()
     assert json.loads(lines[0])["LakeBacklogRows"] == 7
+
+
+def test_quarantined_segments_are_reported_for_the_alarm():
+    """LakeQuarantinedSegments (the CDK alarm's metric) carries the quarantine count the lake last reported."""
+    metrics.set_lake_quarantined(2)
+    try:
+        document = EmfAggregator("LeadScoring", "dev").document(0, metrics.lake_snapshot())
+        assert document["LakeQuarantinedSegments"] == 2
+        names = {m["Name"] for m in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+        assert "LakeQuarantinedSegments" in names
+    finally:
+        metrics.set_lake_quarantined(0)
 
 
 def test_write_stdout_writes_a_whole_line(capsys):

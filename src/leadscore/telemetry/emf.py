@@ -57,6 +57,7 @@ class LakeSnapshot:
     oldest_age_seconds: float = 0.0
     flushes: int = 0
     upload_failures: int = 0
+    quarantined_segments: int = 0
 
 
 class _Stats:
@@ -156,6 +157,7 @@ class EmfAggregator:
                 metrics["LakeBacklogRows"] = ("Count", lake.backlog_rows)
                 metrics["LakeBacklogBytes"] = ("Bytes", lake.backlog_bytes)
                 metrics["LakeOldestUnflushedAge"] = ("Seconds", round(lake.oldest_age_seconds, 3))
+                metrics["LakeQuarantinedSegments"] = ("Count", lake.quarantined_segments)
                 metrics["LakeFlushes"] = ("Count", max(lake.flushes - self._last_lake.flushes, 0))
                 metrics["LakeUploadFailures"] = (
                     "Count",

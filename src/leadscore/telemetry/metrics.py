@@ -127,6 +127,12 @@ LAKE_OLDEST_AGE: Final = Gauge(
     registry=REGISTRY,
     multiprocess_mode="livemax",
 )
+LAKE_QUARANTINED: Final = Gauge(
+    "leadscore_lake_quarantined_segments",
+    "Spool segments kept in quarantine (part of them could not be read); `leadscore lake requeue` re-drives them.",
+    multiprocess_mode="max",
+    registry=REGISTRY,
+)
 LAKE_FLUSHES: Final = Counter("leadscore_lake_flushes_total", "Spool segments written to the lake.", registry=REGISTRY)
 LAKE_FLUSHED_ROWS: Final = Counter("leadscore_lake_flushed_rows_total", "Rows written to the lake.", registry=REGISTRY)
 LAKE_FILES: Final = Counter(
@@ -336,10 +342,13 @@ class _LakeFigures:
         self.oldest_age_seconds = 0.0
         self.flushes = 0
         self.upload_failures = 0
+        self.quarantined = 0
 
     def snapshot(self) -> LakeSnapshot:
         with self.lock:
-            return LakeSnapshot(self.rows, self.bytes, self.oldest_age_seconds, self.flushes, self.upload_failures)
+            return LakeSnapshot(
+                self.rows, self.bytes, self.oldest_age_seconds, self.flushes, self.upload_failures, self.quarantined
+            )
 
 
 _LAKE: Final = _LakeFigures()
@@ -364,17 +373,11 @@ def observe_lake_flush(rows: int, files: int, seconds: float) -> None:
         _LAKE.flushes += 1
 
 
-LAKE_QUARANTINED: Final = Gauge(
-    "leadscore_lake_quarantined_segments",
-    "Spool segments kept in quarantine (part of them could not be read); `leadscore lake requeue` re-drives them.",
-    multiprocess_mode="max",
-    registry=REGISTRY,
-)
-
-
 def set_lake_quarantined(segments: int) -> None:
     """Report how many segments the spool root keeps in quarantine."""
     LAKE_QUARANTINED.set(segments)
+    with _LAKE.lock:
+        _LAKE.quarantined = segments
 
 
 def observe_lake_upload_failure() -> None:
