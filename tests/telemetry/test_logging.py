@@ -137,3 +137,16 @@ def test_library_lines_follow_stdout_when_it_is_replaced(capsys):
     logging.getLogger("some.library").warning("careful %s", "now")
     line = json.loads(capsys.readouterr().out.strip())
     assert (line["event"], line["logger"], line["level"]) == ("careful now", "some.library", "warning")
+
+
+def test_library_lines_keep_their_extra_fields_as_keys(capsys):
+    """A standard-library line's `extra` fields (the model's predictor choice) become JSON keys of its line."""
+    import logging  # noqa: PLC0415
+
+    from leadscore.telemetry.logging import configure_logging  # noqa: PLC0415
+
+    configure_logging("INFO")
+    capsys.readouterr()
+    logging.getLogger("leadscore.model.predictors").info("chosen", extra={"predictor": "onedal", "block_rows": 80})
+    line = json.loads(capsys.readouterr().out.strip())
+    assert (line["predictor"], line["block_rows"]) == ("onedal", 80)

@@ -92,7 +92,9 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stde
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # Library and standard-library lines (e.g. `model`, which logs without the service's telemetry) keep their
+        # `extra={...}` fields as JSON keys.
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
     handler = logging.StreamHandler(_CurrentStream())
