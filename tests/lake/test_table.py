@@ -113,3 +113,22 @@ def test_the_glue_catalog_path_commits_and_registers_an_iceberg_table(
     described = glue.get_table(DatabaseName=config.namespace, Name=config.name)["Table"]
     assert described["Parameters"]["table_type"].upper() == "ICEBERG"
     assert described["Parameters"]["metadata_location"].startswith("s3://glue-lake/predictions/metadata/")
+
+
+def test_a_refused_commit_leaves_no_data_files_behind(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When every commit attempt is refused, the data files written for it are deleted and the error raised."""
+    from pyiceberg.exceptions import CommitFailedException  # noqa: PLC0415
+
+    config = _config(tmp_path)
+    table = load_table(config)
+    table.transaction().set_properties({"commit.retry.num-retries": "0"}).commit_transaction()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise CommitFailedException("another writer won")
+
+    monkeypatch.setattr(type(table), "_do_commit", refuse)
+    with pytest.raises(CommitFailedException):
+        append_segments(table, _rows(tiny_scorer, 2, "r"), ["seg-1"])
+    assert not list((tmp_path / "lake" / "data").rglob("*.parquet"))

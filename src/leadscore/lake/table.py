@@ -17,7 +17,12 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.exceptions import (
+    CommitFailedException,
+    NoSuchTableError,
+    TableAlreadyExistsError,
+    ValidationException,
+)
 from pyiceberg.partitioning import PartitionField
 from pyiceberg.transforms import IdentityTransform
 
@@ -242,8 +247,24 @@ def committed_segments(table: Table) -> set[str]:
 
 
 def append_segments(table: Table, rows: pa.Table, segment_ids: Sequence[str]) -> int | None:
-    """Append `rows` in one commit whose summary names `segment_ids`; returns the new snapshot's id."""
-    table.append(rows, snapshot_properties={SEGMENTS_PROPERTY: ",".join(segment_ids)})
+    """Append `rows` in one commit whose summary names `segment_ids`; returns the new snapshot's id.
+
+    When the commit is refused for good (a conflict past pyiceberg's retries), the data files written for it are
+    deleted: a store under a long outage does not fill with files no snapshot reads. A commit whose outcome is
+    unknown (a timeout) leaves them: they may be the table's.
+    """
+    written: list[str] = []
+    try:
+        with table.transaction() as tx:
+            properties = {SEGMENTS_PROPERTY: ",".join(segment_ids)}
+            with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
+                for data_file in _compat.write_data_files(tx, rows):
+                    written.append(data_file.file_path)
+                    append.append_data_file(data_file)
+    except (CommitFailedException, ValidationException):
+        for path in written:
+            table.io.delete(path)
+        raise
     snapshot = table.current_snapshot()
     return snapshot.snapshot_id if snapshot is not None else None
 
