@@ -172,6 +172,13 @@ class Settings(BaseSettings):
     )
     lake_retry_initial_seconds: float = Field(default=0.5, gt=0, description="First retry delay of a failed commit.")
     lake_retry_max_seconds: float = Field(default=30.0, gt=0, description="Longest retry delay of failed commits.")
+    lake_snapshot_retention_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Snapshots older than this are expired by the committers (at most once an hour each): the "
+        "table's metadata stays small. Also how long a committed spool segment is remembered, so keep it above the "
+        "longest a segment can wait (a dead task's spool is adopted within a minute).",
+    )
     lake_request_timeout_seconds: float = Field(
         default=30.0, gt=0, description="Timeout of one request to S3 (the commit as a whole has its own)."
     )
@@ -228,6 +235,7 @@ class Settings(BaseSettings):
             glue_endpoint_url=self.glue_endpoint_url,
             glue_region=self.s3_region,
             request_timeout_seconds=self.lake_request_timeout_seconds,
+            snapshot_retention_seconds=self.lake_snapshot_retention_hours * 3600,
         )
 
     def lake_config(self) -> LakeConfig:

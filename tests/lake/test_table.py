@@ -132,3 +132,16 @@ def test_a_refused_commit_leaves_no_data_files_behind(
     with pytest.raises(CommitFailedException):
         append_segments(table, _rows(tiny_scorer, 2, "r"), ["seg-1"])
     assert not list((tmp_path / "lake" / "data").rglob("*.parquet"))
+
+
+def test_old_snapshots_are_expired_and_the_current_one_kept(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """Expiry drops snapshots past the retention (their rows stay), never the current one."""
+    from leadscore.lake.table import expire_snapshots  # noqa: PLC0415
+
+    table = load_table(_config(tmp_path))
+    for i in range(3):
+        append_segments(table, _rows(tiny_scorer, 1, f"r{i}"), [f"seg-{i}"])
+    assert expire_snapshots(table, retention_seconds=3600) == 0
+    assert expire_snapshots(table, retention_seconds=0) == 2
+    assert len(table.snapshots()) == 1
+    assert table.scan().to_arrow().num_rows == 3

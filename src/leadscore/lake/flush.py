@@ -14,18 +14,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import pyarrow as pa
+from pyiceberg.exceptions import CommitFailedException
 
 from leadscore.lake.records import RowGroup, deserialize_groups, to_record_batch
 from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.lake.spool import read_segment
-from leadscore.lake.table import TableConfig, append_segments, committed_segments, load_table
+from leadscore.lake.table import TableConfig, append_segments, committed_segments, expire_snapshots, load_table
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 CHUNK_ROWS: Final = 5_000
-# The table, loaded once per process that commits (refreshed before each commit).
+EXPIRY_INTERVAL_SECONDS: Final = 3600.0
+# The table, loaded once per process that commits (refreshed before each commit), and when this process last
+# expired its old snapshots.
 _TABLES: dict[TableConfig, Table] = {}
+_LAST_EXPIRY: dict[TableConfig, float] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,8 @@ class CommitReport:
     segments: tuple[SegmentReport, ...]
     snapshot_id: int | None
     seconds: float
+    expired_snapshots: int = 0
+    expiry_error: str | None = None
 
     @property
     def rows(self) -> int:
@@ -127,4 +133,17 @@ def commit_segments(config: TableConfig, segments: Sequence[tuple[str, str]]) ->
     snapshot_id = None
     if batches:
         snapshot_id = append_segments(table, pa.Table.from_batches(batches, schema=ARROW_SCHEMA), ids)
-    return CommitReport(tuple(reports), snapshot_id, time.perf_counter() - started)
+    expired, expiry_error = _expire_now_and_then(config, table)
+    return CommitReport(tuple(reports), snapshot_id, time.perf_counter() - started, expired, expiry_error)
+
+
+def _expire_now_and_then(config: TableConfig, table: Table) -> tuple[int, str | None]:
+    """Expire old snapshots at most once an interval per process; a failure is reported, never fails the commit."""
+    now = time.monotonic()
+    if now - _LAST_EXPIRY.get(config, -EXPIRY_INTERVAL_SECONDS) < EXPIRY_INTERVAL_SECONDS:
+        return 0, None
+    _LAST_EXPIRY[config] = now
+    try:
+        return expire_snapshots(table, config.snapshot_retention_seconds), None
+    except (CommitFailedException, OSError, ValueError) as exc:  # a concurrent commit, the store: next time
+        return 0, repr(exc)

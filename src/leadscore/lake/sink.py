@@ -216,11 +216,11 @@ class LakeSink:
         }
 
     def wait_idle(self, timeout: float) -> bool:
-        """Close the open segment and wait until every row written so far is committed (tests and tools)."""
+        """Close the open segment and wait until everything written so far is committed (tests and tools)."""
         deadline = time.monotonic() + timeout
         self.rotate()
         with self._settled:
-            while self.backlog.totals()[0]:
+            while self.backlog.bytes:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -344,6 +344,8 @@ class LakeSink:
             snapshot_id=report.snapshot_id,
             seconds=round(report.seconds, 3),
         )
+        if report.expired_snapshots or report.expiry_error:
+            log.info("lake_snapshots_expired", expired=report.expired_snapshots, error=report.expiry_error)
         self._forget_recovered_dirs()
         with self._settled:
             self._settled.notify_all()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import urlparse
@@ -74,6 +75,7 @@ class TableConfig:
     glue_endpoint_url: str | None
     glue_region: str | None
     request_timeout_seconds: float
+    snapshot_retention_seconds: float
     # Extra catalog properties (e.g. static keys in tests); pyiceberg's own names.
     extra: tuple[tuple[str, str], ...] = field(default=())
 
@@ -267,6 +269,21 @@ def append_segments(table: Table, rows: pa.Table, segment_ids: Sequence[str]) ->
         raise
     snapshot = table.current_snapshot()
     return snapshot.snapshot_id if snapshot is not None else None
+
+
+def expire_snapshots(table: Table, retention_seconds: float) -> int:
+    """Expire snapshots older than the retention (the current one is kept); returns how many were expired.
+
+    Every commit adds a snapshot to the table's metadata, which each commit reads and writes again: without expiry it
+    grows without bound. The retention is also how long a committed segment is remembered (a segment retried later
+    than that would be committed again), so it must exceed the time a spool segment can wait for its adopter.
+    """
+    cutoff = time.time() - retention_seconds
+    before = len(table.snapshots())
+    if any(s.timestamp_ms < cutoff * 1000 for s in table.snapshots()):
+        table.maintenance.expire_snapshots().older_than(datetime.fromtimestamp(cutoff, tz=UTC)).commit()
+        table.refresh()
+    return before - len(table.snapshots())
 
 
 def live_data_files(table: Table) -> list[str]:
