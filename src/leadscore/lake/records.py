@@ -154,9 +154,9 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
 
 
 # A spool record is a JSON header (scalars and raw input columns) followed by the raw bytes of each
-# group's NumPy arrays. It costs a few microseconds per request to write; the Arrow table, about 150
-# columns, is built by the flusher once per segment (thousands of rows), where its fixed cost is amortised.
-# Measured on the 1-lead request path: Arrow IPC per group commit ~1.5 ms, this format ~0.02 ms.
+# group's NumPy arrays. It costs a few microseconds per request to write; the Arrow table, about 170
+# columns, is built by the committer once per commit (thousands of rows), where its fixed cost is amortised
+# (Arrow IPC per group commit cost far more on the 1-lead path: bench/README.md, "cheap spool records").
 RECORD_VERSION: Final = 3
 _LENGTH: Final = struct.Struct("<I")
 _ARRAYS: Final = (
