@@ -76,6 +76,8 @@ def _columns() -> tuple[Column, ...]:
 PARTITION_KEYS: Final = ("year", "month", "day")
 COLUMNS: Final = _columns()
 ARROW_SCHEMA: Final = pa.schema([pa.field(c.name, c.arrow) for c in COLUMNS])
+
+
 def athena_columns() -> list[tuple[str, str]]:
     """(name, Athena type) of every column, in file order (the partition columns year/month/day last)."""
     return [(c.name, c.athena) for c in COLUMNS]
