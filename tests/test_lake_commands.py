@@ -152,3 +152,15 @@ def test_requeue_commits_a_readable_segment_and_keeps_a_damaged_one(
     request_ids = set(table_rows(local_settings(tmp_path)).column("request_id").to_pylist())
     assert {"requeued", "kept"} <= request_ids
     assert "gone" not in request_ids
+
+
+def test_the_lake_tools_run_in_prod_without_api_keys(lake_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """API keys are needed to serve, not to query: `lake ddl` and `lake query` work with LEADSCORE_ENV=prod."""
+    monkeypatch.setenv("LEADSCORE_ENV", "prod")
+    monkeypatch.delenv("LEADSCORE_API_KEYS", raising=False)
+    ddl = runner.invoke(app, ["lake", "ddl"])
+    assert ddl.exit_code == 0, ddl.output
+    assert "`leadscore_prod`.`lead_score_prod`" in ddl.stdout
+    query = runner.invoke(app, ["lake", "query", "SELECT 1 AS one", "--output", "json"])
+    assert query.exit_code == 1  # the prod table does not exist here: a clear error, not a traceback
+    assert "no lake table" in query.output
