@@ -107,6 +107,8 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, stde
         logging.getLogger(name).propagate = True
     # The request summary line replaces uvicorn's access log.
     logging.getLogger("uvicorn.access").disabled = True
+    # pyiceberg announces its FileIO at INFO on every table load (each commit, each tool run): noise, not news.
+    logging.getLogger("pyiceberg.io").setLevel(max(logging.WARNING, root.level))
 
 
 def get_logger(name: str) -> FilteringBoundLogger:
