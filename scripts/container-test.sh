@@ -255,7 +255,7 @@ step "the scored row is in the lake's table on the volume"
 rows="$(podman run --rm --no-healthcheck --ulimit nofile=4096:4096 --ulimit nproc=4096:4096 \
     -v "$NAME-data:/var/lib/leadscore" -e LEADSCORE_ENV=prod \
     --entrypoint /opt/venv/bin/python "$IMAGE" -m leadscore lake query \
-    "SELECT count(*) AS n FROM lead_score_prod" --output csv | tail -n 1)"
+    "SELECT count(*) AS n FROM lead_score_prod" --output csv | tail -n 1 | tr -d "\r")"
 echo "rows in the Iceberg table: ${rows:-none}"
 [[ "$rows" == 1 ]] || fail "the lake's table holds ${rows:-no} rows after shutdown (want the 1 scored lead)"
 step "container test passed"
