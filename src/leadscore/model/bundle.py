@@ -21,6 +21,7 @@ from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
+from leadscore.model.explain import TreeExplainer
 from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_predictor
 
 BOOSTER_FILE: Final = "model.ubj"
@@ -140,6 +141,8 @@ class Scorer:
         self._predictor = selection.predictor
         self.predictor = selection.predictor.name
         self.predictor_fallback_reason = selection.fallback_reason
+        # Extracted once here, so explaining a request walks flat arrays, not the booster.
+        self.explainer = TreeExplainer.from_booster(booster)
 
     @property
     def version(self) -> str:
@@ -153,6 +156,7 @@ class Scorer:
     def warm_up(self) -> None:
         """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
         check_warm_up(self.predict_proba(_warm_up_row()))
+        self.explainer.warm_up()  # numba's compiled kernel is loaded (or compiled) now, not on the first request
         self.ready = True
 
 
