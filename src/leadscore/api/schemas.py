@@ -273,6 +273,11 @@ class ModelResponse(BaseModel):
     metrics: dict[str, Any] = Field(description="Held-out evaluation: log loss, accuracy, AUC, confusion, calibration.")
     training_data: dict[str, Any] = Field(description="Summary of the training data.")
     features: dict[str, Any] = Field(description="Every input field and model input: type, bounds and vocabulary.")
+    importance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Global importance: mean |SHAP value| (log-odds of the predicted score) of each input field over "
+        "held-out leads, largest first; empty for a bundle trained before it was recorded.",
+    )
 
 
 def field_error(err: dict[str, Any]) -> FieldError:

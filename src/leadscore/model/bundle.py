@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -62,6 +62,8 @@ class Manifest:
     vocabularies: dict[str, list[str]]
     training_data: dict[str, Any]
     format_version: int = FORMAT_VERSION
+    # Mean |SHAP| per business field over held-out leads (model/reasons.py); empty in bundles made before it.
+    importance: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise as pretty JSON (reviewable in a diff)."""
@@ -77,6 +79,7 @@ class Manifest:
             "metrics": self.metrics,
             "vocabularies": self.vocabularies,
             "training_data": self.training_data,
+            "importance": self.importance,
         }
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
@@ -97,6 +100,7 @@ class Manifest:
                 vocabularies={k: list(v) for k, v in data["vocabularies"].items()},
                 training_data=dict(data["training_data"]),
                 format_version=int(data["format_version"]),
+                importance={str(k): float(v) for k, v in data.get("importance", {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelBundleError(f"manifest is malformed: {exc!r}") from exc

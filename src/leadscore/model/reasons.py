@@ -73,6 +73,16 @@ def explain(explainer: TreeExplainer, matrix: npt.NDArray[np.float32], classes: 
     )
 
 
+def global_importance(
+    explainer: TreeExplainer, matrix: npt.NDArray[np.float32], classes: npt.ArrayLike
+) -> dict[str, float]:
+    """Mean |contribution| of each business field to the predicted score, over the leads of `matrix`, largest first."""
+    fields = explain(explainer, matrix, classes).fields
+    mean = np.abs(fields).mean(axis=0) if fields.shape[0] else np.zeros(len(INPUT_FIELDS))
+    order = np.argsort(-mean, kind="stable")
+    return {INPUT_FIELDS[i].name: round(float(mean[i]), 6) for i in order.tolist()}
+
+
 def _number(value: float) -> str:
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value):,}"
