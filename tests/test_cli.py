@@ -298,3 +298,24 @@ def test_an_empty_keys_file_variable_means_no_file(runner, two_keys):
     )
     assert result.exit_code == 0, result.output
     assert "crm-sync" in result.stdout
+
+
+def test_importance_is_recorded_in_the_manifest(runner, bundle_copy):
+    """`leadscore importance` writes each field's mean |SHAP| into the bundle's manifest, which still loads."""
+    manifest_path = bundle_copy / MANIFEST_FILE
+    data = json.loads(manifest_path.read_text())
+    data["importance"] = {}
+    manifest_path.write_text(json.dumps(data))
+    result = runner.invoke(app, ["importance", str(bundle_copy), "--rows", "200"])
+    assert result.exit_code == 0, result.output
+    recorded = Manifest.from_json(manifest_path.read_text()).importance
+    assert recorded == json.loads(result.stdout)["importance"]
+    assert len(recorded) == 50
+    assert load_bundle(bundle_copy).manifest.importance == recorded
+
+
+def test_importance_refuses_a_directory_without_a_bundle(runner, tmp_path):
+    """A directory with no manifest is refused with exit code 2."""
+    result = runner.invoke(app, ["importance", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a model bundle" in result.output

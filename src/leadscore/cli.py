@@ -173,6 +173,24 @@ def train(
     typer.echo(json.dumps({"version": manifest.version, "bundle": str(out), "metrics": metrics}, indent=2))
 
 
+@app.command()
+def importance(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle directory whose manifest gets the importance.")],
+    rows: Annotated[int, typer.Option(min=10, help="Synthetic held-out leads to explain.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of those leads.")] = 8,
+) -> None:
+    """Record a bundle's global importance (mean |SHAP| per field) in its manifest (`train` does it for new ones)."""
+    from leadscore.training.train import record_importance  # noqa: PLC0415
+
+    if not (bundle / "manifest.json").is_file():
+        raise _fail(f"{bundle} is not a model bundle (no manifest.json)")
+    try:
+        manifest = record_importance(bundle, rows, seed)
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(json.dumps({"bundle": str(bundle), "importance": manifest.importance}, indent=2))
+
+
 app.add_typer(lake_app, name="lake")
 
 

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from leadscore.features.encode import Encoded, RawColumns, encode
 from leadscore.features.spec import SCORES
 from leadscore.model.bundle import Scorer
+from leadscore.model.reasons import Explanations, explain
 
 _SCORE_VALUES = np.asarray(SCORES, dtype=np.int64)
 
@@ -75,6 +76,15 @@ def score_columns(
         prediction_ms=(t2 - t1) * 1000.0,
         model_version=scorer.version,
     )
+
+
+async def explain_scored(scorer: Scorer, batch: ScoredBatch) -> Explanations:
+    """Why each lead of `batch` got its score, computed in a worker thread.
+
+    The kernel releases the GIL, so the event loop keeps answering other requests while a 500-lead batch is
+    explained (about a millisecond per lead, `bench/README.md`).
+    """
+    return await asyncio.to_thread(explain, scorer.explainer, batch.encoded.matrix, batch.scores - SCORES[0])
 
 
 SMALL_REQUEST_ROWS: Final = 64

@@ -42,16 +42,16 @@ def outcome(parse: Any, body: bytes) -> tuple[Any, ...]:
     return ("ok", request_id, typed(columns))
 
 
-def contract(body: bytes) -> tuple[str | None, dict[str, Any]]:
-    """The reference: the pydantic models, then their columns."""
+def contract(body: bytes) -> tuple[tuple[str | None, bool | None], dict[str, Any]]:
+    """The reference: the pydantic models, then their columns (with the request id, the request's `explain`)."""
     request = parse_score_request(body)
-    return request.request_id, to_columns(request.leads)
+    return (request.request_id, request.explain), to_columns(request.leads)
 
 
-def served(body: bytes) -> tuple[str | None, dict[str, Any]]:
+def served(body: bytes) -> tuple[tuple[str | None, bool | None], dict[str, Any]]:
     """What the scoring route uses."""
     request = parse_leads(body)
-    return request.request_id, dict(request.columns)
+    return (request.request_id, request.explain), dict(request.columns)
 
 
 def odd_value(spec: InputField) -> st.SearchStrategy[Any]:
@@ -182,3 +182,11 @@ def test_usual_timestamps_are_read_without_pydantic():
         datetime(2024, 8, 20, 10, 30, 0, 250000, tzinfo=UTC),
     ]
     assert _strict_timestamps(["2024-08-20T10:30:00Z", "2024-08-20 10:30"]) is None
+
+
+@pytest.mark.parametrize("explain", [True, False, None, "true", 1, 0, 1.0, [], {}])
+def test_explain_is_read_as_the_contract_reads_it(explain):
+    """`explain` true, false or null takes the fast path with the contract's value; anything else its error."""
+    body = orjson.dumps({"leads": [EXAMPLE_REQUEST["leads"][0]], "explain": explain})
+    assert outcome(served, body) == outcome(contract, body)
+    assert (_fast_parse(body) is not None) == (explain is None or isinstance(explain, bool))

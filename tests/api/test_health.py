@@ -83,6 +83,7 @@ def test_model_metadata(client, tiny_scorer):
     assert list(inputs) == [f.name for f in INPUT_FIELDS]
     assert inputs["industry"]["kind"] == "category"
     assert "Technology" in inputs["industry"]["vocabulary"]
+    assert body["importance"] == manifest.importance
     assert (inputs["email_engagement_score"]["minimum"], inputs["email_engagement_score"]["maximum"]) == (0.0, 1.0)
     assert inputs["website_sessions"]["kind"] == "int"
     assert len(body["features"]["engineered"]) == len(SPEC.engineered)

@@ -9,11 +9,13 @@ from leadscore.features.spec import (
     CATEGORY_FIELDS,
     CORE_FIELDS,
     CUSTOM_FIELDS,
+    DRIVERS,
     ENGINEERED_NAMES,
     INPUT_FIELDS,
     N_MODEL_INPUTS,
     SPEC,
     FeatureSpec,
+    Group,
     InputField,
     Kind,
 )
@@ -95,3 +97,27 @@ def test_spec_is_published_as_json():
     published = json.loads(json.dumps(SPEC.as_dict()))
     assert [f["name"] for f in published["inputs"]] == [f.name for f in INPUT_FIELDS]
     assert [f["name"] for f in published["engineered"]] == list(ENGINEERED_NAMES)
+
+
+def test_every_model_input_maps_to_raw_fields():
+    """Each model input names raw input fields it is derived from (itself, when it is one)."""
+    names = {f.name for f in INPUT_FIELDS}
+    assert all(feature.fields and set(feature.fields) <= names for feature in SPEC.engineered)
+    assert next(f for f in SPEC.engineered if f.name == "pages_per_session").fields == (
+        "pages_viewed",
+        "website_sessions",
+    )
+
+
+def test_every_field_has_a_group_and_a_driver():
+    """Core fields are grouped under fit or engagement; the custom features under custom."""
+    assert all(f.group.driver in {"fit", "engagement"} for f in INPUT_FIELDS if not f.custom)
+    assert all(f.group is Group.CUSTOM for f in INPUT_FIELDS if f.custom)
+    assert {f.group.driver for f in INPUT_FIELDS} == set(DRIVERS)
+
+
+def test_fingerprint_ignores_how_explanations_name_fields():
+    """Regrouping, relabelling or re-sourcing for explanations leaves the fingerprint (and trained bundles) alone."""
+    inputs = tuple(dataclasses.replace(f, group=Group.WEB, label="X") for f in SPEC.inputs)
+    engineered = tuple(dataclasses.replace(f, sources=("industry",)) for f in SPEC.engineered)
+    assert dataclasses.replace(SPEC, inputs=inputs, engineered=engineered).fingerprint() == SPEC.fingerprint()

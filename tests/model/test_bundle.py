@@ -10,7 +10,7 @@ import pytest
 import xgboost as xgb
 
 from leadscore.errors import ModelBundleError
-from leadscore.features.spec import ENGINEERED_NAMES, N_MODEL_INPUTS, SPEC
+from leadscore.features.spec import ENGINEERED_NAMES, INPUT_FIELDS, N_MODEL_INPUTS, SPEC
 from leadscore.model.bundle import (
     BOOSTER_FILE,
     CATEGORY_MAP_FILE,
@@ -282,3 +282,17 @@ def test_check_bundle_refuses_what_load_bundle_refuses(bundle_copy):
     (bundle_copy / BOOSTER_FILE).write_bytes(b"garbage")
     with pytest.raises(ModelBundleError, match="is corrupt"):
         check_bundle(bundle_copy)
+
+
+def test_manifest_without_importance_still_reads(tiny_scorer):
+    """A manifest written before global importance was recorded loads, with an empty importance."""
+    data = json.loads(tiny_scorer.manifest.to_json())
+    del data["importance"]
+    assert Manifest.from_json(json.dumps(data)).importance == {}
+
+
+def test_packaged_bundle_records_global_importance(default_scorer):
+    """The shipped manifest has the mean |SHAP| of every input field, largest first."""
+    importance = default_scorer.manifest.importance
+    assert set(importance) == {f.name for f in INPUT_FIELDS}
+    assert list(importance.values()) == sorted(importance.values(), reverse=True)

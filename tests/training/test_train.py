@@ -92,3 +92,12 @@ def test_training_uses_the_packaged_crm_map_by_default(tmp_path):
     """Without a map, training reads CRM forms (`11-50`) through the packaged default and writes it."""
     train_bundle(synthesize(300, seed=2), tmp_path / "b", TINY)
     assert load_bundle(tmp_path / "b").categories.code("company_size", "11-50") == 1  # Small
+
+
+def test_training_records_global_importance(tiny_bundle):
+    """A new bundle's manifest has each input field's mean |SHAP| over the held-out split, largest first."""
+    manifest = Manifest.from_json((tiny_bundle / MANIFEST_FILE).read_text())
+    values = list(manifest.importance.values())
+    assert len(values) == len(SPEC.inputs)
+    assert values == sorted(values, reverse=True)
+    assert values[0] > 0

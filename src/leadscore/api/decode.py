@@ -59,6 +59,7 @@ _FastRequest = msgspec.defstruct(
     [
         ("leads", Annotated[list[_FastLead], msgspec.Meta(min_length=1, max_length=MAX_LEADS)]),  # type: ignore[valid-type]
         ("request_id", str | None, None),
+        ("explain", bool | None, None),
     ],
     **_FAST_OPTIONS,
 )
@@ -101,6 +102,7 @@ class ParsedRequest:
     request_id: str | None
     columns: Mapping[str, Sequence[Any]]
     size: int
+    explain: bool | None = None
 
 
 def _fast_parse(body: bytes) -> ParsedRequest | None:
@@ -130,7 +132,7 @@ def _fast_parse(body: bytes) -> ParsedRequest | None:
                 columns[name] = _TIMESTAMP_COLUMN.validate_python(values)
             except ValidationError:
                 return None
-    return ParsedRequest(request_id=request_id, columns=columns, size=len(leads))
+    return ParsedRequest(request_id=request_id, columns=columns, size=len(leads), explain=request.explain)
 
 
 def parse_leads(body: bytes) -> ParsedRequest:
@@ -142,4 +144,9 @@ def parse_leads(body: bytes) -> ParsedRequest:
     if parsed is not None:
         return parsed
     request = parse_score_request(body)
-    return ParsedRequest(request_id=request.request_id, columns=to_columns(request.leads), size=len(request.leads))
+    return ParsedRequest(
+        request_id=request.request_id,
+        columns=to_columns(request.leads),
+        size=len(request.leads),
+        explain=request.explain,
+    )

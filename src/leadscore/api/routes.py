@@ -27,7 +27,8 @@ from leadscore.api.security import API_KEY_SECURITY, RequireApiKey, authenticate
 from leadscore.errors import ErrorResponse, ServiceUnavailable, UnsupportedMediaType
 from leadscore.features.spec import SPEC
 from leadscore.lake.records import is_test_request
-from leadscore.scoring import ScoredBatch
+from leadscore.model.reasons import render as render_reasons
+from leadscore.scoring import ScoredBatch, explain_scored
 from leadscore.telemetry import metrics
 
 # Every status the scoring routes can answer with besides 200: 408/413/503 come from EdgeLimitsMiddleware.
@@ -47,8 +48,17 @@ def _is_json(content_type: str) -> bool:
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
-def render_scores(request_id: str, batch: ScoredBatch, lead_ids: Sequence[Any], processing_ms: float) -> bytes:
-    """The success body; built directly with orjson because it is the hot path."""
+def render_scores(
+    request_id: str,
+    batch: ScoredBatch,
+    lead_ids: Sequence[Any],
+    processing_ms: float,
+    explained: Sequence[dict[str, Any]] | None = None,
+) -> bytes:
+    """The success body; built directly with orjson because it is the hot path.
+
+    `explained`: per lead, its `reasons` and `drivers` (model/reasons.py `render`), added to its score.
+    """
     warnings: list[list[dict[str, str]]] = [[] for _ in range(batch.size)]
     for w in batch.encoded.warnings:
         warnings[w.lead_index].append({"field": w.field, "value": w.value, "message": w.message})
@@ -73,6 +83,9 @@ def render_scores(request_id: str, batch: ScoredBatch, lead_ids: Sequence[Any], 
             strict=True,
         )
     ]
+    if explained is not None:
+        for lead_score, explanation in zip(scores, explained, strict=True):
+            lead_score.update(explanation)
     return orjson.dumps(
         {
             "request_id": request_id,
@@ -120,6 +133,8 @@ async def score(request: Request) -> Response:
     ctx.leads = payload.size
     columns = payload.columns
     batch = await batcher.score(columns, payload.size, datetime.now(UTC))
+    wants_explain = settings.explain_default if payload.explain is None else payload.explain
+    explained = render_reasons(await explain_scored(scorer, batch), columns) if wants_explain else None
     processing_ms = (time.perf_counter() - start) * 1000.0
     if lake is not None:
         await lake.record(
@@ -134,7 +149,7 @@ async def score(request: Request) -> Response:
             )
         )
     ctx.batch = batch  # counted in the metrics only once it is answered (and recorded)
-    body_out = render_scores(ctx.request_id, batch, columns["lead_id"], processing_ms)
+    body_out = render_scores(ctx.request_id, batch, columns["lead_id"], processing_ms, explained)
     return Response(content=body_out, media_type="application/json")
 
 

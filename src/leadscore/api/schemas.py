@@ -142,6 +142,11 @@ class ScoreRequest(BaseModel):
         description="Caller's id for the request (letters, digits, `._:-`, at most 128); generated when absent.",
     )
     leads: list[Lead] = Field(min_length=1, max_length=MAX_LEADS)
+    explain: StrictBool | None = Field(
+        default=None,
+        description="Return each lead's `reasons` and `drivers`; absent or null means the service's default "
+        "(off unless LEADSCORE_EXPLAIN_DEFAULT is set).",
+    )
 
 
 class LeadWarningOut(BaseModel):
@@ -150,6 +155,34 @@ class LeadWarningOut(BaseModel):
     field: str
     value: str
     message: str
+
+
+class Factor(BaseModel):
+    """One business field's part in a score: its value and how far it moved the predicted score's log-odds."""
+
+    field: str = Field(description="The input field (`custom_feature_N` for custom features).")
+    group: str = Field(description="company, industry, title, seniority, geography, account (fit); email, web, "
+                       "content, campaign, recency (engagement); or custom.")  # fmt: skip
+    value: str | float | int | bool | None = Field(description="The lead's value of the field, as sent.")
+    contribution: float = Field(description="SHAP value, in log-odds of the predicted score, summed over the model "
+                                "inputs derived from the field.")  # fmt: skip
+    text: str = Field(description='A sentence for people, e.g. "Seniority: Executive raises the chance of a 5".')
+
+
+class Reasons(BaseModel):
+    """The fields that raise the predicted score's probability most, and those that lower it most (3 each)."""
+
+    raising: list[Factor] = Field(max_length=3, description="Largest positive contributions first.")
+    lowering: list[Factor] = Field(max_length=3, description="Most negative contributions first.")
+
+
+class Drivers(BaseModel):
+    """Contributions summed by driver; with `base` they add up to the model's log-odds of the predicted score."""
+
+    base: float = Field(description="The log-odds of the predicted score for a lead about whom nothing is known.")
+    fit: float = Field(description="Company, industry, title, seniority, geography and account fields.")
+    engagement: float = Field(description="Email, web, content, campaign and recency fields.")
+    custom: float = Field(description="The custom features.")
 
 
 class LeadScore(BaseModel):
@@ -162,6 +195,8 @@ class LeadScore(BaseModel):
     features_used: int = Field(description="How many of the 50 inputs were present.")
     prediction_time_ms: float = Field(description="Model time for the batch this lead was scored in.")
     warnings: list[LeadWarningOut]
+    reasons: Reasons | None = Field(default=None, description="Present when the request asked for `explain`.")
+    drivers: Drivers | None = Field(default=None, description="Present when the request asked for `explain`.")
 
 
 class ScoreResponse(BaseModel):
@@ -238,6 +273,11 @@ class ModelResponse(BaseModel):
     metrics: dict[str, Any] = Field(description="Held-out evaluation: log loss, accuracy, AUC, confusion, calibration.")
     training_data: dict[str, Any] = Field(description="Summary of the training data.")
     features: dict[str, Any] = Field(description="Every input field and model input: type, bounds and vocabulary.")
+    importance: dict[str, float] = Field(
+        default_factory=dict,
+        description="Global importance: mean |SHAP value| (log-odds of the predicted score) of each input field over "
+        "held-out leads, largest first; empty for a bundle trained before it was recorded.",
+    )
 
 
 def field_error(err: dict[str, Any]) -> FieldError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Final
@@ -21,6 +21,7 @@ from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
+from leadscore.model.explain import TreeExplainer
 from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_predictor
 
 BOOSTER_FILE: Final = "model.ubj"
@@ -61,6 +62,8 @@ class Manifest:
     vocabularies: dict[str, list[str]]
     training_data: dict[str, Any]
     format_version: int = FORMAT_VERSION
+    # Mean |SHAP| per business field over held-out leads (model/reasons.py); empty in bundles made before it.
+    importance: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise as pretty JSON (reviewable in a diff)."""
@@ -76,6 +79,7 @@ class Manifest:
             "metrics": self.metrics,
             "vocabularies": self.vocabularies,
             "training_data": self.training_data,
+            "importance": self.importance,
         }
         return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
@@ -96,6 +100,7 @@ class Manifest:
                 vocabularies={k: list(v) for k, v in data["vocabularies"].items()},
                 training_data=dict(data["training_data"]),
                 format_version=int(data["format_version"]),
+                importance={str(k): float(v) for k, v in data.get("importance", {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelBundleError(f"manifest is malformed: {exc!r}") from exc
@@ -140,6 +145,8 @@ class Scorer:
         self._predictor = selection.predictor
         self.predictor = selection.predictor.name
         self.predictor_fallback_reason = selection.fallback_reason
+        # Extracted once here, so explaining a request walks flat arrays, not the booster.
+        self.explainer = TreeExplainer.from_booster(booster)
 
     @property
     def version(self) -> str:
@@ -153,6 +160,7 @@ class Scorer:
     def warm_up(self) -> None:
         """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
         check_warm_up(self.predict_proba(_warm_up_row()))
+        self.explainer.warm_up()  # numba's compiled kernel is loaded (or compiled) now, not on the first request
         self.ready = True
 
 

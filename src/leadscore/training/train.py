@@ -8,7 +8,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,23 @@ from leadscore.errors import LeadscoreError
 from leadscore.features.encode import encode
 from leadscore.features.picklists import CategoryMap
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_category_map, save_bundle, spec_vocabularies
+from leadscore.model.bundle import (
+    BOOSTER_FILE,
+    MANIFEST_FILE,
+    Manifest,
+    bundle_category_map,
+    default_category_map,
+    save_bundle,
+    spec_vocabularies,
+)
+from leadscore.model.explain import TreeExplainer
+from leadscore.model.reasons import global_importance
 from leadscore.training.contract import validate_training_table
 from leadscore.training.evaluate import evaluate
-from leadscore.training.synth import AS_OF
+from leadscore.training.synth import AS_OF, synthesize
+
+# Held-out leads explained for the global importance: enough for stable means, a few seconds of the kernel.
+IMPORTANCE_ROWS = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +170,9 @@ def train_bundle(
     booster = xgb.train(params, dtrain, num_boost_round=config.num_boost_round, verbose_eval=False, callbacks=callbacks)
     metrics = evaluate(booster.predict(dtest), outcome[test])
     metrics["train_rows"] = int(train.size)
+    held_out = matrix[test[:IMPORTANCE_ROWS]]
+    say(f"explaining {held_out.shape[0]} held-out rows for the global importance")
+    importance = booster_importance(booster, held_out)
 
     raw = booster.save_raw("ubj")
     version = config.version or f"{datetime.now(UTC):%Y.%m.%d}-{hashlib.sha256(raw).hexdigest()[:8]}"
@@ -176,6 +192,7 @@ def train_bundle(
             "as_of": config.as_of.isoformat(),
             "outcome_distribution": {str(s): int((outcome == s).sum()) for s in SCORES},
         },
+        importance=importance,
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
@@ -187,3 +204,28 @@ def train_bundle(
             shutil.rmtree(staged)
     say(f"wrote bundle {out_dir} in {time.monotonic() - started:.0f} s")
     return manifest
+
+
+def booster_importance(booster: xgb.Booster, matrix: np.ndarray) -> dict[str, float]:
+    """Mean |SHAP| per business field of the predicted score, over the encoded leads of `matrix`."""
+    classes = np.asarray(booster.inplace_predict(matrix)).reshape(matrix.shape[0], len(SCORES)).argmax(axis=1)
+    return global_importance(TreeExplainer.from_booster(booster), matrix, classes)
+
+
+def record_importance(directory: Path, rows: int = IMPORTANCE_ROWS, seed: int = 8) -> Manifest:
+    """Compute a bundle's global importance over `rows` fresh synthetic leads and write it into its manifest.
+
+    For bundles trained before `train_bundle` recorded it (the held-out split is gone; synthetic leads stand in).
+    """
+    manifest_path = directory / MANIFEST_FILE
+    manifest = Manifest.from_json(manifest_path.read_text(encoding="utf-8"))
+    booster = xgb.Booster()
+    booster.load_model(str(directory / BOOSTER_FILE))
+    table = synthesize(rows, seed=seed)
+    columns = validate_training_table(table, allow_missing=True).columns
+    matrix = encode(columns, rows, AS_OF, categories=bundle_category_map(directory)).matrix
+    updated = replace(manifest, importance=booster_importance(booster, matrix))
+    staged = manifest_path.with_name(f".{MANIFEST_FILE}.new-{os.getpid()}")
+    staged.write_text(updated.to_json(), encoding="utf-8")
+    staged.replace(manifest_path)  # a reader sees the old manifest or the new one
+    return updated
