@@ -55,14 +55,16 @@ COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder --chown=10001:10001 /data /var/lib/leadscore
 # LEADSCORE_ENV is left to the deployment: the same image is promoted from dev to prod. Without a lake URI the
 # rows go to a local lake beside the spool, so `docker run IMAGE` works with no settings at all. uid 10001 has no
-# passwd entry in a distroless base: HOME is set so nothing looks one up.
+# passwd entry in a distroless base: HOME is set so nothing looks one up. numba (the explanation kernel) caches its
+# compiled code beside the package by default, which is read-only here: it caches under the volume instead.
 ENV PATH=/opt/venv/bin:$PATH \
     HOME=/nonexistent \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     LEADSCORE_SPOOL_DIR=/var/lib/leadscore/spool \
     LEADSCORE_LAKE_URI=/var/lib/leadscore/lake \
-    TMPDIR=/var/lib/leadscore/tmp
+    TMPDIR=/var/lib/leadscore/tmp \
+    NUMBA_CACHE_DIR=/var/lib/leadscore/tmp/numba
 # Acknowledged rows wait here until they reach the lake, and temporary files go here (the root filesystem may
 # be read-only): mount a volume. Fargate and Docker copy the directories' ownership into a fresh volume.
 VOLUME ["/var/lib/leadscore"]
