@@ -53,6 +53,16 @@ def wait_committed(server: ServerProcess, timeout: float = 90.0) -> dict[str, An
     )
 
 
+def restart_and_commit(tmp_path: Path, tiny_bundle: Path, s3_env: dict[str, str]) -> None:
+    """Start a server on the same spool root, wait until it adopted and committed what was left, stop it cleanly."""
+    restarted = _start(tmp_path, tiny_bundle, s3_env)
+    try:
+        wait_committed(restarted)
+    finally:
+        assert restarted.stop() == 0
+    assert "spool_segment_adopted" in restarted.log()
+
+
 def audit(name: str, traffic: Traffic | list[Traffic], env: dict[str, str]) -> dict[str, int]:
     """Compare acknowledged requests with the rows in the table (and in its live files); print the figures."""
     senders = traffic if isinstance(traffic, list) else [traffic]
@@ -177,12 +187,7 @@ def test_sigterm_while_s3_hangs_exits_in_grace_non_zero_and_the_next_server_adop
     assert took <= grace + 5.0, f"exit took {took:.1f} s"
     assert left
     assert "exit_with_lake_backlog" in server.log()
-    restarted = _start(tmp_path, tiny_bundle, s3_env)
-    try:
-        wait_committed(restarted)
-    finally:
-        assert restarted.stop() == 0
-    assert "spool_segment_adopted" in restarted.log()
+    restart_and_commit(tmp_path, tiny_bundle, s3_env)
     assert_exactly_once(audit("sigterm-hung-s3", traffic, s3_env))
 
 
@@ -195,12 +200,7 @@ def test_kill_9_then_restart_recovers_everything(tmp_path: Path, tiny_bundle: Pa
     server.wait(timeout=10)
     traffic.stop()
     assert any((tmp_path / "spool").glob("w-*/*.open"))
-    restarted = _start(tmp_path, tiny_bundle, s3_env)
-    try:
-        wait_committed(restarted)
-    finally:
-        assert restarted.stop() == 0
-    assert "spool_segment_adopted" in restarted.log()
+    restart_and_commit(tmp_path, tiny_bundle, s3_env)
     assert_exactly_once(audit("kill-9", traffic, s3_env))
 
 
