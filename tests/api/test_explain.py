@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import numpy as np
 import orjson
 import pytest
@@ -114,3 +117,45 @@ def test_a_lead_is_answered_while_500_are_being_explained(settings, tiny_bundle)
             thread.join(60)
     assert big["response"].status_code == 200
     assert len(big["response"].json()["scores"][499]["reasons"]["raising"]) <= 3
+
+
+def _lake_query(env: dict[str, str], sql: str) -> list[dict[str, Any]]:
+    """`leadscore lake query --output json` as a user runs it against a server's lake."""
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", "lake", "query", sql, "--output", "json"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    rows: list[dict[str, Any]] = orjson.loads(result.stdout)
+    return rows
+
+
+def test_the_lake_stores_the_reasons_a_real_server_answered(server):
+    """Explained leads are stored with the reasons and drivers answered; a lead not explained has explained=false."""
+    leads = [{**lead, "lead_id": f"X{i}"} for i, lead in enumerate(synthetic_leads(3, seed=4))]
+    explained = httpx.post(f"{server.url}{SCORE}", json={"leads": leads, "explain": True}, timeout=30)
+    plain = httpx.post(f"{server.url}{SCORE}", json={"leads": [{**EXAMPLE_LEAD, "lead_id": "P0"}]}, timeout=30)
+    assert (explained.status_code, plain.status_code) == (200, 200)
+    assert server.stop() == 0  # a clean stop commits every recorded row
+    rows = {
+        row["lead_id"]: row
+        for row in _lake_query(
+            server.env,
+            "SELECT lead_id, explained, reason_raising_fields, reason_raising_contributions, reason_lowering_fields, "
+            "reason_lowering_contributions, driver_base, driver_fit, driver_engagement, driver_custom "
+            "FROM lead_score_dev",
+        )
+    }
+    for score in explained.json()["scores"]:
+        row, reasons = rows[score["lead_id"]], score["reasons"]
+        assert row["explained"] is True
+        assert row["reason_raising_fields"] == [f["field"] for f in reasons["raising"]]
+        assert row["reason_raising_contributions"] == [f["contribution"] for f in reasons["raising"]]
+        assert row["reason_lowering_fields"] == [f["field"] for f in reasons["lowering"]]
+        assert row["reason_lowering_contributions"] == [f["contribution"] for f in reasons["lowering"]]
+        assert {k.removeprefix("driver_"): v for k, v in row.items() if k.startswith("driver_")} == score["drivers"]
+    assert rows["P0"]["explained"] is False
+    assert rows["P0"]["reason_raising_fields"] is None
+    assert rows["P0"]["driver_base"] is None

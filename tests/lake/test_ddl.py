@@ -23,12 +23,14 @@ ATHENA_OF_ICEBERG = {
     "double": "double",
     "boolean": "boolean",
     "timestamp": "timestamp",
+    "list<string>": "array<string>",
+    "list<double>": "array<double>",
 }
 
 
 def _ddl_columns(ddl: str) -> list[tuple[str, str]]:
     body = ddl.split("(\n", 1)[1].split("\n)\nPARTITIONED", 1)[0]
-    return [(m.group(1), m.group(2)) for m in re.finditer(r"`(\w+)`\s+(\w+) COMMENT", body)]
+    return [(m.group(1), m.group(2)) for m in re.finditer(r"`(\w+)`\s+([\w<>]+) COMMENT", body)]
 
 
 def test_ddl_lists_every_column_with_its_type() -> None:

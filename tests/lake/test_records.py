@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import struct
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from leadscore.api.recording import lake_rows
 from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns
-from leadscore.lake.records import RowGroup, deserialize, is_test_request, segment_rows, serialize, to_record_batch
+from leadscore.features.explained import EXPLAIN_COLUMNS
+from leadscore.features.spec import INPUT_FIELDS
+from leadscore.lake.records import (
+    RowGroup,
+    deserialize,
+    deserialize_groups,
+    is_test_request,
+    segment_rows,
+    serialize,
+    to_record_batch,
+)
 from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.lake.spool import frame
 from leadscore.model.bundle import Scorer
+from leadscore.model.reasons import explain
 from leadscore.scoring import score_columns
 
 TEST_PATTERNS = ["prod-verification", "prod-baseline-test", "prod-*", "load-test-*", "smoke-*"]
@@ -121,3 +134,56 @@ def test_segment_rows_counts_readable_records_only(tmp_path, tiny_scorer: Scorer
     good = serialize([_group(tiny_scorer, [{}, {}])])
     path.write_bytes(frame(good) + frame(b"\x05\x00\x00\x00junk!") + frame(good))
     assert segment_rows(path) == 4
+
+
+def _explained_group(scorer: Scorer, leads: list[dict[str, object]], request_id: str = "r-x") -> RowGroup:
+    payload = ScoreRequest.model_validate({"leads": leads})
+    columns = to_columns(payload.leads)
+    batch = score_columns(scorer, columns, len(payload.leads), datetime(2026, 3, 4, tzinfo=UTC))
+    explanations = explain(scorer.explainer, batch.encoded.matrix, batch.scores - 1)
+    return lake_rows(
+        batch,
+        columns,
+        request_id=request_id,
+        processing_ms=1.0,
+        is_test=False,
+        environment="dev",
+        api_key_id=None,
+        explanations=explanations,
+    )
+
+
+def test_explained_and_plain_requests_share_a_batch(tiny_scorer: Scorer) -> None:
+    """An explained request's rows carry their reasons and drivers; a plain request's are false and null."""
+    explained = _explained_group(tiny_scorer, [EXAMPLE_LEAD, {}])
+    rows = to_record_batch([_group(tiny_scorer, [{}]), explained]).to_pylist()
+    assert [r["explained"] for r in rows] == [False, True, True]
+    assert all(rows[0][c.name] is None for c in EXPLAIN_COLUMNS if c.name != "explained")
+    first = explained.explanation
+    assert first is not None
+    names = [INPUT_FIELDS[i].name for i in first.raising[0] if i >= 0]
+    assert rows[1]["reason_raising_fields"] == names
+    assert rows[1]["reason_raising_contributions"] == first.raising_contributions[0, : len(names)].tolist()
+    assert rows[1]["driver_base"] == first.drivers[0, 0]
+
+
+def test_explained_rows_read_back_from_the_spool_unchanged(tiny_scorer: Scorer) -> None:
+    """A spool record of explained and plain requests deserializes to the same rows."""
+    groups = [_explained_group(tiny_scorer, [EXAMPLE_LEAD, {}]), _group(tiny_scorer, [{}])]
+    assert deserialize(serialize(groups)).to_pylist() == to_record_batch(groups).to_pylist()
+
+
+def test_a_record_from_before_the_explain_columns_reads_as_not_explained(tiny_scorer: Scorer) -> None:
+    """A version 3 spool record (no explain part) still reads: its rows are not explained, their reasons null."""
+    record = serialize([_group(tiny_scorer, [EXAMPLE_LEAD, {}])])
+    (length,) = struct.unpack_from("<I", record)
+    header = orjson.loads(record[4 : 4 + length])
+    header["v"] = 3
+    for meta in header["groups"]:
+        del meta["explain_k"]
+    old_header = orjson.dumps(header)
+    old = struct.pack("<I", len(old_header)) + old_header + record[4 + length :]
+    rows = deserialize(old).to_pylist()
+    assert [r["explained"] for r in rows] == [False, False]
+    assert [r["reason_lowering_fields"] for r in rows] == [None, None]
+    assert [r["score"] for r in rows] == [r["score"] for r in to_record_batch(deserialize_groups(record)).to_pylist()]

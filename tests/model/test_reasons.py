@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from leadscore.features.encode import encode
+from leadscore.features.explained import EXPLAIN_COLUMNS
 from leadscore.features.spec import CORE_BY_NAME, INPUT_FIELDS
+from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.model.explain import TreeExplainer
-from leadscore.model.reasons import FIELD_WEIGHTS, TOP_K, describe, explain, render
+from leadscore.model.reasons import FIELD_WEIGHTS, TOP_K, describe, explain, explanation_columns, render
 from leadscore.training.synth import AS_OF, synthesize, table_to_columns
 
 
@@ -90,3 +92,29 @@ def test_field_and_value_read_as_a_marketing_user_would(field, value, text):
 def test_every_field_can_be_described():
     """No field lacks a readable label."""
     assert all(describe(f, None).endswith(" unknown") and f.display[0].isupper() for f in INPUT_FIELDS)
+
+
+def test_explanation_columns_are_the_lake_columns_and_the_rendered_reasons(batch):
+    """Batch scoring's explain columns have the lake's types and hold the factors the API renders."""
+    columns, _, _, explanations = batch
+    arrays = explanation_columns(explanations, columns)
+    assert {name: a.type for name, a in arrays.items()} == {
+        c.name: ARROW_SCHEMA.field(c.name).type for c in EXPLAIN_COLUMNS
+    }
+    rendered = render(explanations, columns)
+    assert arrays["reason_raising_fields"].to_pylist() == [
+        [f["field"] for f in r["reasons"]["raising"]] for r in rendered
+    ]
+    assert arrays["reason_lowering_contributions"].to_pylist() == [
+        [f["contribution"] for f in r["reasons"]["lowering"]] for r in rendered
+    ]
+    assert arrays["driver_fit"].to_pylist() == [r["drivers"]["fit"] for r in rendered]
+
+
+def test_explanation_columns_of_leads_not_explained_are_false_and_null(batch):
+    """Without explanations every lead has explained=false and null reasons and drivers."""
+    columns = batch[0]
+    arrays = explanation_columns(None, columns)
+    n = len(columns["lead_id"])
+    assert arrays["explained"].to_pylist() == [False] * n
+    assert all(a.null_count == n for name, a in arrays.items() if name != "explained")

@@ -3,7 +3,10 @@
 The Glue table is the Iceberg table the service commits to (pyiceberg's GlueCatalog), created by Glue from the
 service's own lake schema (`leadscore.lake.schema.COLUMNS`): Glue writes the first metadata file, the service
 evolves the schema and partition spec from there and swaps `metadata_location` on every commit. Iceberg has its
-own partitioning (identity on year/month/day), so there is no partition projection.
+own partitioning (identity on year/month/day), so there is no partition projection. CloudFormation takes a field's
+type as a string, which fits Iceberg's primitive types only (nested types are refused there, aws-cdk#37180): Glue
+creates the leading primitive columns, and the service appends the rest (the list columns of the reasons, and all
+after them) in the same order at its first start.
 """
 
 from __future__ import annotations
@@ -44,10 +47,15 @@ class IcebergField:
     doc: str | None
 
 
-def iceberg_type(arrow: pa.DataType) -> str:
-    """The Iceberg primitive type of a lake column's Arrow type (timestamps: `timestamp`, UTC by convention)."""
+def iceberg_type(arrow: pa.DataType) -> str | None:
+    """The Iceberg primitive type of a lake column's Arrow type (timestamps: `timestamp`, UTC by convention).
+
+    None for a nested type (a list); ValueError for a type the lake does not use.
+    """
     if pa.types.is_timestamp(arrow):
         return "timestamp"
+    if pa.types.is_list(arrow):
+        return None
     names = {
         pa.string(): "string",
         pa.int32(): "int",
@@ -61,11 +69,17 @@ def iceberg_type(arrow: pa.DataType) -> str:
 
 
 def iceberg_fields() -> list[IcebergField]:
-    """The table's fields: the lake's COLUMNS in order, ids from 1 (as pyiceberg numbers a new table's)."""
-    return [
-        IcebergField(i, c.name, iceberg_type(c.arrow), c.comment[:_COMMENT_MAX] or None)
-        for i, c in enumerate(COLUMNS, start=1)
-    ]
+    """The table's first fields: the lake's COLUMNS in order up to the first nested one, ids from 1.
+
+    Ids are as pyiceberg numbers a new table's; the service appends the columns after these at start-up.
+    """
+    fields = []
+    for i, c in enumerate(COLUMNS, start=1):
+        kind = iceberg_type(c.arrow)
+        if kind is None:
+            break
+        fields.append(IcebergField(i, c.name, kind, c.comment[:_COMMENT_MAX] or None))
+    return fields
 
 
 def secure_bucket(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from leadscore.features.encode import RawColumns
 from leadscore.lake.records import RowGroup
+from leadscore.model.reasons import Explanations, ranked_rows
 from leadscore.scoring import ScoredBatch
 
 
@@ -16,8 +17,9 @@ def lake_rows(
     is_test: bool,
     environment: str,
     api_key_id: str | None,
+    explanations: Explanations | None = None,
 ) -> RowGroup:
-    """The rows the lake records for one scored request (no copy of the arrays)."""
+    """The rows the lake records for one scored request (no copy of the score arrays), with its reasons if any."""
     return RowGroup(
         request_id=request_id,
         model_version=batch.model_version,
@@ -34,4 +36,5 @@ def lake_rows(
         scores=batch.scores,
         confidence=batch.confidence,
         features_used=batch.encoded.features_used,
+        explanation=None if explanations is None else ranked_rows(explanations),
     )

@@ -134,7 +134,8 @@ async def score(request: Request) -> Response:
     columns = payload.columns
     batch = await batcher.score(columns, payload.size, datetime.now(UTC))
     wants_explain = settings.explain_default if payload.explain is None else payload.explain
-    explained = render_reasons(await explain_scored(scorer, batch), columns) if wants_explain else None
+    explanations = await explain_scored(scorer, batch) if wants_explain else None
+    explained = render_reasons(explanations, columns) if explanations is not None else None
     processing_ms = (time.perf_counter() - start) * 1000.0
     if lake is not None:
         await lake.record(
@@ -146,6 +147,7 @@ async def score(request: Request) -> Response:
                 is_test=is_test_request(ctx.request_id, settings.test_request_patterns),
                 environment=settings.env.value,
                 api_key_id=ctx.api_key_id,
+                explanations=explanations,
             )
         )
     ctx.batch = batch  # counted in the metrics only once it is answered (and recorded)

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from leadscore.features.encode import NUMERIC_INPUTS, OTHER_INPUTS
+from leadscore.features.explained import DRIVER_PARTS, ExplainedRows, explain_arrays, explained_rows
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, ENGINEERED_FEATURES, N_MODEL_INPUTS, SCORES, Kind
 from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
 from leadscore.lake.spool import read_segment
@@ -49,6 +50,7 @@ class RowGroup:
     scores: npt.NDArray[np.int64]
     confidence: npt.NDArray[np.float64]
     features_used: npt.NDArray[np.int64]
+    explanation: ExplainedRows | None = None  # the reasons and drivers, when they were computed with the scores
 
     @property
     def size(self) -> int:
@@ -150,6 +152,7 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
     timestamps = arrays["timestamp"]
     for key, part in zip(PARTITION_KEYS, (pc.year, pc.month, pc.day), strict=True):
         arrays[key] = part(timestamps).cast(pa.int32())
+    arrays.update(explain_arrays(*explained_rows([g.explanation for g in groups], sizes.tolist())))
     return pa.RecordBatch.from_arrays([arrays[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
 
 
@@ -157,7 +160,9 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
 # group's NumPy arrays. It costs a few microseconds per request to write; the Arrow table, about 170
 # columns, is built by the committer once per commit (thousands of rows), where its fixed cost is amortised
 # (Arrow IPC per group commit cost far more on the 1-lead path: bench/README.md, "cheap spool records").
-RECORD_VERSION: Final = 3
+RECORD_VERSION: Final = 4
+# Version 3 records (before the explain columns) still read: their rows were not explained.
+_READABLE_VERSIONS: Final = (3, RECORD_VERSION)
 _LENGTH: Final = struct.Struct("<I")
 _ARRAYS: Final = (
     ("matrix", np.float32, N_MODEL_INPUTS),
@@ -166,6 +171,14 @@ _ARRAYS: Final = (
     ("confidence", np.float64, 0),
     ("features_used", np.int64, 0),
     ("raw_numeric", np.float64, len(NUMERIC_INPUTS)),
+)
+# An explained group's arrays follow its others: (name, dtype, width; None: the group's top-k width, explain_k).
+_EXPLAIN_ARRAYS: Final[tuple[tuple[str, type[np.generic], int | None], ...]] = (
+    ("raising", np.int64, None),
+    ("raising_contributions", np.float64, None),
+    ("lowering", np.int64, None),
+    ("lowering_contributions", np.float64, None),
+    ("drivers", np.float64, len(DRIVER_PARTS)),
 )
 _TIMESTAMP_FIELDS: Final = tuple(f.name for f in CORE_FIELDS if f.kind is Kind.TIMESTAMP)
 
@@ -186,12 +199,18 @@ def serialize(groups: Sequence[RowGroup]) -> bytes:
                 "environment": g.environment,
                 "api_key_id": g.api_key_id,
                 "columns": {name: g.columns[name] for name in _LIST_NAMES},
+                "explain_k": None if g.explanation is None else int(g.explanation.raising.shape[1]),
             }
         )
         arrays = (g.matrix, g.probabilities, g.scores, g.confidence, g.features_used, g.raw_numeric)
         buffers.extend(
             np.ascontiguousarray(a, dtype=dtype).tobytes() for a, (_, dtype, _) in zip(arrays, _ARRAYS, strict=True)
         )
+        if g.explanation is not None:
+            buffers.extend(
+                np.ascontiguousarray(getattr(g.explanation, name), dtype=dtype).tobytes()
+                for name, dtype, _ in _EXPLAIN_ARRAYS
+            )
     header = orjson.dumps({"v": RECORD_VERSION, "groups": metas}, option=orjson.OPT_UTC_Z)
     return _LENGTH.pack(len(header)) + header + b"".join(buffers)
 
@@ -204,20 +223,31 @@ def deserialize_groups(payload: bytes | memoryview) -> list[RowGroup]:
     """The row groups of one spool record."""
     (length,) = _LENGTH.unpack_from(payload)
     header = orjson.loads(payload[_LENGTH.size : _LENGTH.size + length])
-    if header.get("v") != RECORD_VERSION:
+    if header.get("v") not in _READABLE_VERSIONS:
         raise ValueError(f"unsupported spool record version {header.get('v')!r}")
     view = memoryview(payload)
     offset = _LENGTH.size + length
     groups = []
+
+    def read(dtype: type[np.generic], n: int, width: int | None) -> np.ndarray[Any, Any]:
+        # width None: one value per row (a vector); else a (n, width) matrix.
+        nonlocal offset
+        array = np.frombuffer(view, dtype=dtype, count=n if width is None else n * width, offset=offset)
+        offset += array.nbytes
+        return array if width is None else array.reshape(n, width)
+
     for meta in header["groups"]:
         columns = meta["columns"]
         n = len(columns["lead_id"])
-        arrays: list[Any] = []
-        for _, dtype, width in _ARRAYS:
-            count = n * width if width else n
-            array = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
-            offset += array.nbytes
-            arrays.append(array.reshape(n, width) if width else array)
+        arrays: list[Any] = [read(dtype, n, width or None) for _, dtype, width in _ARRAYS]
+        k = meta.get("explain_k")
+        explanation = (
+            None
+            if k is None
+            else ExplainedRows(
+                **{name: read(dtype, n, k if width is None else width) for name, dtype, width in _EXPLAIN_ARRAYS}
+            )
+        )
         for name in _TIMESTAMP_FIELDS:
             columns[name] = [_datetime(v) for v in columns[name]]
         matrix, probabilities, scores, confidence, features_used, raw_numeric = arrays
@@ -238,6 +268,7 @@ def deserialize_groups(payload: bytes | memoryview) -> list[RowGroup]:
                 scores=scores,
                 confidence=confidence,
                 features_used=features_used,
+                explanation=explanation,
             )
         )
     return groups

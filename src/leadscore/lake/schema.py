@@ -11,6 +11,7 @@ from typing import Final
 
 import pyarrow as pa
 
+from leadscore.features.explained import EXPLAIN_COLUMNS
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, ENGINEERED_FEATURES, SCORES, Kind
 
 
@@ -70,7 +71,20 @@ def _columns() -> tuple[Column, ...]:
         Column(key, pa.int32(), "int", f"UTC {key} of the scoring time (the table is partitioned by it).")
         for key in PARTITION_KEYS
     ]
-    return (*meta, *raw, *engineered, *partition)
+    return (*meta, *raw, *engineered, *partition, *_explain_columns())
+
+
+# --- Explain columns (issue 13): the reasons and drivers stored with a prediction when they were computed. ---
+# Appended after the partition columns: a table created before them gets them at the end too (schema evolution).
+_ATHENA_LISTS: Final = {pa.list_(pa.string()): "array<string>", pa.list_(pa.float64()): "array<double>"}
+
+
+def _explain_columns() -> list[Column]:
+    athena = {pa.bool_(): "boolean", pa.float64(): "double", **_ATHENA_LISTS}
+    return [Column(c.name, c.arrow, athena[c.arrow], c.description) for c in EXPLAIN_COLUMNS]
+
+
+# --- End of the explain columns. ---
 
 
 PARTITION_KEYS: Final = ("year", "month", "day")
@@ -79,5 +93,5 @@ ARROW_SCHEMA: Final = pa.schema([pa.field(c.name, c.arrow) for c in COLUMNS])
 
 
 def athena_columns() -> list[tuple[str, str]]:
-    """(name, Athena type) of every column, in file order (the partition columns year/month/day last)."""
+    """(name, Athena type) of every column, in file order."""
     return [(c.name, c.athena) for c in COLUMNS]

@@ -14,11 +14,14 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
+from leadscore.features.explained import ExplainedRows, explain_arrays
 from leadscore.features.spec import DRIVERS, ENGINEERED_FEATURES, INPUT_FIELDS, SCORES, InputField, Kind
 from leadscore.model.explain import TreeExplainer
 
 TOP_K: Final = 3
+DECIMALS: Final = 6  # contributions and drivers as answered and as stored
 _SCORES: Final = np.asarray(SCORES, dtype=np.int64)
 _FIELD_INDEX: Final = {f.name: i for i, f in enumerate(INPUT_FIELDS)}
 
@@ -71,6 +74,31 @@ def explain(explainer: TreeExplainer, matrix: npt.NDArray[np.float32], classes: 
         lowering=np.where(fields[rows, bottom] < 0.0, bottom, -1),
         scores=_SCORES[wanted],
     )
+
+
+def ranked_rows(explanations: Explanations) -> ExplainedRows:
+    """The top factors and driver sums of `explanations`, rounded as the API answers them (the lake stores these)."""
+    rows = np.arange(explanations.size)[:, None]
+    return ExplainedRows(
+        raising=explanations.raising,
+        raising_contributions=np.round(explanations.fields[rows, explanations.raising], DECIMALS),
+        lowering=explanations.lowering,
+        lowering_contributions=np.round(explanations.fields[rows, explanations.lowering], DECIMALS),
+        drivers=np.round(np.column_stack([explanations.base, explanations.drivers]), DECIMALS).astype(np.float64),
+    )
+
+
+def explanation_columns(explanations: Explanations | None, columns: Mapping[str, Sequence[Any]]) -> dict[str, pa.Array]:
+    """The lake's explain columns for the leads of `columns` (raw fields by name, as for `render`).
+
+    `explanations` None: the leads were not explained (`explained` false, the rest null).
+    """
+    if explanations is None:
+        n = len(next(iter(columns.values()))) if columns else 0
+        none = np.full((n, 0), -1, dtype=np.int64)
+        empty = ExplainedRows(none, np.zeros((n, 0)), none, np.zeros((n, 0)), np.full((n, len(DRIVERS) + 1), np.nan))
+        return explain_arrays(empty, np.zeros(n, dtype=np.bool_))
+    return explain_arrays(ranked_rows(explanations), np.ones(explanations.size, dtype=np.bool_))
 
 
 def global_importance(
