@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from leadscore.features.explained import ExplainedRows, explain_arrays
+from leadscore.features.explained import DRIVER_PARTS, ExplainedRows, explain_arrays
 from leadscore.features.spec import DRIVERS, ENGINEERED_FEATURES, INPUT_FIELDS, SCORES, InputField, Kind
 from leadscore.model.explain import TreeExplainer
 
@@ -96,7 +96,7 @@ def explanation_columns(explanations: Explanations | None, columns: Mapping[str,
     if explanations is None:
         n = len(next(iter(columns.values()))) if columns else 0
         none = np.full((n, 0), -1, dtype=np.int64)
-        empty = ExplainedRows(none, np.zeros((n, 0)), none, np.zeros((n, 0)), np.full((n, len(DRIVERS) + 1), np.nan))
+        empty = ExplainedRows(none, np.zeros((n, 0)), none, np.zeros((n, 0)), np.full((n, len(DRIVER_PARTS)), np.nan))
         return explain_arrays(empty, np.zeros(n, dtype=np.bool_))
     return explain_arrays(ranked_rows(explanations), np.ones(explanations.size, dtype=np.bool_))
 
@@ -119,7 +119,10 @@ def _number(value: float) -> str:
 
 def describe(spec: InputField, value: object) -> str:
     """The field and the lead's value as a marketing user reads them ("Seniority: Executive", "No form fills")."""
-    name = spec.display
+    return _describe(spec, spec.display, value)
+
+
+def _describe(spec: InputField, name: str, value: object) -> str:
     if value is None:
         return f"{name} unknown"
     if spec.kind is Kind.BOOL:
@@ -134,42 +137,55 @@ def describe(spec: InputField, value: object) -> str:
     return f"{name}: {value}"
 
 
-def _json_value(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def _factor(spec: InputField, value: object, contribution: float, score: int) -> dict[str, Any]:
-    # The contribution is to the log-odds of the predicted score, which for a 1 is not "raising the score".
-    effect = "raises" if contribution > 0 else "lowers"
-    return {
-        "field": spec.name,
-        "group": spec.group.value,
-        "value": _json_value(value),
-        "contribution": round(contribution, 6),
-        "text": f"{describe(spec, value)} {effect} the chance of a {score}",
-    }
+# Per raw field, what every factor of it repeats (read once here: properties cost a call per factor).
+_FACTOR_FIELDS: Final = tuple((f, f.name, f.group.value, f.display) for f in INPUT_FIELDS)
 
 
 def render(explanations: Explanations, columns: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     """Per lead, `reasons` (raising and lowering factors) and `drivers` (sums by driver plus the base), JSON-ready.
 
-    `columns` are the leads' raw fields (field name -> value per lead), in the batch's order.
+    `columns` are the leads' raw fields (field name -> value per lead), in the batch's order. The numbers are those
+    of `ranked_rows` (what the lake stores); only the chosen factors are turned into Python objects.
     """
-    fields = explanations.fields.tolist()
-    drivers = np.round(explanations.drivers, 6).tolist()
-    base = np.round(explanations.base, 6).tolist()
+    ranked = ranked_rows(explanations)
     scores = explanations.scores.tolist()
+    parts = [dict(zip(DRIVER_PARTS, row, strict=True)) for row in ranked.drivers.tolist()]
 
-    def factors(i: int, chosen: list[int]) -> list[dict[str, Any]]:
-        specs = [(INPUT_FIELDS[f], f) for f in chosen if f >= 0]
-        return [_factor(spec, columns[spec.name][i], fields[i][f], scores[i]) for spec, f in specs]
+    def factors(i: int, chosen: list[int], contributions: list[float], effect: str) -> list[dict[str, Any]]:
+        out = []
+        # The contribution is to the log-odds of the predicted score, which for a 1 is not "raising the score".
+        tail = f" {effect} the chance of a {scores[i]}"
+        for f, contribution in zip(chosen, contributions, strict=True):
+            if f < 0:  # -1 only past the last factor
+                break
+            spec, name, group, display = _FACTOR_FIELDS[f]
+            value = columns[name][i]
+            out.append(
+                {
+                    "field": name,
+                    "group": group,
+                    "value": value.isoformat() if isinstance(value, datetime) else value,
+                    "contribution": contribution,
+                    "text": _describe(spec, display, value) + tail,
+                }
+            )
+        return out
 
     return [
         {
-            "reasons": {"raising": factors(i, raising), "lowering": factors(i, lowering)},
-            "drivers": {"base": base[i], **dict(zip(DRIVERS, drivers[i], strict=True))},
+            "reasons": {
+                "raising": factors(i, raising, up, "raises"),
+                "lowering": factors(i, lowering, down, "lowers"),
+            },
+            "drivers": parts[i],
         }
-        for i, (raising, lowering) in enumerate(
-            zip(explanations.raising.tolist(), explanations.lowering.tolist(), strict=True)
+        for i, (raising, up, lowering, down) in enumerate(
+            zip(
+                ranked.raising.tolist(),
+                ranked.raising_contributions.tolist(),
+                ranked.lowering.tolist(),
+                ranked.lowering_contributions.tolist(),
+                strict=True,
+            )
         )
     ]
