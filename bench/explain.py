@@ -2,6 +2,7 @@
 
     uv run python bench/explain.py --cpu 1            # pin to core 1 (as `taskset -c 1` would)
     uv run python bench/explain.py --json out.json    # also write the figures as JSON
+    ./dev bench --explain-cases --seconds 5           # also the real server: bench/run.py calls server_cases
 
 Both explain the packaged model's leads. XGBoost computes every class's contributions (it has no way to ask
 for one); the service needs only the predicted class's, which is what the kernel computes, so the ratio is of
@@ -20,7 +21,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import xgboost as xgb
@@ -48,18 +49,8 @@ def seconds_per_call(call: Callable[[], object], budget: float) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    """Print per-lead costs of XGBoost's pred_contribs and of our kernel, and their ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cpu", type=int, help="pin this process to one core (default: leave as started)")
-    parser.add_argument("--leads", type=int, default=500, help="distinct synthetic leads to explain")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--budget", type=float, default=1.0, help="seconds per case per round")
-    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
-    args = parser.parse_args()
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
-
+def kernel_figures(leads: int = 500, rounds: int = 3, budget: float = 1.0) -> dict[str, Any]:
+    """Per-lead costs of XGBoost's pred_contribs, of our kernel and of the whole explanation, and their ratios."""
     directory = default_bundle_dir()
     started = time.perf_counter()
     booster = xgb.Booster()
@@ -69,7 +60,7 @@ def main() -> None:
     explainer.warm_up()
     load_seconds = time.perf_counter() - started
 
-    table = synthesize(args.leads, seed=99)
+    table = synthesize(leads, seed=99)
     columns = table_to_columns(table)
     matrix = encode(columns, table.num_rows, AS_OF, categories=bundle_category_map(directory)).matrix
     classes = booster.inplace_predict(matrix).reshape(-1, 5).argmax(axis=1)
@@ -88,11 +79,11 @@ def main() -> None:
             "kernel (predicted class)": lambda r=rows, w=wanted: explainer.contributions(r, w),
             "whole explanation": lambda r=rows, w=wanted, c=lead_columns: render(explain(explainer, r, w), c),
         }
-        rounds: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.rounds):
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(rounds):
             for name, call in cases.items():
-                rounds[name].append(seconds_per_call(call, args.budget) / n)
-        figures[str(n)] = {name: statistics.median(values) * 1000.0 for name, values in rounds.items()}
+                times[name].append(seconds_per_call(call, budget) / n)
+        figures[str(n)] = {name: statistics.median(values) * 1000.0 for name, values in times.items()}
 
     print(f"\nms per lead, one thread, batches of {' and '.join(map(str, BATCHES))} leads")
     print(f"{'case':28}" + "".join(f"{f'batch {n}':>12}" for n in BATCHES))
@@ -107,8 +98,55 @@ def main() -> None:
         }
     print(f"{'xgboost / kernel':28}" + "".join(f"{ratio[str(n)]['kernel']:11.1f}x" for n in BATCHES))
     print(f"{'xgboost / whole explanation':28}" + "".join(f"{ratio[str(n)]['whole']:11.1f}x" for n in BATCHES))
+    return {"ms_per_lead": figures, "ratio": ratio, "load_seconds": load_seconds, "max_difference": worst}
+
+
+class Server(Protocol):
+    """bench/run.py's running server, as far as these cases use it."""
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, by its PID)."""
+
+
+def server_cases(
+    server: Server,
+    measure: Callable[[Server, str, Path, int, int, int], dict[str, Any]],
+    bodies: dict[str, tuple[Path, int]],
+    seconds: int,
+) -> dict[str, Any]:
+    """Each body with `explain` beside the same body without, at 1 and 32 connections, then the kernel's figures.
+
+    `server` is started by bench/run.py and stopped here; `measure` is bench/run.py's (wrk against the server);
+    `bodies` are its payloads (name -> (JSON file, leads per request)), the explained ones hold the same leads.
+    """
+    runs: list[dict[str, Any]] = []
+    try:
+        for case, (body, leads) in bodies.items():
+            explained = body.with_name(f"{body.stem}-explain.json")
+            explained.write_text(json.dumps({**json.loads(body.read_text()), "explain": True}))
+            for connections in (1, 32):
+                for label, path in ((case, body), (f"{case} explain", explained)):
+                    row = {"case": label, **measure(server, "/api/v1/scoring/score", path, leads, connections, seconds)}
+                    runs.append(row)
+                    print(f"{label:18} {row}")
+    finally:
+        server.stop()
+    return {"server": runs, "kernel": kernel_figures(rounds=1, budget=min(float(seconds), 2.0))}
+
+
+def main() -> None:
+    """Print per-lead costs of XGBoost's pred_contribs and of our kernel, and their ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cpu", type=int, help="pin this process to one core (default: leave as started)")
+    parser.add_argument("--leads", type=int, default=500, help="distinct synthetic leads to explain")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per case per round")
+    parser.add_argument("--json", type=Path, help="write the figures here as JSON")
+    args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    report = kernel_figures(args.leads, args.rounds, args.budget)
     if args.json:
-        report = {"ms_per_lead": figures, "ratio": ratio, "load_seconds": load_seconds, "max_difference": worst}
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 

@@ -8,6 +8,7 @@ also measures the lake's cost (sync, async, off). Results go to bench/results/la
     ./dev bench                 # about 3 minutes
     ./dev bench --lake-modes    # adds the lake sync/async/off comparison (about 5 minutes)
     ./dev bench --unknown-values   # adds leads of CRM-style and unknown values, in process (about 2 minutes)
+    ./dev bench --explain-cases    # adds 1 and 500 leads with `explain` beside without, and the TreeSHAP kernel
 """
 
 from __future__ import annotations
@@ -246,6 +247,7 @@ def main() -> None:
     parser.add_argument(
         "--unknown-values", action="store_true", help="also score CRM-style and unknown values in process"
     )
+    parser.add_argument("--explain-cases", action="store_true", help="also score with explain (bench/explain.py)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "latest.json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -266,6 +268,12 @@ def main() -> None:
 
     runs = run_modes(args, bodies, workdir, report)
     report["runs"] = runs
+    if args.explain_cases:
+        import explain  # noqa: PLC0415 - bench/explain.py, beside this script
+
+        report["explain"] = explain.server_cases(
+            Server(args.workers, {}, workdir / "explain"), measure, bodies, args.seconds
+        )
 
     ceiling = next(r for r in runs if r["case"] == "http-ceiling" and r["connections"] == 32)["requests_per_s"]
     limit = report["model_limit"]
