@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from leadscore.model.bundle import Scorer
-from leadscore.scoring import PredictionBatcher
+from leadscore.model.bundle import Scorer, load_bundle
+from leadscore.scoring import SMALL_REQUEST_ROWS, ExplainQueue, PredictionBatcher, score_columns
 
 
 def _columns(n: int) -> dict[str, list[object]]:
@@ -134,3 +136,57 @@ def test_values_still_unknown_keep_their_warning(tiny_scorer: Scorer) -> None:
     columns = {**_columns(1), "industry": ["Underwater Basket Weaving"]}
     warnings = score_columns(tiny_scorer, columns, 1, NOW).encoded.warnings
     assert [(w.field, w.value) for w in warnings] == [("industry", "Underwater Basket Weaving")]
+
+
+class HoldLarge:
+    """Wraps the real explainer; a call on more than 64 rows waits, off the event loop, until released."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.large_started = threading.Event()
+        self.release = threading.Event()
+        self.large_running = 0
+        self.most_large_at_once = 0
+        self._lock = threading.Lock()
+
+    def contributions(self, matrix: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Explain; a large batch first counts itself and holds until released."""
+        large = matrix.shape[0] > SMALL_REQUEST_ROWS
+        if large:
+            with self._lock:
+                self.large_running += 1
+                self.most_large_at_once = max(self.most_large_at_once, self.large_running)
+            self.large_started.set()
+            assert self.release.wait(30), "the test never released the explanation"
+        try:
+            return self.inner.contributions(matrix, classes)  # type: ignore[attr-defined]
+        finally:
+            if large:
+                with self._lock:
+                    self.large_running -= 1
+
+
+def test_large_explanations_queue_and_small_ones_pass(tiny_bundle) -> None:
+    """A second 500-lead explanation waits for the first; a 1-lead one is answered meanwhile."""
+    scorer = load_bundle(tiny_bundle)
+    held = HoldLarge(scorer.explainer)
+    scorer.explainer = held  # type: ignore[assignment]
+    queue = ExplainQueue()
+    large = score_columns(scorer, _columns(500), 500, NOW)
+    small = score_columns(scorer, _columns(1), 1, NOW)
+
+    async def run() -> None:
+        first = asyncio.create_task(queue.explain(scorer, large))
+        assert await asyncio.to_thread(held.large_started.wait, 30)
+        second = asyncio.create_task(queue.explain(scorer, large))
+        deadline = time.monotonic() + 30
+        while queue.waiting != 1:
+            assert time.monotonic() < deadline, "the second explanation never queued"
+            await asyncio.sleep(0.01)
+        assert (await queue.explain(scorer, small)).size == 1
+        assert not first.done()
+        held.release.set()
+        assert [e.size for e in await asyncio.gather(first, second)] == [500, 500]
+
+    asyncio.run(run())
+    assert held.most_large_at_once == 1

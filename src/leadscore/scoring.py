@@ -82,13 +82,44 @@ async def explain_scored(scorer: Scorer, batch: ScoredBatch) -> Explanations:
     """Why each lead of `batch` got its score, computed in a worker thread.
 
     The kernel releases the GIL, so the event loop keeps answering other requests while a 500-lead batch is
-    explained (about a millisecond per lead, `bench/README.md`).
+    explained (about half a millisecond per lead, `bench/README.md`).
     """
     return await asyncio.to_thread(explain, scorer.explainer, batch.encoded.matrix, batch.scores - SCORES[0])
 
 
 SMALL_REQUEST_ROWS: Final = 64
 MAX_BATCH_ROWS: Final = 512
+LARGE_EXPLANATIONS_AT_ONCE: Final = 1
+
+
+class ExplainQueue:
+    """Large explanations run `at_once` at a time per worker, first come first served; small ones go straight on.
+
+    Explaining takes a core for about half a millisecond per lead. Run in the loop's default executor (several
+    threads), concurrent 500-lead explanations shared the cores and all finished late together: 32 connections
+    sending them got no answer within 5 s (`bench/README.md`). Queued, each finishes in its own time, and the
+    server runs one worker per core, so one at a time per worker keeps the cores busy. A batch of up to
+    `small_rows` leads (milliseconds) never waits behind a large one.
+    """
+
+    def __init__(self, at_once: int = LARGE_EXPLANATIONS_AT_ONCE, small_rows: int = SMALL_REQUEST_ROWS) -> None:
+        self.small_rows = small_rows
+        self._large = asyncio.Semaphore(at_once)
+        self.waiting = 0  # large explanations queued behind the running ones
+
+    async def explain(self, scorer: Scorer, batch: ScoredBatch) -> Explanations:
+        """`explain_scored`, queued when the batch is large."""
+        if batch.size <= self.small_rows:
+            return await explain_scored(scorer, batch)
+        self.waiting += 1
+        try:
+            await self._large.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            return await explain_scored(scorer, batch)
+        finally:
+            self._large.release()
 
 
 class PredictionBatcher:
@@ -110,6 +141,7 @@ class PredictionBatcher:
         self._rows = 0
         self.calls = 0
         self.batched_requests = 0
+        self.explanations = ExplainQueue()  # the batches this one scored, explained when asked
 
     async def score(self, columns: RawColumns, n: int, scored_at: datetime) -> ScoredBatch:
         """`score_columns`, shared with the other small requests of the same loop turn."""

@@ -28,7 +28,7 @@ from leadscore.errors import ErrorResponse, ServiceUnavailable, UnsupportedMedia
 from leadscore.features.spec import SPEC
 from leadscore.lake.records import is_test_request
 from leadscore.model.reasons import render as render_reasons
-from leadscore.scoring import ScoredBatch, explain_scored
+from leadscore.scoring import ScoredBatch
 from leadscore.telemetry import metrics
 
 # Every status the scoring routes can answer with besides 200: 408/413/503 come from EdgeLimitsMiddleware.
@@ -134,7 +134,7 @@ async def score(request: Request) -> Response:
     columns = payload.columns
     batch = await batcher.score(columns, payload.size, datetime.now(UTC))
     wants_explain = settings.explain_default if payload.explain is None else payload.explain
-    explanations = await explain_scored(scorer, batch) if wants_explain else None
+    explanations = await batcher.explanations.explain(scorer, batch) if wants_explain else None
     explained = render_reasons(explanations, columns) if explanations is not None else None
     processing_ms = (time.perf_counter() - start) * 1000.0
     if lake is not None:
