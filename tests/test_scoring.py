@@ -171,7 +171,7 @@ def test_large_explanations_queue_and_small_ones_pass(tiny_bundle) -> None:
     scorer = load_bundle(tiny_bundle)
     held = HoldLarge(scorer.explainer)
     scorer.explainer = held  # type: ignore[assignment]
-    queue = ExplainQueue()
+    queue = ExplainQueue(at_once=1)
     large = score_columns(scorer, _columns(500), 500, NOW)
     small = score_columns(scorer, _columns(1), 1, NOW)
 

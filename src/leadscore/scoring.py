@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,22 +90,22 @@ async def explain_scored(scorer: Scorer, batch: ScoredBatch) -> Explanations:
 
 SMALL_REQUEST_ROWS: Final = 64
 MAX_BATCH_ROWS: Final = 512
-LARGE_EXPLANATIONS_AT_ONCE: Final = 1
 
 
 class ExplainQueue:
     """Large explanations run `at_once` at a time per worker, first come first served; small ones go straight on.
 
-    Explaining takes a core for about half a millisecond per lead. Run in the loop's default executor (several
-    threads), concurrent 500-lead explanations shared the cores and all finished late together: 32 connections
-    sending them got no answer within 5 s (`bench/README.md`). Queued, each finishes in its own time, and the
-    server runs one worker per core, so one at a time per worker keeps the cores busy. A batch of up to
-    `small_rows` leads (milliseconds) never waits behind a large one.
+    Explaining takes a core for about half a millisecond per lead (a 500-lead request: a quarter of a second). In
+    the loop's default executor (cpu count + 4 threads, shared with every other `to_thread`) many large
+    explanations would share the cores at once and all finish late together; queued, each finishes in its own time
+    at the same throughput. `at_once` defaults to the cores this process may use, so one worker that gets the large
+    requests still uses every core. A batch of up to `small_rows` leads (milliseconds) never waits behind them.
     """
 
-    def __init__(self, at_once: int = LARGE_EXPLANATIONS_AT_ONCE, small_rows: int = SMALL_REQUEST_ROWS) -> None:
+    def __init__(self, at_once: int | None = None, small_rows: int = SMALL_REQUEST_ROWS) -> None:
         self.small_rows = small_rows
-        self._large = asyncio.Semaphore(at_once)
+        self.at_once = at_once or len(os.sched_getaffinity(0))
+        self._large = asyncio.Semaphore(self.at_once)
         self.waiting = 0  # large explanations queued behind the running ones
 
     async def explain(self, scorer: Scorer, batch: ScoredBatch) -> Explanations:
