@@ -18,6 +18,7 @@ from leadscore.config import load_settings
 from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.lake_commands import lake_app, spool_exit_status
 from leadscore.loadtest.thresholds import TargetEnv
+from leadscore.outcomes.commands import outcomes_app
 from leadscore.telemetry.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -192,6 +193,7 @@ def importance(
 
 
 app.add_typer(lake_app, name="lake")
+app.add_typer(outcomes_app, name="outcomes")
 
 
 keys_app = typer.Typer(help="API keys: the service stores only their hashes.", no_args_is_help=True)

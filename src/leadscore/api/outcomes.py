@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-import pyarrow as pa
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -19,7 +18,7 @@ from leadscore.errors import FieldError, MalformedRequest, ServiceUnavailable, U
 from leadscore.lake.sink import LakeSink
 from leadscore.outcomes.schema import EXAMPLE_OUTCOME, MAX_OUTCOMES, OutcomeIn, to_columns
 from leadscore.outcomes.sink import open_outcomes_sink
-from leadscore.outcomes.table import outcome_batch
+from leadscore.outcomes.table import distinct, outcome_batch
 
 SOURCE: Final = "api"
 
@@ -135,10 +134,7 @@ def outcomes_router(slot: OutcomeSinkSlot) -> APIRouter:
             to_columns(payload.outcomes), received_at=datetime.now(UTC), request_id=ctx.request_id, source=SOURCE
         )
         # The same outcome twice in one request is spooled once; across requests the readers deduplicate.
-        first: dict[str, int] = {}
-        for index, outcome_id in enumerate(batch.column("outcome_id").to_pylist()):
-            first.setdefault(outcome_id, index)
-        unique = batch.take(pa.array(list(first.values()), pa.int64())) if len(first) < batch.num_rows else batch
+        unique = distinct(batch)
         await sink.record(unique)
         return OutcomesAccepted(
             request_id=ctx.request_id,

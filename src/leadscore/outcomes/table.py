@@ -190,6 +190,14 @@ def outcome_batch(
     return pa.RecordBatch.from_arrays([arrays[f.name] for f in OUTCOME_SCHEMA], schema=OUTCOME_SCHEMA)
 
 
+def distinct(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The first row of each `outcome_id` in `batch` (the same outcome twice in one request or file is kept once)."""
+    first: dict[str, int] = {}
+    for index, outcome_id in enumerate(batch.column("outcome_id").to_pylist()):
+        first.setdefault(outcome_id, index)
+    return batch if len(first) == batch.num_rows else batch.take(pa.array(list(first.values()), pa.int64()))
+
+
 def write_outcomes(config: TableConfig, rows: pa.Table | pa.RecordBatch, commit_id: str) -> int | None:
     """Append `rows` (in OUTCOME_SCHEMA) in one commit named `commit_id`; returns the snapshot id.
 
