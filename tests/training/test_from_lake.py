@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from leadscore.cli import app
 from leadscore.errors import LeadscoreError
 from leadscore.features.encode import encode
 from leadscore.features.spec import ENGINEERED_NAMES
@@ -18,7 +22,8 @@ from leadscore.training.from_lake import build_training_set, train_from_lake
 from leadscore.training.synth import AS_OF
 from leadscore.training.train import TrainConfig
 from tests.support.lake import local_settings
-from tests.support.outcomes import record_outcomes, score_into_lake
+from tests.support.outcomes import api_leads, record_outcomes, score_into_lake
+from tests.support.server import start_server
 
 SCORED_AT = datetime(2026, 10, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -86,9 +91,11 @@ def test_too_few_labelled_leads_train_nothing(tmp_path: Path, tiny_scorer: Score
     assert not (tmp_path / "challenger").exists()
 
 
-def test_champion_and_challenger_are_judged_on_the_same_held_out_leads(tmp_path: Path, tiny_scorer: Scorer) -> None:
+def test_champion_and_challenger_are_judged_on_the_same_held_out_leads(
+    tmp_path: Path, tiny_scorer: Scorer, tiny_bundle: Path
+) -> None:
     """The report compares both models (and the scores as recorded) on one held-out set; the bundle loads."""
-    settings = local_settings(tmp_path, model_dir=None)
+    settings = local_settings(tmp_path, model_dir=tiny_bundle)
     leads = score_into_lake(settings, tiny_scorer, 600, SCORED_AT)
     record_outcomes(settings, leads.lead_ids, leads.truth.tolist(), SCORED_AT + DAY)
     out = tmp_path / "challenger"
@@ -98,5 +105,37 @@ def test_champion_and_challenger_are_judged_on_the_same_held_out_leads(tmp_path:
         assert side["rows"] == 120
         assert sum(s["leads"] for s in side["per_score"]) == 120
         assert 0.5 < side["auc_converted"] <= 1.0
-    assert report.as_scored["versions"] == [tiny_scorer.version]
+    assert report.as_scored["versions"] == [tiny_scorer.version] == [report.champion["version"]]
     assert load_bundle(out).version == "challenger-1"
+
+
+def test_train_from_lake_makes_a_bundle_the_server_serves(tmp_path: Path, tiny_bundle: Path) -> None:
+    """Leads scored and outcomes posted through a real server train a challenger that a new server then serves."""
+    leads, truth = api_leads(200, seed=4)
+    first = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(tiny_bundle), "LEADSCORE_PREDICTOR": "xgboost"})
+    try:
+        scored = httpx.post(f"{first.url}/api/v1/scoring/score", json={"leads": leads}, timeout=30)
+        assert scored.status_code == 200
+        outcomes = [
+            {"lead_id": lead["lead_id"], "outcome": int(t), "converted": bool(t >= 4),
+             "occurred_at": datetime.now(UTC).isoformat()}
+            for lead, t in zip(leads, truth, strict=True)
+        ]  # fmt: skip
+        assert httpx.post(f"{first.url}/api/v1/outcomes", json={"outcomes": outcomes}, timeout=30).status_code == 202
+    finally:
+        assert first.stop() == 0  # both sinks commit what they hold on the way out
+    out = tmp_path / "challenger"
+    env = {k: v for k, v in first.env.items() if k.startswith("LEADSCORE_")}
+    result = CliRunner().invoke(
+        app, ["train", "--from-lake", "--out", str(out), "--rounds", "5", "--version", "lake-1"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["data"]["leads_labelled_after_score"] == 200
+    assert report["champion"]["rows"] == report["challenger"]["rows"] == 40
+    second = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(out), "LEADSCORE_PREDICTOR": "xgboost"})
+    try:
+        answer = httpx.post(f"{second.url}/api/v1/scoring/score", json={"leads": leads[:1]}, timeout=30)
+        assert answer.json()["model_version"] == "lake-1"
+    finally:
+        second.stop()

@@ -272,10 +272,13 @@ def train_from_lake(
     held_table = data.table.take(pa.array(held))
     label = held_table.column(OUTCOME).to_numpy()
     converted = [data.converted[i] for i in held.tolist()]
+    # XGBoost's own predictor: the same probabilities, without building (and checking) the serving fast path.
     champion = load_bundle(
-        champion_dir or settings.model_dir or default_bundle_dir(), category_map=settings.category_map_file
+        champion_dir or settings.model_dir or default_bundle_dir(),
+        predictor="xgboost",
+        category_map=settings.category_map_file,
     )
-    challenger = load_bundle(out_dir)
+    challenger = load_bundle(out_dir, predictor="xgboost")
     say(f"comparing champion {champion.version} and challenger {challenger.version} on {n_held} held-out leads")
     return ChallengerReport(
         bundle=str(out_dir),
