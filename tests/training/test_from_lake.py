@@ -27,6 +27,8 @@ from tests.support.server import start_server
 
 SCORED_AT = datetime(2026, 10, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
+# Servers that start quickly: XGBoost's own predictor, commits in the flusher thread (both paths are tested elsewhere).
+QUICK_START = {"LEADSCORE_PREDICTOR": "xgboost", "LEADSCORE_LAKE_COMMIT_IN_SUBPROCESS": "false"}
 
 
 def _labels(settings_path: Path) -> dict[str, int]:
@@ -112,7 +114,7 @@ def test_champion_and_challenger_are_judged_on_the_same_held_out_leads(
 def test_train_from_lake_makes_a_bundle_the_server_serves(tmp_path: Path, tiny_bundle: Path) -> None:
     """Leads scored and outcomes posted through a real server train a challenger that a new server then serves."""
     leads, truth = api_leads(200, seed=4)
-    first = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(tiny_bundle), "LEADSCORE_PREDICTOR": "xgboost"})
+    first = start_server(tmp_path, env={**QUICK_START, "LEADSCORE_MODEL_DIR": str(tiny_bundle)})
     try:
         scored = httpx.post(f"{first.url}/api/v1/scoring/score", json={"leads": leads}, timeout=30)
         assert scored.status_code == 200
@@ -133,7 +135,7 @@ def test_train_from_lake_makes_a_bundle_the_server_serves(tmp_path: Path, tiny_b
     report = json.loads(result.stdout)
     assert report["data"]["leads_labelled_after_score"] == 200
     assert report["champion"]["rows"] == report["challenger"]["rows"] == 40
-    second = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(out), "LEADSCORE_PREDICTOR": "xgboost"})
+    second = start_server(tmp_path, env={**QUICK_START, "LEADSCORE_MODEL_DIR": str(out)})
     try:
         answer = httpx.post(f"{second.url}/api/v1/scoring/score", json={"leads": leads[:1]}, timeout=30)
         assert answer.json()["model_version"] == "lake-1"
