@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import boto3
 import pyarrow as pa
+import pytest
+from moto.server import ThreadedMotoServer
 
 from leadscore.lake.schema import PARTITION_KEYS
 from leadscore.lake.table import load_table, open_catalog
@@ -91,3 +96,38 @@ def test_partitions_are_the_day_the_outcome_occurred(tmp_path: Path) -> None:
     """year/month/day are those of occurred_at (UTC), not of its receipt."""
     batch = _batch(["L1"], received_at=_AT + timedelta(days=3))
     assert [batch.column(k)[0].as_py() for k in PARTITION_KEYS] == [2026, 11, 20]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """Moto's server (Glue and S3 on one port) on 127.0.0.1: the Glue catalog path without AWS."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def test_the_glue_catalog_holds_lead_outcomes_env_beside_the_predictions(
+    tmp_path: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Glue, outcomes commit to lead_outcomes_<env> at s3://<bucket>/lead_outcomes_<env>, an ICEBERG table."""
+    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket="glue-lake")
+    settings = local_settings(
+        tmp_path,
+        lake_uri="s3://glue-lake/lead_score_dev",
+        lake_catalog="glue",
+        glue_endpoint_url=moto_endpoint,
+        s3_endpoint_url=moto_endpoint,
+        s3_region="us-east-1",
+    )
+    write_outcomes(outcomes_table_config(settings), _batch(["L1"]), "c1")
+    assert read_outcomes(settings).column("lead_id").to_pylist() == ["L1"]
+    glue = boto3.client("glue", endpoint_url=moto_endpoint, region_name="us-east-1")
+    described = glue.get_table(DatabaseName="leadscore_dev", Name="lead_outcomes_dev")["Table"]
+    assert described["Parameters"]["table_type"].upper() == "ICEBERG"
+    assert described["Parameters"]["metadata_location"].startswith("s3://glue-lake/lead_outcomes_dev/metadata/")
