@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from leadscore.api.middleware import REQUEST_ID_PATTERN, request_context
 from leadscore.api.routes import error_responses
+from leadscore.api.schemas import field_error
 from leadscore.api.security import API_KEY_SECURITY, authenticate, presented_key
 from leadscore.config import Settings
 from leadscore.errors import FieldError, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
@@ -66,19 +67,11 @@ class OutcomeSinkSlot:
 
 def _problem(error: dict[str, Any]) -> FieldError:
     """A validation error as a FieldError: `outcomes[3].occurred_at` is item 3 (as `lead_index`), field occurred_at."""
+    found = field_error(error)
     loc = tuple(error.get("loc", ()))
-    index = loc[1] if len(loc) >= 2 and loc[0] == "outcomes" and isinstance(loc[1], int) else None
-    parts = [str(p) for p in (loc[2:] if index is not None else loc)]
-    location = ""
-    for p in loc:
-        location += f"[{p}]" if isinstance(p, int) else (f".{p}" if location else str(p))
-    return FieldError(
-        lead_index=index,
-        field=".".join(parts) or None,
-        location=location or "body",
-        message=str(error.get("msg", "invalid")),
-        type=str(error.get("type", "invalid")),
-    )
+    if len(loc) >= 2 and loc[0] == "outcomes" and isinstance(loc[1], int):
+        return found.model_copy(update={"lead_index": loc[1], "field": ".".join(map(str, loc[2:])) or None})
+    return found
 
 
 def parse_outcomes(body: bytes) -> OutcomesRequest:
