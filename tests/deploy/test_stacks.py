@@ -319,9 +319,16 @@ def test_lake_bucket_has_lifecycle_rules(dev: Template, dev_json: dict[str, Any]
     assert rules["tiering"]["Transitions"][0]["StorageClass"] == "INTELLIGENT_TIERING"
 
 
-def iceberg_table_input(t: Template) -> dict[str, Any]:
-    """The IcebergTableInput of the one Glue table."""
-    _, table = only(t, "AWS::Glue::Table")
+def glue_table(t: Template, name: str = "lead_score_dev") -> dict[str, Any]:
+    """The properties of the Glue table called `name`."""
+    (table,) = t.find_resources("AWS::Glue::Table", {"Properties": {"Name": name}}).values()
+    properties: dict[str, Any] = table["Properties"]
+    return properties
+
+
+def iceberg_table_input(t: Template, name: str = "lead_score_dev") -> dict[str, Any]:
+    """The IcebergTableInput of the Glue table called `name`."""
+    table = glue_table(t, name)
     iceberg = table["OpenTableFormatInput"]["IcebergInput"]
     assert (iceberg["MetadataOperation"], iceberg["Version"]) == ("CREATE", "2")
     return dict(iceberg["IcebergTableInput"])
@@ -329,7 +336,7 @@ def iceberg_table_input(t: Template) -> dict[str, Any]:
 
 def test_glue_table_is_the_iceberg_table_at_the_lake_location(dev: Template) -> None:
     """Glue creates an Iceberg v2 table lead_score_dev in leadscore_dev, located at the lake URI."""
-    _, table = only(dev, "AWS::Glue::Table")
+    table = glue_table(dev)
     assert (table["Name"], table["DatabaseName"]) == ("lead_score_dev", "leadscore_dev")
     assert "TableInput" not in table
     assert render(iceberg_table_input(dev)["Location"]) == f"s3://<{lake_bucket_id(dev)}>/lead_score_dev"
@@ -480,24 +487,28 @@ def actions_of(statement: dict[str, Any]) -> list[str]:
 
 
 def test_task_s3_rights_are_the_measured_minimum_under_the_lake_prefix(dev: Template, dev_json: dict[str, Any]) -> None:
-    """Objects: get/put/delete/abort under <lake bucket>/lead_score_dev/*; listing: the bucket, prefix-limited."""
+    """Objects: get/put/delete/abort under the predictions' and outcomes' prefixes; listing: prefix-limited."""
     s3 = {s["Sid"]: s for s in task_role_statements(dev, dev_json) if actions_of(s)[0].startswith("s3:")}
     assert sorted(s3) == ["LakeObjects", "ListLakePrefix"]
     objects, listing = s3["LakeObjects"], s3["ListLakePrefix"]
     assert sorted(actions_of(objects)) == ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
-    assert render(objects["Resource"]) == f"<{lake_bucket_id(dev)}.Arn>/lead_score_dev/*"
+    assert sorted(render(objects["Resource"])) == [
+        f"<{lake_bucket_id(dev)}.Arn>/lead_outcomes_dev/*",
+        f"<{lake_bucket_id(dev)}.Arn>/lead_score_dev/*",
+    ]
     assert actions_of(listing) == ["s3:ListBucket"]
     assert render(listing["Resource"]) == f"<{lake_bucket_id(dev)}.Arn>"
-    assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["lead_score_dev/*"]}}
+    assert listing["Condition"] == {"StringLikeIfExists": {"s3:prefix": ["lead_score_dev/*", "lead_outcomes_dev/*"]}}
 
 
 def test_task_glue_rights_are_load_and_commit_on_the_lake_table(dev: Template, dev_json: dict[str, Any]) -> None:
-    """The load_table and commit of pyiceberg: GetDatabase, GetTable, UpdateTable on the catalog, database and table."""
+    """Pyiceberg's load_table and commit: GetDatabase, GetTable, UpdateTable on the catalog, database and tables."""
     (glue,) = [s for s in task_role_statements(dev, dev_json) if actions_of(s)[0].startswith("glue:")]
     assert sorted(actions_of(glue)) == ["glue:GetDatabase", "glue:GetTable", "glue:UpdateTable"]
-    assert glue["Resource"] == [
+    assert sorted(glue["Resource"]) == [
         f"arn:aws:glue:eu-west-1:{ACCOUNT}:catalog",
         f"arn:aws:glue:eu-west-1:{ACCOUNT}:database/leadscore_dev",
+        f"arn:aws:glue:eu-west-1:{ACCOUNT}:table/leadscore_dev/lead_outcomes_dev",
         f"arn:aws:glue:eu-west-1:{ACCOUNT}:table/leadscore_dev/lead_score_dev",
     ]
 

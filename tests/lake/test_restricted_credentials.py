@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
@@ -25,8 +26,12 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DoubleType, IntegerType, NestedField, StringType, TimestampType
 from tests.deploy.conftest import require_tool
+from tests.support.lake import settings_from_env
 from tests.support.restricted import CHECKSUM_ENV, RestrictedLake, bucket_policy, restricted_lake, s3_client
 from tests.support.rgw import RgwServer
+from tests.support.server import start_server
+
+from leadscore.outcomes.table import read_outcomes
 
 NAMESPACE = "leadscore_test"
 SCHEMA = Schema(
@@ -231,3 +236,27 @@ def test_bucket_policy_rewrites_the_deployed_bucket_and_prefix() -> None:
             "Resource": "arn:aws:s3:::b/p/*",
         },
     ]
+
+
+def test_a_server_under_the_task_role_commits_outcomes(
+    tmp_path: Path, tiny_bundle: Path, lake: RestrictedLake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outcomes posted to a server holding only the task role's S3 rights reach the outcomes table, under its prefix."""
+    env = {
+        **lake.env,
+        "LEADSCORE_LAKE_CATALOG_URI": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "LEADSCORE_MODEL_DIR": str(tiny_bundle),
+        "LEADSCORE_PREDICTOR": "xgboost",
+        "LEADSCORE_LAKE_COMMIT_IN_SUBPROCESS": "false",  # no committer process to start: this test is about S3 rights
+    }
+    server = start_server(tmp_path, env=env)
+    try:
+        body = {"outcomes": [{"lead_id": "L1", "converted": True, "occurred_at": "2026-11-30T10:00:00Z"}]}
+        assert httpx.post(f"{server.url}/api/v1/outcomes", json=body, timeout=10).status_code == 202
+    finally:
+        assert server.stop() == 0  # committed on the way out, nothing left on the spool
+    for key, value in lake.env.items():
+        monkeypatch.setenv(key, value)
+    assert read_outcomes(settings_from_env(server.env)).column("lead_id").to_pylist() == ["L1"]
+    listed = lake.client().list_objects_v2(Bucket=lake.bucket, Prefix=f"{lake.outcomes_prefix}/data/")
+    assert listed["KeyCount"] >= 1

@@ -1,9 +1,10 @@
 """S3 credentials restricted to exactly what the deployed task role may do, on the test S3 server (Ceph RGW).
 
 The statements come from the synthesized CDK template (the task role's S3 statements, written once in
-`deploy/cdk/leadscore_infra/permissions.py`); their bucket and prefix are rewritten to a test bucket and prefix
-and applied as that bucket's policy for a second RGW user. A test (or a whole server) running with
-`RestrictedLake.env` / `.catalog_properties` can do with the lake what the task can on AWS, and nothing more.
+`deploy/cdk/leadscore_infra/permissions.py`); their bucket and prefixes (predictions and outcomes) are rewritten to
+a test bucket and prefixes and applied as that bucket's policy for a second RGW user. A test (or a whole server)
+running with `RestrictedLake.env` / `.catalog_properties` can do with the lake what the task can on AWS, and
+nothing more.
 
 Usage::
 
@@ -33,9 +34,13 @@ CHECKSUM_ENV: Final = {
     "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
     "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
 }
-# The stack whose task role the tests take, and its lake prefix (EnvironmentConfig.lake_prefix of dev).
+# The stack whose task role the tests take, its lake prefix (EnvironmentConfig.lake_prefix of dev) and its
+# outcomes prefix (Lake.outcomes_table_name of dev).
 STACK: Final = "leadscore-dev"
 DEPLOYED_PREFIX: Final = "lead_score_dev"
+DEPLOYED_OUTCOMES_PREFIX: Final = "lead_outcomes_dev"
+# Where a service with a SQL catalog and the lake at s3://bucket/<prefix> puts its outcomes (outcomes_table_config).
+OUTCOMES_PREFIX: Final = "lead_outcomes"
 
 
 @functools.cache
@@ -64,9 +69,15 @@ def s3_statements_of_task_role(template: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def bucket_policy(
-    statements: tuple[dict[str, Any], ...] | list[dict[str, Any]], *, bucket: str, prefix: str, principal: str
+    statements: tuple[dict[str, Any], ...] | list[dict[str, Any]],
+    *,
+    bucket: str,
+    prefix: str,
+    principal: str,
+    outcomes_prefix: str = OUTCOMES_PREFIX,
 ) -> dict[str, Any]:
-    """The statements as a bucket policy for `principal`, on `bucket` and `prefix` instead of the deployed ones."""
+    """The statements as a bucket policy for `principal`, on `bucket` and the test prefixes instead of the deployed."""
+    prefixes = {DEPLOYED_PREFIX: prefix, DEPLOYED_OUTCOMES_PREFIX: outcomes_prefix}
 
     def rewrite(value: Any) -> Any:
         if isinstance(value, dict):
@@ -82,7 +93,9 @@ def bucket_policy(
         if isinstance(value, list):
             return [rewrite(v) for v in value]
         if isinstance(value, str):
-            return _swap_prefix(value, prefix)
+            for deployed, test in prefixes.items():
+                value = _swap_prefix(value, deployed, test)
+            return value
         return value
 
     policy_statements = [
@@ -91,11 +104,11 @@ def bucket_policy(
     return {"Version": "2012-10-17", "Statement": policy_statements}
 
 
-def _swap_prefix(text: str, prefix: str) -> str:
-    """The deployed lake prefix replaced by the test prefix, as a whole path segment only."""
-    if text == DEPLOYED_PREFIX or text.startswith(f"{DEPLOYED_PREFIX}/"):
-        return prefix + text.removeprefix(DEPLOYED_PREFIX)
-    return text.replace(f"/{DEPLOYED_PREFIX}/", f"/{prefix}/")
+def _swap_prefix(text: str, deployed: str, prefix: str) -> str:
+    """A deployed prefix replaced by the test prefix, as a whole path segment only."""
+    if text == deployed or text.startswith(f"{deployed}/"):
+        return prefix + text.removeprefix(deployed)
+    return text.replace(f"/{deployed}/", f"/{prefix}/")
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -128,6 +141,7 @@ class RestrictedLake:
     prefix: str
     user: RgwUser
     policy: dict[str, Any]
+    outcomes_prefix: str = OUTCOMES_PREFIX
 
     @property
     def uri(self) -> str:

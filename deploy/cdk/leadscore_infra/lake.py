@@ -7,6 +7,8 @@ own partitioning (identity on year/month/day), so there is no partition projecti
 type as a string, which fits Iceberg's primitive types only (nested types are refused there, aws-cdk#37180): Glue
 creates the leading primitive columns, and the service appends the rest (the list columns of the reasons, and all
 after them) in the same order at its first start.
+The outcomes table (`leadscore.outcomes.table.OUTCOME_SCHEMA`, primitive columns only) is made the same way, in the
+same database, beside the predictions.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from constructs import Construct
 
 from leadscore.lake.schema import COLUMNS, PARTITION_KEYS
 from leadscore.lake.table import TABLE_PROPERTIES
+from leadscore.outcomes.table import COMMENTS as OUTCOME_COMMENTS
+from leadscore.outcomes.table import LOCAL_TABLE_NAME as OUTCOMES_TABLE
+from leadscore.outcomes.table import OUTCOME_SCHEMA
 from leadscore_infra.config import EnvironmentConfig
 
 # The table's format version and properties are the service's own (it puts them back if they drift).
@@ -45,6 +50,7 @@ class IcebergField:
     name: str
     type: str
     doc: str | None
+    required: bool = False
 
 
 def iceberg_type(arrow: pa.DataType) -> str | None:
@@ -80,6 +86,26 @@ def iceberg_fields() -> list[IcebergField]:
             break
         fields.append(IcebergField(i, c.name, kind, c.comment[:_COMMENT_MAX] or None))
     return fields
+
+
+def outcome_fields() -> list[IcebergField]:
+    """The outcomes table's fields: OUTCOME_SCHEMA in order, ids from 1, required where the schema says so."""
+    return [
+        IcebergField(i, f.name, _primitive(f.type), OUTCOME_COMMENTS[f.name][:_COMMENT_MAX], not f.nullable)
+        for i, f in enumerate(OUTCOME_SCHEMA, start=1)
+    ]
+
+
+def _primitive(arrow: pa.DataType) -> str:
+    kind = iceberg_type(arrow)
+    if kind is None:
+        raise ValueError(f"the outcomes table has primitive columns only, not {arrow}")
+    return kind
+
+
+def outcomes_table_name(environment: str) -> str:
+    """The outcomes table (and its key prefix) of an environment: the service's own name in Glue."""
+    return f"{OUTCOMES_TABLE}_{environment}"
 
 
 def secure_bucket(
@@ -174,9 +200,21 @@ class Lake(Construct):
             catalog_id=account,
             database_name=self.database_name,
             name=self.table_name,
-            open_table_format_input=self._iceberg_input(self.location),
+            open_table_format_input=self._iceberg_input(self.location, iceberg_fields()),
         )
         self.table.add_resource_dependency(database)  # the table needs its database
+        # Beside the predictions' prefix, as the service derives it (leadscore.outcomes.table.outcomes_table_config).
+        self.outcomes_table_name = outcomes_table_name(config.name)
+        self.outcomes_location = f"s3://{self.bucket.bucket_name}/{self.outcomes_table_name}"
+        self.outcomes_table = glue.CfnTable(
+            self,
+            "OutcomesTable",
+            catalog_id=account,
+            database_name=self.database_name,
+            name=self.outcomes_table_name,
+            open_table_format_input=self._iceberg_input(self.outcomes_location, outcome_fields()),
+        )
+        self.outcomes_table.add_resource_dependency(database)
 
         self.workgroup = athena.CfnWorkGroup(
             self,
@@ -203,9 +241,8 @@ class Lake(Construct):
         )
 
     @staticmethod
-    def _iceberg_input(location: str) -> glue.CfnTable.OpenTableFormatInputProperty:
-        """Glue's Iceberg CREATE: format v2, the lake schema, identity partitions on year/month/day."""
-        fields = iceberg_fields()
+    def _iceberg_input(location: str, fields: list[IcebergField]) -> glue.CfnTable.OpenTableFormatInputProperty:
+        """Glue's Iceberg CREATE: format v2, the table's schema, identity partitions on year/month/day."""
         ids = {field.name: field.id for field in fields}
         return glue.CfnTable.OpenTableFormatInputProperty(
             iceberg_input=glue.CfnTable.IcebergInputProperty(
@@ -218,7 +255,7 @@ class Lake(Construct):
                         schema_id=0,
                         fields=[
                             glue.CfnTable.IcebergStructFieldProperty(
-                                id=f.id, name=f.name, type=f.type, required=False, doc=f.doc
+                                id=f.id, name=f.name, type=f.type, required=f.required, doc=f.doc
                             )
                             for f in fields
                         ],

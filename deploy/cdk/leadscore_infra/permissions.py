@@ -1,5 +1,8 @@
 """What the service's task role may do with the lake: the one place its S3, Glue, KMS and EFS statements are written.
 
+The lake is two tables under two prefixes of its bucket: the predictions and the outcomes; each statement below
+covers both.
+
 The S3 actions are the ones pyiceberg needs, found by running it as a restricted Ceph RGW user under exactly these
 statements (tests/lake/test_restricted_credentials.py applies the synthesized statements as a bucket policy):
 - GetObject: read table metadata, manifest lists and manifests (written by other tasks or by the Glue CREATE).
@@ -24,17 +27,25 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 
+from leadscore_infra.lake import outcomes_table_name
+
 # pyiceberg's GlueCatalog: load_table calls GetTable; a commit calls GetTable, GetDatabase (is the database
 # federated with S3 Tables?) and UpdateTable with the previous version id (optimistic locking). The table itself
 # is created by the stack, so no CreateTable.
 GLUE_ACTIONS: Final = ("glue:GetDatabase", "glue:GetTable", "glue:UpdateTable")
 S3_OBJECT_ACTIONS: Final = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
 EFS_ACTIONS: Final = ("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")
+# The service's predictions table per environment is lead_score_<env> (EnvironmentConfig.table_name).
+PREDICTIONS_TABLE_PREFIX: Final = "lead_score_"
 
 
 @dataclass(frozen=True, slots=True)
 class LakeAccess:
-    """The resources the task role reaches: the lake (bucket, prefix, key, Glue table) and the spool's EFS."""
+    """The resources the task role reaches: the lake (bucket, prefixes, key, Glue tables) and the spool's EFS.
+
+    The outcomes table is also its key prefix (`Lake.outcomes_table_name`); unset, it is the service's name for the
+    environment of `table_name` (lead_score_<env> -> lead_outcomes_<env>).
+    """
 
     bucket: s3.IBucket
     prefix: str
@@ -43,18 +54,29 @@ class LakeAccess:
     table_name: str
     file_system: efs.IFileSystem
     access_point: efs.IAccessPoint
+    outcomes_table_name: str | None = None
+
+    @property
+    def outcomes_table(self) -> str:
+        """The outcomes table's name, which is its key prefix too."""
+        return self.outcomes_table_name or outcomes_table_name(self.table_name.removeprefix(PREDICTIONS_TABLE_PREFIX))
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """Key prefixes the task writes under: the predictions', then the outcomes'."""
+        return self.prefix, self.outcomes_table
 
 
 def lake_statements(stack: Stack, access: LakeAccess) -> list[iam.PolicyStatement]:
     """Every statement the task role needs for the lake and its spool, and nothing more."""
-    objects = access.bucket.arn_for_objects(f"{access.prefix}/*")
+    objects = [access.bucket.arn_for_objects(f"{prefix}/*") for prefix in access.prefixes]
     statements = [
-        iam.PolicyStatement(sid="LakeObjects", actions=list(S3_OBJECT_ACTIONS), resources=[objects]),
+        iam.PolicyStatement(sid="LakeObjects", actions=list(S3_OBJECT_ACTIONS), resources=objects),
         iam.PolicyStatement(
             sid="ListLakePrefix",
             actions=["s3:ListBucket"],
             resources=[access.bucket.bucket_arn],
-            conditions={"StringLikeIfExists": {"s3:prefix": [f"{access.prefix}/*"]}},
+            conditions={"StringLikeIfExists": {"s3:prefix": [f"{prefix}/*" for prefix in access.prefixes]}},
         ),
         iam.PolicyStatement(
             sid="LakeTable",
@@ -62,8 +84,9 @@ def lake_statements(stack: Stack, access: LakeAccess) -> list[iam.PolicyStatemen
             resources=[
                 stack.format_arn(service="glue", resource="catalog"),
                 stack.format_arn(service="glue", resource="database", resource_name=access.database_name),
-                stack.format_arn(
-                    service="glue", resource="table", resource_name=f"{access.database_name}/{access.table_name}"
+                *(
+                    stack.format_arn(service="glue", resource="table", resource_name=f"{access.database_name}/{name}")
+                    for name in (access.table_name, access.outcomes_table)
                 ),
             ],
         ),
@@ -84,7 +107,7 @@ def lake_statements(stack: Stack, access: LakeAccess) -> list[iam.PolicyStatemen
                 conditions={
                     "StringEquals": {"kms:ViaService": f"s3.{stack.region}.{stack.url_suffix}"},
                     # With an S3 Bucket Key the context is the bucket's ARN, without one the object's.
-                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [access.bucket.bucket_arn, objects]},
+                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [access.bucket.bucket_arn, *objects]},
                 },
             )
         )
