@@ -5,9 +5,9 @@ into the project's: the project's lock stays untouched. MLServer's V2 inference 
 matrix, not leads: the benchmark encodes its realistic lead payloads once, with the service's own encoder and
 category map, and sends MLServer those matrices (missing values as JSON null, which MLServer's NumPy codec reads
 as NaN). Its default `predict` output is what leadscore answers: mlserver-xgboost loads the booster as an
-XGBRegressor (its first try), whose predict of a multi:softprob booster is the probabilities of the five scores. MLServer does
-no validation, normalisation or encoding of leads and records nothing, so it does less work per lead than
-leadscore: the comparison flatters it.
+XGBRegressor (its first try), whose predict of a multi:softprob booster is the probabilities of the five scores.
+MLServer does no validation, normalisation or encoding of leads and records nothing, so it does less work per lead
+than leadscore: the comparison flatters it.
 """
 
 from __future__ import annotations
