@@ -275,7 +275,8 @@ def _tree_memory(pid: int) -> tuple[float, float, list[tuple[str, int, int]]]:
                 for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
                 if line.startswith(("Rss:", "Pss:"))
             }
-            command = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80]
+            argv = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            command = " ".join([Path(argv[0]).name, *argv[1:]]).strip()[:80]  # no path of this machine
         except (FileNotFoundError, ProcessLookupError):
             continue
         rss += fields["Rss"]
