@@ -125,8 +125,9 @@ def server_cases(
     runs: list[dict[str, Any]] = []
     try:
         for case, (body, leads) in bodies.items():
-            explained = body.with_name(f"{body.stem}-explain.json")
-            explained.write_text(json.dumps({**json.loads(body.read_text()), "explain": True}))
+            explained = body.with_name(f"{body.stem}-explain{body.suffix}")  # one body per line, wrk cycles
+            lines = body.read_text().splitlines()
+            explained.write_text("".join(json.dumps({**json.loads(line), "explain": True}) + "\n" for line in lines))
             for connections in (1, 32 if leads == 1 else 4):
                 for label, path in ((case, body), (f"{case} explain", explained)):
                     row = {"case": label, **measure(server, "/api/v1/scoring/score", path, leads, connections, seconds)}
