@@ -50,6 +50,8 @@ def as_of_time(text: str) -> datetime | None:
 def run(spark: SparkSession, argv: Sequence[str]) -> tuple[int, int]:
     """Read, score and write; the numbers of leads scored and rejected (read back from the output's one column)."""
     args = parse_args(argv)
+    # `scored_at` as Parquet's UTC microseconds (what Athena, pyarrow and DuckDB read as a UTC time), not INT96.
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     leads = spark.read.parquet(args.input)
     scores = score_dataframe(
         leads, bundle=args.model_uri or None, as_of=as_of_time(args.as_of), explain=args.explain == "true"
