@@ -135,6 +135,27 @@ class LeadArrays:
     timestamps: FloatArray  # (len(TIMESTAMP_INPUTS), n): Unix seconds, NaN = missing
 
     @classmethod
+    def concat(cls, parts: Sequence[LeadArrays]) -> LeadArrays:
+        """The leads of `parts`, in order (text dictionaries joined, indices shifted)."""
+        if len(parts) == 1:
+            return parts[0]
+        text: dict[str, TextColumn] = {}
+        for name in TEXT_INPUTS:
+            values: list[str] = []
+            indices = []
+            for part in parts:
+                column = part.text[name]
+                indices.append(np.where(column.indices >= 0, column.indices + len(values), -1))
+                values.extend(column.values)
+            text[name] = TextColumn(np.concatenate(indices), values)
+        return cls(
+            size=sum(p.size for p in parts),
+            text=text,
+            numeric=np.concatenate([p.numeric for p in parts], axis=1),
+            timestamps=np.concatenate([p.timestamps for p in parts], axis=1),
+        )
+
+    @classmethod
     def of(cls, columns: RawColumns, n: int) -> LeadArrays:
         """From validated Python columns (field name -> value per lead, None = missing; datetimes aware)."""
         numeric = np.array([columns[name] for name in NUMERIC_INPUTS], dtype=np.float64).reshape(len(NUMERIC_INPUTS), n)
