@@ -40,12 +40,12 @@ def _as_utc(value: datetime) -> datetime:
         raise ValueError("timestamp is out of range once converted to UTC") from exc
 
 
-_ISO_DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+ISO_DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?$")
 
 
 def _require_iso_text(value: object) -> object:
     """Timestamps are ISO 8601 strings; pydantic would also take 0 or "1700000000" as Unix times."""
-    if not isinstance(value, str) or not _ISO_DATETIME.match(value):
+    if not isinstance(value, str) or not ISO_DATETIME.match(value):
         raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time string")
     return value
 

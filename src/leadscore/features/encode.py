@@ -1,7 +1,9 @@
 """Turn validated raw lead columns into the model's input matrix, one column at a time.
 
-Input is columnar (field name -> one value per lead, None when missing), so every step works on whole
-arrays; the only per-value Python work is the cached category-map and job-title lookups.
+The encoder takes arrays (`LeadArrays`): strings dictionary-encoded (an index per lead into the distinct values),
+numbers as float arrays with NaN for missing. The API's decoded request and `leadscore.score_table`'s Arrow columns
+both become these arrays, so a lead is encoded the same way whichever way it arrives; the only per-value Python
+work is the category-map and job-title lookup of each distinct string.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -45,6 +48,9 @@ NUMERIC_INPUTS: Final = tuple(f.name for f in CORE_FIELDS if f.kind in _NUMERIC_
     f.name for f in CUSTOM_FIELDS
 )
 OTHER_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind not in _NUMERIC_KINDS)
+# Inputs read as strings (dictionary-encoded) and as timestamps (Unix seconds).
+TEXT_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind in (Kind.CATEGORY, Kind.TEXT))
+TIMESTAMP_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind is Kind.TIMESTAMP)
 # Model inputs that are a raw numeric input as given (same name in the spec): derived, not listed.
 _AS_GIVEN: Final = tuple(f.name for f in ENGINEERED_FEATURES if f.name in CORE_BY_NAME)
 _AS_GIVEN_COLUMNS: Final = [_COLUMN[name] for name in _AS_GIVEN]
@@ -95,13 +101,58 @@ class Encoded:
         )
 
 
-def _timestamps(values: Sequence[datetime | None]) -> FloatArray:
-    return np.array([math.nan if v is None else v.timestamp() for v in values], dtype=np.float64)
+@dataclass(frozen=True, slots=True)
+class TextColumn:
+    """A string column dictionary-encoded: per lead an index into `values` (distinct strings), -1 where missing."""
+
+    indices: npt.NDArray[np.int64]
+    values: Sequence[str]
+
+    @classmethod
+    def of(cls, values: Sequence[str | None]) -> TextColumn:
+        """Encode a list of strings (None = missing)."""
+        index: dict[str, int] = {}
+        codes = [-1 if v is None else index.setdefault(v, len(index)) for v in values]
+        return cls(np.array(codes, dtype=np.int64), list(index))
+
+    @classmethod
+    def missing(cls, n: int) -> TextColumn:
+        """`n` missing values."""
+        return cls(np.full(n, -1, dtype=np.int64), ())
+
+    def take(self, rows: npt.NDArray[np.int64]) -> TextColumn:
+        """The values of `rows`, same dictionary."""
+        return TextColumn(self.indices[rows], self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class LeadArrays:
+    """Validated leads as arrays, the encoder's input."""
+
+    size: int
+    text: Mapping[str, TextColumn]  # TEXT_INPUTS
+    numeric: FloatArray  # (len(NUMERIC_INPUTS), n): NaN = missing; booleans as 0/1
+    timestamps: FloatArray  # (len(TIMESTAMP_INPUTS), n): Unix seconds, NaN = missing
+
+    @classmethod
+    def of(cls, columns: RawColumns, n: int) -> LeadArrays:
+        """From validated Python columns (field name -> value per lead, None = missing; datetimes aware)."""
+        numeric = np.array([columns[name] for name in NUMERIC_INPUTS], dtype=np.float64).reshape(len(NUMERIC_INPUTS), n)
+        timestamps = np.array(
+            [[math.nan if v is None else v.timestamp() for v in columns[name]] for name in TIMESTAMP_INPUTS],
+            dtype=np.float64,
+        ).reshape(len(TIMESTAMP_INPUTS), n)
+        return cls(n, {name: TextColumn.of(columns[name]) for name in TEXT_INPUTS}, numeric, timestamps)
 
 
 def _safe_ratio(numerator: FloatArray, denominator: FloatArray, out: FloatArray) -> None:
     """Numerator / denominator into `out` (NaN already) where the denominator is positive; NaN elsewhere."""
     np.divide(numerator, denominator, out=out, where=denominator > 0)
+
+
+def _lookup(values: Sequence[float]) -> FloatArray:
+    """A lookup table from dictionary index to value, index -1 (missing) giving NaN."""
+    return np.array([*values, math.nan], dtype=np.float64)
 
 
 def encode(
@@ -111,11 +162,25 @@ def encode(
     now_per_lead: FloatArray | None = None,
     categories: CategoryMap = PLAIN_CATEGORIES,
 ) -> Encoded:
-    """Encode `n` leads given as columns; `now` is the scoring time for recency features.
+    """Encode `n` leads given as validated Python columns: `encode_arrays` of `LeadArrays.of(columns, n)`."""
+    return encode_arrays(LeadArrays.of(columns, n), now, now_per_lead, categories)
+
+
+def encode_arrays(
+    leads: LeadArrays,
+    now: datetime,
+    now_per_lead: FloatArray | None = None,
+    categories: CategoryMap = PLAIN_CATEGORIES,
+    *,
+    warn: bool = True,
+) -> Encoded:
+    """Encode leads given as arrays; `now` is the scoring time for recency features.
 
     `now_per_lead` (Unix seconds, one per lead) replaces `now` when leads of several requests are encoded together.
     `categories` maps the categorical values (CRM forms included) to vocabulary codes: the model bundle's map.
+    `warn=False` skips the per-lead warnings (a table scored offline reports none).
     """
+    n = leads.size
     # Built feature by feature, one contiguous row per model input, and transposed once at the end: for the
     # 1-lead requests that are most of the traffic, the cost is the number of NumPy calls, not the data.
     x = np.full((len(ENGINEERED_NAMES), n), np.nan, dtype=np.float64)
@@ -123,32 +188,34 @@ def encode(
 
     for spec in CATEGORY_FIELDS:
         offset = 1 if spec.name in _ORDINAL_FIELDS else 0
-        codes = [math.nan] * n  # a list, assigned once: NumPy item assignment costs more per value
-        code_of = categories.code
-        message = _UNKNOWN_MESSAGE[spec.name]
-        for i, value in enumerate(columns[spec.name]):
-            if value is None:
-                continue
-            code = code_of(spec.name, value)
-            if code is None:
-                warnings.append(LeadWarning(i, spec.name, value, message))
-            else:
-                codes[i] = code + offset
+        column = leads.text[spec.name]
+        known = [categories.code(spec.name, value) for value in column.values]
+        table = _lookup([math.nan if code is None else code + offset for code in known])
+        codes = table[column.indices]
         x[_CATEGORY_COLUMN[spec.name]] = codes
+        if warn and None in known:
+            unknown = np.flatnonzero((column.indices >= 0) & np.isnan(codes))
+            warnings.extend(
+                map(
+                    LeadWarning,
+                    unknown.tolist(),
+                    repeat(spec.name),
+                    [column.values[j] for j in column.indices[unknown].tolist()],
+                    repeat(_UNKNOWN_MESSAGE[spec.name]),
+                )
+            )
 
-    parsed = [None if t is None else parse_job_title(t) for t in columns["job_title"]]
-    x[_COLUMN["job_function_code"]] = [np.nan if p is None else FUNCTION_INDEX[p[0]] for p in parsed]
-    x[_COLUMN["job_level_ordinal"]] = [np.nan if p is None else LEVEL_ORDINAL[p[1]] for p in parsed]
+    titles = leads.text["job_title"]
+    parsed = [parse_job_title(t) for t in titles.values]
+    x[_COLUMN["job_function_code"]] = _lookup([FUNCTION_INDEX[p[0]] for p in parsed])[titles.indices]
+    x[_COLUMN["job_level_ordinal"]] = _lookup([LEVEL_ORDINAL[p[1]] for p in parsed])[titles.indices]
 
-    # Every numeric, boolean and custom input as one (fields, n) float array: one conversion, not 42.
-    numeric_block = np.array([columns[name] for name in NUMERIC_INPUTS], dtype=np.float64).reshape(
-        len(NUMERIC_INPUTS), n
-    )
+    numeric_block = leads.numeric
     x[_AS_GIVEN_COLUMNS] = numeric_block[_AS_GIVEN_INPUTS]
     x[_CUSTOM_COLUMNS] = numeric_block[-len(CUSTOM_FIELDS) :]
     numeric = dict(zip(NUMERIC_INPUTS, numeric_block, strict=True))
 
-    interaction = _timestamps(columns["last_campaign_interaction"])
+    interaction = leads.timestamps[TIMESTAMP_INPUTS.index("last_campaign_interaction")]
     # A clock a little ahead on the caller's side must not produce negative recency.
     now_seconds = now.timestamp() if now_per_lead is None else now_per_lead
     x[_COLUMN["days_since_last_interaction"]] = np.maximum((now_seconds - interaction) / 86400.0, 0.0)
@@ -163,11 +230,9 @@ def encode(
     x[_COLUMN["conversion_actions"]] = numeric["form_fills"] + numeric["content_downloads"]
 
     present = (~np.isnan(numeric_block)).sum(axis=0, dtype=np.int64)
-    present += (
-        np.array([[v is not None for v in columns[name]] for name in OTHER_INPUTS], dtype=bool)
-        .reshape(len(OTHER_INPUTS), n)
-        .sum(axis=0, dtype=np.int64)
-    )
+    present += (~np.isnan(leads.timestamps)).sum(axis=0, dtype=np.int64)
+    for name in TEXT_INPUTS:
+        present += leads.text[name].indices >= 0
 
     return Encoded(
         matrix=np.ascontiguousarray(x.T, dtype=np.float32),
