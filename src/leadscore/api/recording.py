@@ -34,4 +34,6 @@ def lake_rows(
         scores=batch.scores,
         confidence=batch.confidence,
         features_used=batch.encoded.features_used,
+        source="online",
+        run_id=None,
     )
