@@ -7,9 +7,6 @@ here (the hadoop-aws jars cannot be fetched): S3 is covered by the bundle downlo
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -27,6 +24,7 @@ from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_bundle_dir
 from leadscore.spark import local_bundle_dir, score_dataframe, spark_schema
 from leadscore.training.synth import synthesize
 from tests.support.rgw import start_rgw
+from tests.support.spark import local_spark
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
@@ -38,27 +36,9 @@ COMPARED = ("lead_id", "score", "confidence", "model_version", "error_field", "e
 
 
 @pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    """A local[2] Spark session whose Python workers run this interpreter (and so this leadscore)."""
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    # The driver and its block manager listen on loopback only.
-    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    session = (
-        SparkSession.builder.master("local[2]")
-        .appName("leadscore-tests")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.pyspark.python", sys.executable)
-        .config("spark.ui.showConsoleProgress", "false")
-        # As the Glue job sets it: timestamps as Parquet's UTC microseconds, not Spark's legacy INT96.
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
+def spark() -> SparkSession:
+    """The test session's local[2] Spark."""
+    return local_spark()
 
 
 def leads_table(rows: int = ROWS) -> pa.Table:
@@ -187,7 +167,9 @@ def test_bundle_on_s3_is_downloaded_to_a_local_directory(
         pafs.copy_files(
             str(tiny_bundle), "models/v1", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=s3
         )
-        local = local_bundle_dir(f"s3://models/v1/?endpoint_override={endpoint}&scheme=http&region=us-east-1")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", rgw.endpoint)
+        monkeypatch.setenv("AWS_REGION", "us-east-1")
+        local = local_bundle_dir("s3://models/v1/")
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in tiny_bundle.iterdir())
     assert (local / "model.ubj").read_bytes() == (tiny_bundle / "model.ubj").read_bytes()
 

@@ -8,7 +8,7 @@ once per Python worker (Spark reuses its workers between tasks) from a path the 
 - a directory shipped with `SparkContext.addFile(path, recursive=True)`: given by its driver-side path or its name,
   it is found with `SparkFiles.get(name)` where the driver's path does not exist;
 - an `s3://` URI: downloaded once per worker to a temporary directory (pyarrow's S3 filesystem, credentials from
-  the environment or the instance role, as on Glue and EMR).
+  the environment or the instance role, as on Glue and EMR; `AWS_ENDPOINT_URL` for an S3-compatible store).
 """
 
 from __future__ import annotations
@@ -43,13 +43,15 @@ BatchScorer = Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 def _download(uri: str) -> Path:
     """Copy the bundle directory at `uri` (s3://...) to a new local temporary directory.
 
-    pyarrow reads S3 options from the URI's query (`?endpoint_override=host:port&scheme=http&region=...`, for an
-    S3-compatible store) and credentials from the usual AWS sources.
+    S3 is reached as `leadscore score` reaches it (`leadscore.batch.io.filesystem`): credentials and region from
+    the AWS SDK's usual chain, `AWS_ENDPOINT_URL` for an S3-compatible store.
     """
-    filesystem, path = pafs.FileSystem.from_uri(uri)
+    from leadscore.batch.io import filesystem  # noqa: PLC0415 - only a worker given an s3:// bundle needs it
+
+    source, path = filesystem(uri)
     target = Path(tempfile.mkdtemp(prefix="leadscore-bundle-"))
     pafs.copy_files(
-        path.rstrip("/"), str(target), source_filesystem=filesystem, destination_filesystem=pafs.LocalFileSystem()
+        path.rstrip("/"), str(target), source_filesystem=source, destination_filesystem=pafs.LocalFileSystem()
     )
     return target
 
