@@ -7,6 +7,8 @@ here (the hadoop-aws jars cannot be fetched): S3 is covered by the bundle downlo
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -193,3 +195,9 @@ def test_glue_job_scores_a_dataset_end_to_end(
     scored, rejected = glue_job().run(spark, [*argv, "--as-of", "2026-06-01T00:00:00"])
     assert (scored, rejected) == (ROWS - len(INVALID), len(INVALID))
     assert pq.read_table(out).num_rows == ROWS
+
+
+def test_importing_leadscore_spark_loads_no_pyspark() -> None:
+    """Pyspark is optional: `import leadscore.spark` does not import it (the service never needs it)."""
+    code = "import sys, leadscore.spark; sys.exit('pyspark' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
