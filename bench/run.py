@@ -1,13 +1,17 @@
-"""End-to-end benchmark: the real server as users run it, driven by wrk, with two references.
+"""End-to-end benchmark: the real server as users run it, driven by wrk, beside its references and a peer.
 
 Prints requests/s, leads/s, p50, p99, errors and server CPU for 1-lead and 500-lead payloads at 1 and 32
-connections; the HTTP ceiling (a trivial endpoint on the same server configuration) and the in-process
-model limit (XGBoost inplace_predict, one core); and our figures as ratios of both. With --lake-modes it
-also measures the lake's cost (sync, async, off). Results go to bench/results/latest.json.
+connections (realistic, varied bodies: CRM-style and unknown categorical values, cycled through); the HTTP
+ceiling (a trivial endpoint on the same server configuration); Seldon MLServer 1.7 with adaptive batching on the
+packaged model, sent the same leads encoded (bench/mlserver.py); the in-process model limit (XGBoost
+inplace_predict, one core) and the service's predictor on 2 cores beside `score_table` on a 1 M-row table; the
+memory of the whole service (1 worker, every process of its tree) at peak under load; and our figures as ratios.
+With --lake-modes it also measures the lake's cost (sync, async, off). Results go to bench/results/latest.json.
 
     ./dev bench                 # about 3 minutes
     ./dev bench --lake-modes    # adds the lake sync/async/off comparison (about 5 minutes)
     ./dev bench --unknown-values   # adds leads of CRM-style and unknown values, in process (about 2 minutes)
+    uv run --no-sync python bench/run.py --seconds 5   # shorter runs on a busy machine
 """
 
 from __future__ import annotations
@@ -29,16 +33,23 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
+import pyarrow as pa
 import xgboost as xgb
 
-from leadscore.api.schemas import EXAMPLE_REQUEST
+# bench/ is the script's directory, so on its path: the MLServer peer and the CRM forms of the unknown-values bench.
+from mlserver import MLServer, ensure_venv, v2_bodies
+from unknown_values import CATEGORY_NAMES, CRM_FORMS
+
+from leadscore.columnar import CHUNK_ROWS, score_table
 from leadscore.features.encode import encode
 from leadscore.loadtest.data import synthetic_leads
-from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir
+from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir, load_bundle
 from leadscore.training.synth import synthesize, table_to_columns
 
 ROOT = Path(__file__).resolve().parent
 WRK_SCRIPT = ROOT / "wrk_post.lua"
+WRK_BODIES_SCRIPT = ROOT / "wrk_bodies.lua"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -48,14 +59,34 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def varied_leads(n: int, seed: int) -> list[dict[str, Any]]:
+    """Synthetic leads, a third with CRM picklist forms and a sixth with values no map knows (bench/unknown_values)."""
+    leads = synthetic_leads(n, seed=seed, prefix="lead")
+    rng = np.random.default_rng(seed)
+    for i, lead in enumerate(leads):
+        draw = rng.random()
+        for name in CATEGORY_NAMES:
+            if name not in lead:
+                continue
+            if draw < 1 / 3:
+                lead[name] = CRM_FORMS[name].get(lead[name], lead[name])
+            elif draw < 0.5:
+                lead[name] = f"unheard-of {name} {i % 11}"
+        if draw > 0.9:
+            lead["existing_customer"] = None  # some CRM exports leave booleans empty
+    return leads
+
+
 def payloads(workdir: Path) -> dict[str, tuple[Path, int]]:
-    """The benchmark bodies: the original example (1 lead) and 500 realistic synthetic leads."""
-    one = workdir / "one.json"
-    one.write_text(json.dumps({"leads": EXAMPLE_REQUEST["leads"]}))
-    leads = synthetic_leads(500, seed=21, prefix="lead")
-    five = workdir / "five-hundred.json"
-    five.write_text(json.dumps({"leads": leads}))
-    return {"1-lead": (one, 1), "500-lead": (five, 500)}
+    """The benchmark bodies, one per line of a file wrk cycles through: 256 single leads and 16 of 500 leads."""
+    bodies = {"1-lead": [[lead] for lead in varied_leads(256, seed=21)],
+              "500-lead": [varied_leads(500, seed=100 + s) for s in range(16)]}  # fmt: skip
+    out = {}
+    for case, requests in bodies.items():
+        path = workdir / f"{case}.jsonl"
+        path.write_bytes(b"\n".join(orjson.dumps({"leads": leads}) for leads in requests) + b"\n")
+        out[case] = (path, len(requests[0]))
+    return out
 
 
 def _descendants(pid: int) -> list[int]:
@@ -97,7 +128,7 @@ class Server:
             stderr=subprocess.STDOUT,
             env=full_env,
         )
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a busy machine loads the model (and numba's kernel) slowly
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}/api/v1/health/ready", timeout=1).status_code == 200:
@@ -144,11 +175,12 @@ class Server:
             self.process.kill()
 
 
-def wrk(url: str, path: str, body: Path | None, connections: int, seconds: int) -> dict[str, Any]:
-    """One wrk run; returns its summary (parsed from the Lua `done` hook's JSON line)."""
-    env = {**os.environ, "BODY": str(body) if body else ""}
+def wrk(url: str, path: str, bodies: Path | None, connections: int, seconds: int) -> dict[str, Any]:
+    """One wrk run POSTing the bodies of `bodies` in turn (a GET when None); its summary from the Lua `done` hook."""
+    env = {**os.environ, "BODIES": str(bodies) if bodies else "", "BODY": ""}
+    script = WRK_BODIES_SCRIPT if bodies else WRK_SCRIPT
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_SCRIPT), url + path],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url + path],
         capture_output=True,
         text=True,
         env=env,
@@ -158,7 +190,9 @@ def wrk(url: str, path: str, body: Path | None, connections: int, seconds: int) 
     return dict(json.loads(line))
 
 
-def measure(server: Server, path: str, body: Path | None, leads: int, connections: int, seconds: int) -> dict[str, Any]:
+def measure(
+    server: Server | MLServer, path: str, body: Path | None, leads: int, connections: int, seconds: int
+) -> dict[str, Any]:
     wrk(server.url, path, body, connections, 2)  # warm-up
     cpu0, t0 = process_tree_cpu(server.process.pid), time.monotonic()
     result = wrk(server.url, path, body, connections, seconds)
@@ -196,6 +230,107 @@ def model_limit(repeats: int = 3) -> dict[str, float]:
         out[f"batch_{batch}_leads_per_s_per_core"] = round(batch / best, 1)
         out[f"batch_{batch}_us_per_call"] = round(best * 1e6, 1)
     return out
+
+
+def table_limit(rows: int, repeats: int = 2) -> dict[str, float]:
+    """`score_table` on a `rows`-row table beside the service's predictor alone on the same rows, both on 2 cores.
+
+    The predictor's limit: the encoded matrix predicted in `score_table`'s chunks by as many threads as cores
+    (oneDAL releases the GIL), nothing else. `score_table` adds reading, checking and encoding the Arrow columns.
+    """
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only this figure uses threads
+
+    scorer = load_bundle(default_bundle_dir())
+    base = synthesize(min(rows, 100_000), seed=8)
+    table = pa.concat_tables([base] * (rows // base.num_rows)).drop_columns(["outcome"])
+    now = datetime.now(UTC)
+    matrices = [
+        encode(table_to_columns(base.slice(start, CHUNK_ROWS)), min(CHUNK_ROWS, base.num_rows - start), now).matrix
+        for start in range(0, base.num_rows, CHUNK_ROWS)
+    ] * (rows // base.num_rows)
+    cores = os.cpu_count() or 1
+    best_predict = best_table = float("inf")
+    with ThreadPoolExecutor(max_workers=cores) as pool:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            list(pool.map(scorer.predict_proba, matrices))
+            best_predict = min(best_predict, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            score_table(table, bundle=scorer, as_of=now)
+            best_table = min(best_table, time.perf_counter() - t0)
+    n = table.num_rows
+    return {"rows": n, "cores": cores, "predictor_rows_per_s": round(n / best_predict),
+            "score_table_rows_per_s": round(n / best_table),
+            "score_table_of_predictor": round(best_predict / best_table, 3)}  # fmt: skip
+
+
+def _tree_memory(pid: int) -> tuple[float, float, int]:
+    """RSS and PSS (MiB) summed over `pid` and its descendants, and how many processes."""
+    rss = pss = 0
+    pids = [pid, *_descendants(pid)]
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return rss / 1024, pss / 1024, len(pids)
+
+
+def memory_peak(body: Path, workdir: Path, seconds: int) -> dict[str, Any]:
+    """The whole service as the default ECS task runs it (1 worker), at peak under 500-lead load, lake on.
+
+    Sums RSS and PSS over every process of the tree (supervisor, worker, the lake's committer child), sampled
+    every 100 ms while wrk sends 500-lead bodies at 32 connections; PSS counts shared pages once.
+    """
+    server = Server(1, {}, workdir / "memory")
+    try:
+        after_start = _tree_memory(server.process.pid)
+        load = subprocess.Popen(  # the same wrk run as measure(), in the background while we sample
+            ["wrk", "-t1", "-c32", f"-d{seconds}s", "--timeout", "10s", "-s", str(WRK_BODIES_SCRIPT),
+             server.url + "/api/v1/scoring/score"],
+            env={**os.environ, "BODIES": str(body)}, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        peak = (0.0, 0.0, 0)
+        while load.poll() is None:
+            sample = _tree_memory(server.process.pid)
+            peak = max(peak, sample)
+            time.sleep(0.1)
+        # The committer keeps converting the load's rows after it ends: keep sampling while it does.
+        for _ in range(50):
+            peak = max(peak, _tree_memory(server.process.pid))
+            time.sleep(0.1)
+    finally:
+        server.stop()
+    return {"workers": 1, "after_start_rss_mib": round(after_start[0]), "after_start_pss_mib": round(after_start[1]),
+            "peak_rss_mib": round(peak[0]), "peak_pss_mib": round(peak[1]), "processes_at_peak": peak[2],
+            "budget_mib": 800}  # fmt: skip
+
+
+def run_mlserver(args: argparse.Namespace, bodies: dict[str, tuple[Path, int]], workdir: Path) -> list[dict[str, Any]]:
+    """The same leads, encoded once, sent to MLServer with adaptive batching at 1 and 32 connections."""
+    executable = ensure_venv(args.mlserver_venv)
+    runs: list[dict[str, Any]] = []
+    v2_files: dict[str, tuple[Path, int]] = {}
+    for case, (path, leads) in bodies.items():
+        v2 = v2_bodies(path.read_bytes().splitlines())
+        v2_path = workdir / f"{case}.v2.jsonl"
+        v2_path.write_bytes(b"\n".join(v2) + b"\n")
+        v2_files[case] = (v2_path, leads)
+    server = MLServer(executable, workdir / "mlserver", (free_port(), free_port(), free_port()))
+    try:
+        for case, (path, leads) in v2_files.items():
+            server.check(path.read_bytes().splitlines()[0])
+            for connections in (1, 32):
+                row = measure(server, MLServer.path, path, leads, connections, args.seconds)
+                runs.append({"case": case, "lake": "none", "server": "mlserver", **row})
+                print(f"{case:10} mlserver   {row}")
+    finally:
+        server.stop()
+    return runs
 
 
 def machine() -> dict[str, Any]:
@@ -246,6 +381,14 @@ def main() -> None:
     parser.add_argument(
         "--unknown-values", action="store_true", help="also score CRM-style and unknown values in process"
     )
+    parser.add_argument("--no-mlserver", action="store_true", help="skip the MLServer peer")
+    parser.add_argument(
+        "--mlserver-venv",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "leadscore-bench" / "mlserver-venv",
+        help="MLServer's own virtual environment (created with uv on first use, outside the project's lock)",
+    )
+    parser.add_argument("--table-rows", type=int, default=1_000_000, help="rows of the score_table figure")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "latest.json")
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -264,12 +407,19 @@ def main() -> None:
         report["unknown_values"] = unknown_values.figures()
         print(f"unknown values (in process, us per call and ratios to clean): {report['unknown_values']}")
 
+    report["table_limit"] = table_limit(args.table_rows)
+    print(f"score_table beside the predictor alone, in process: {report['table_limit']}")
     runs = run_modes(args, bodies, workdir, report)
+    if not args.no_mlserver:
+        runs += run_mlserver(args, bodies, workdir)
     report["runs"] = runs
+    report["memory"] = memory_peak(bodies["500-lead"][0], workdir, args.seconds)
+    print(f"memory, 1 worker, 500-lead load: {report['memory']}")
 
     ceiling = next(r for r in runs if r["case"] == "http-ceiling" and r["connections"] == 32)["requests_per_s"]
     limit = report["model_limit"]
     ratios = {}
+    peers = {r["case"]: r for r in runs if r.get("server") == "mlserver" and r["connections"] == 32}
     for r in runs:
         if r["lake"] != "sync" or r["case"] == "http-ceiling" or r["connections"] != 32:
             continue
@@ -279,6 +429,8 @@ def main() -> None:
             "of_model_limit_leads_per_core": round(r["leads_per_s"] / limit[key], 3),
             "of_model_limit_leads_all_cores": round(r["leads_per_s"] / (limit[key] * (os.cpu_count() or 1)), 3),
         }
+        if r["case"] in peers:
+            ratios[r["case"]]["of_mlserver_leads"] = round(r["leads_per_s"] / peers[r["case"]]["leads_per_s"], 3)
     report["ratios"] = ratios
     print(f"ratios at 32 connections: {json.dumps(ratios)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

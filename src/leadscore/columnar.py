@@ -31,7 +31,6 @@ from leadscore.features.encode import (
     TIMESTAMP_INPUTS,
     LeadArrays,
     TextColumn,
-    encode_arrays,
 )
 from leadscore.features.spec import (
     CORE_FIELDS,
@@ -45,6 +44,7 @@ from leadscore.features.spec import (
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
 from leadscore.model.reasons import Explanations
 from leadscore.model.reasons import explain as explain_leads
+from leadscore.scoring import score_arrays
 
 ModelBundle: TypeAlias = Scorer
 """A loaded model bundle (`leadscore.model.bundle.load_bundle`)."""
@@ -57,7 +57,6 @@ CHUNK_ROWS: Final = 65_536
 LEAD_ID_MAX_LENGTH: Final = 128
 CUSTOM_STRUCT: Final = "custom_features"
 _UTC: Final = "UTC"
-_SCORE_VALUES: Final = np.asarray(SCORES, dtype=np.int8)
 # CRM exports write booleans as words or digits; compared trimmed and case-folded.
 TRUE_WORDS: Final = ("true", "yes", "1")
 FALSE_WORDS: Final = ("false", "no", "0")
@@ -487,11 +486,7 @@ def _score_chunk(
 ) -> pa.Table:
     read = read_leads(table)
     n = table.num_rows
-    encoded = encode_arrays(read.leads, as_of, categories=scorer.categories, warn=False)
-    raw = scorer.predict_proba(encoded.matrix)
-    best = np.argmax(raw, axis=1)
-    probabilities = np.round(raw, 6, out=raw.astype(np.float64))
-    confidence = probabilities[np.arange(n), best]
+    batch = score_arrays(scorer, read.leads, as_of, warn=False)
     valid = read.rejections.valid
     invalid = ~valid
     error_field, error_message = read.rejections.columns()
@@ -499,15 +494,15 @@ def _score_chunk(
     arrays: dict[str, pa.Array] = {
         "row": pa.array(np.arange(first_row, first_row + n, dtype=np.int64)),
         "lead_id": read.lead_ids,
-        "score": pa.array(_SCORE_VALUES[best], mask=invalid),
-        "confidence": pa.array(confidence, mask=invalid),
+        "score": pa.array(batch.scores.astype(np.int8), mask=invalid),
+        "confidence": pa.array(batch.confidence, mask=invalid),
         "model_version": _repeat(scorer.version, n),
         "scored_at": pa.array(np.full(n, scored_us, dtype=np.int64), pa.timestamp("us", tz=_UTC)),
         "error_field": error_field,
         "error_message": error_message,
     }
     if explain:
-        explanations = explain_leads(scorer.explainer, encoded.matrix, best)
+        explanations = explain_leads(scorer.explainer, batch.encoded.matrix, batch.scores - SCORES[0])
         arrays.update(explanation_columns(explanations, valid))
     return pa.Table.from_pydict(arrays, schema=output_schema(explain))
 

@@ -11,7 +11,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from leadscore.features.encode import Encoded, RawColumns, encode
+from leadscore.features.encode import Encoded, LeadArrays, RawColumns, encode_arrays
 from leadscore.features.spec import SCORES
 from leadscore.model.bundle import Scorer
 from leadscore.model.reasons import Explanations, explain
@@ -58,9 +58,24 @@ def score_columns(
     scored_at: datetime,
     now_per_lead: npt.NDArray[np.float64] | None = None,
 ) -> ScoredBatch:
-    """Encode and predict `n` leads given as columns (`now_per_lead`: each lead's scoring time, see `encode`)."""
+    """`score_arrays` of `n` leads given as validated Python columns."""
+    return score_arrays(scorer, LeadArrays.of(columns, n), scored_at, now_per_lead)
+
+
+def score_arrays(
+    scorer: Scorer,
+    leads: LeadArrays,
+    scored_at: datetime,
+    now_per_lead: npt.NDArray[np.float64] | None = None,
+    *,
+    warn: bool = True,
+) -> ScoredBatch:
+    """Encode and predict leads given as arrays (`now_per_lead`: each lead's scoring time, see `encode_arrays`).
+
+    `warn=False` skips the per-lead warnings of unknown values (a table scored offline reports none).
+    """
     t0 = time.perf_counter()
-    encoded = encode(columns, n, scored_at, now_per_lead, scorer.categories)
+    encoded = encode_arrays(leads, scored_at, now_per_lead, scorer.categories, warn=warn)
     t1 = time.perf_counter()
     raw = scorer.predict_proba(encoded.matrix)
     t2 = time.perf_counter()
@@ -111,16 +126,17 @@ class PredictionBatcher:
         self.calls = 0
         self.batched_requests = 0
 
-    async def score(self, columns: RawColumns, n: int, scored_at: datetime) -> ScoredBatch:
-        """`score_columns`, shared with the other small requests of the same loop turn."""
+    async def score(self, leads: LeadArrays, scored_at: datetime) -> ScoredBatch:
+        """`score_arrays`, shared with the other small requests of the same loop turn."""
+        n = leads.size
         if n > self.small_rows:
             self.calls += 1
-            return score_columns(self.scorer, columns, n, scored_at)
+            return score_arrays(self.scorer, leads, scored_at)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ScoredBatch] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._score_pending)
-        self._pending.append(_ToScore(columns, n, scored_at, future))
+        self._pending.append(_ToScore(leads, scored_at, future))
         self._rows += n
         if self._rows >= self.max_rows:
             self._score_pending()
@@ -141,7 +157,7 @@ class PredictionBatcher:
             return
         start = 0
         for request in pending:
-            end = start + request.n
+            end = start + request.leads.size
             if not request.future.done():
                 request.future.set_result(batch.rows(start, end, request.scored_at))
             start = end
@@ -149,8 +165,7 @@ class PredictionBatcher:
 
 @dataclass(frozen=True, slots=True)
 class _ToScore:
-    columns: RawColumns
-    n: int
+    leads: LeadArrays
     scored_at: datetime
     future: asyncio.Future[ScoredBatch]
 
@@ -159,8 +174,7 @@ def _score_together(scorer: Scorer, pending: list[_ToScore]) -> ScoredBatch:
     """One batch for the leads of several requests, in request order."""
     if len(pending) == 1:
         only = pending[0]
-        return score_columns(scorer, only.columns, only.n, only.scored_at)
-    names = pending[0].columns.keys()
-    columns = {name: [v for request in pending for v in request.columns[name]] for name in names}
-    now_per_lead = np.repeat([r.scored_at.timestamp() for r in pending], [r.n for r in pending])
-    return score_columns(scorer, columns, int(now_per_lead.shape[0]), pending[0].scored_at, now_per_lead)
+        return score_arrays(scorer, only.leads, only.scored_at)
+    leads = LeadArrays.concat([request.leads for request in pending])
+    now_per_lead = np.repeat([r.scored_at.timestamp() for r in pending], [r.leads.size for r in pending])
+    return score_arrays(scorer, leads, pending[0].scored_at, now_per_lead)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from leadscore.api.middleware import is_request_id
 from leadscore.api.schemas import MAX_ABS_FLOAT, MAX_INT, MAX_LEADS, Timestamp, parse_score_request, to_columns
+from leadscore.features.encode import LeadArrays
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, InputField, Kind
 
 
@@ -97,12 +98,19 @@ def _strict_timestamps(values: Sequence[Any]) -> list[datetime | None] | None:
 
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
-    """A valid scoring request as the encoder takes it: the leads as columns (field name -> value per lead)."""
+    """A valid scoring request: the leads as the encoder's arrays, and as columns (field name -> value per lead).
+
+    The arrays are what is scored; the columns are the values as sent, for the lake's raw inputs and the reasons.
+    """
 
     request_id: str | None
     columns: Mapping[str, Sequence[Any]]
     size: int
     explain: bool | None = None
+    leads: LeadArrays = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "leads", LeadArrays.of(self.columns, self.size))
 
 
 def _fast_parse(body: bytes) -> ParsedRequest | None:

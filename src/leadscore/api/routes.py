@@ -132,7 +132,7 @@ async def score(request: Request) -> Response:
         ctx.set_request_id(payload.request_id)
     ctx.leads = payload.size
     columns = payload.columns
-    batch = await batcher.score(columns, payload.size, datetime.now(UTC))
+    batch = await batcher.score(payload.leads, datetime.now(UTC))
     wants_explain = settings.explain_default if payload.explain is None else payload.explain
     explained = render_reasons(await explain_scored(scorer, batch), columns) if wants_explain else None
     processing_ms = (time.perf_counter() - start) * 1000.0
