@@ -1,8 +1,8 @@
 """`leadscore score` on a large Parquet file beside the in-process predictor's own limit, and its memory.
 
 1. Writes LEADS synthetic leads (default 1 M) to a Parquet file in a temporary directory.
-2. Runs `leadscore score` on it as users run it (a subprocess, one worker per core) and samples the RSS of the
-   whole process tree (the command and its workers) every 0.1 s.
+2. Runs `leadscore score` on it as users run it (a subprocess, one worker per core) and samples the RSS (and PSS)
+   of the whole process tree (the command and its workers) every 0.1 s.
 3. Measures the predictor's limit on the same rows in the same run: the model inputs encoded beforehand (not
    timed), then the oneDAL predictor the service uses, one process per core, each on its share of the rows.
 4. With --large-rows N (default 10 M; 0 skips): the same command on N rows, for its peak RSS; the file is deleted.
@@ -73,6 +73,18 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
+def _pss_bytes(pid: int) -> int:
+    # Proportional set size: pages shared between the processes (libraries, the page cache of the model) count
+    # once in the sum, as the kernel charges them; RSS counts them in every process.
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
+
+
 def run_score(source: Path, out: Path, workers: int) -> dict[str, Any]:
     """`leadscore score` as a subprocess: wall time, rows/s and the peak RSS of its process tree."""
     summary_file = out.with_suffix(".summary.json")
@@ -80,9 +92,11 @@ def run_score(source: Path, out: Path, workers: int) -> dict[str, Any]:
     command += ["--workers", str(workers), "--summary-json", str(summary_file)]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = 0
+    peak = peak_pss = 0
     while process.poll() is None:
-        peak = max(peak, sum(_rss_bytes(p) for p in [process.pid, *_descendants(process.pid)]))
+        tree = [process.pid, *_descendants(process.pid)]
+        peak = max(peak, sum(_rss_bytes(p) for p in tree))
+        peak_pss = max(peak_pss, sum(_pss_bytes(p) for p in tree))
         time.sleep(0.1)
     seconds = time.perf_counter() - started
     stderr = process.stderr.read().decode() if process.stderr else ""
@@ -95,6 +109,7 @@ def run_score(source: Path, out: Path, workers: int) -> dict[str, Any]:
         "seconds_in_run": summary["seconds"],
         "rows_per_s": round(summary["rows"] / seconds, 1),
         "peak_rss_mb": round(peak / 2**20, 1),
+        "peak_pss_mb": round(peak_pss / 2**20, 1),
         "workers": workers,
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -11,7 +12,9 @@ from leadscore.batch.record import Recorder, RunConflict, check_run_id, lake_row
 from leadscore.errors import LeadscoreError
 from leadscore.lake.records import deserialize, serialize, to_record_batch
 from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.lake.table import expire_snapshots, load_table
 from tests.support.lake import local_settings, scored_rows, table_rows
+from tests.support.waiting import wait_until
 
 
 def test_online_rows_are_online(tiny_scorer):
@@ -70,10 +73,28 @@ def test_other_chunk_boundaries_for_a_recorded_run_are_refused(tmp_path):
     )
     recorder.add(0, 2, rows)
     recorder.add(0, 2, rows)
-    with pytest.raises(RunConflict, match="other chunk boundaries"):
+    with pytest.raises(RunConflict, match="part of input rows"):
         recorder.add(1, 3, rows)
     assert table_rows(local_settings(tmp_path)).num_rows == 2
     assert (recorder.rows, recorder.skipped_rows) == (2, 2)
+
+
+def test_the_record_of_a_run_outlives_snapshot_expiry(tmp_path):
+    """Once the run's snapshots are expired, the same run id still adds nothing (the record is a table property)."""
+    config = local_settings(tmp_path).lake_table_config()
+    rows = lake_rows(pa.record_batch({"form_fills": pa.array([1, 2], pa.int64())}), _scored(2, set()), "run-9", "dev")
+    first = Recorder(config, "run-9")
+    first.add(0, 2, rows)
+    first.add(2, 4, rows)
+    table = load_table(config)
+    table.append(rows)  # a later commit (online traffic), then every earlier snapshot expired
+    wait_until(lambda: time.time() * 1000 > table.snapshots()[-1].timestamp_ms, what="a later millisecond")
+    expire_snapshots(table, 0)
+    assert len(load_table(config).snapshots()) == 1
+    again = Recorder(config, "run-9")
+    again.add(0, 2, rows)
+    again.add(2, 4, rows)
+    assert (again.rows, again.skipped_rows) == (0, 4)
 
 
 def test_new_run_ids_are_usable():

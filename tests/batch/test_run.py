@@ -154,3 +154,19 @@ def test_the_api_and_the_batch_agree_on_every_lead(tmp_path, client, monkeypatch
     score_file(tmp_path / "in.parquet", tmp_path / "out.parquet", workers=1, as_of=AS_OF, bundle=tiny_bundle)
     out = pq.read_table(tmp_path / "out.parquet")
     assert list(zip(out["score"].to_pylist(), out["confidence"].to_pylist(), strict=True)) == api
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.csv"])
+def test_explain_adds_the_reasons(tmp_path, tiny_bundle, name):
+    """--explain adds the core's explain columns (lists as `a|b` text in CSV)."""
+    leads = lead_table(40)
+    pq.write_table(leads, tmp_path / "in.parquet")
+    score_file(tmp_path / "in.parquet", tmp_path / name, workers=1, explain=True, as_of=AS_OF, bundle=tiny_bundle)
+    expected = score_table(leads, bundle=tiny_bundle, as_of=AS_OF, explain=True)
+    out = pq.read_table(tmp_path / name) if name.endswith(".parquet") else pacsv.read_csv(tmp_path / name)
+    assert out["driver_fit"].to_pylist() == expected["driver_fit"].to_pylist()
+    raising = expected["reason_raising_fields"].to_pylist()
+    if name.endswith(".csv"):
+        assert out["reason_raising_fields"].to_pylist() == ["|".join(r) or None for r in raising]
+    else:
+        assert out["reason_raising_fields"].to_pylist() == raising

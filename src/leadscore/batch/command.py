@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -60,9 +61,11 @@ def score(
 
     Rows that fail validation are not scored: they go to the rejects file (1-based row number, field, message).
 
-    Exit status: 0 when every row was scored, 1 when some were rejected, 2 for usage errors or unusable files.
+    Exit status: 0 when every row was scored, 1 when some were rejected, 2 for usage errors or a failed run.
     """
-    from leadscore.batch.run import score_file  # noqa: PLC0415 - keeps `leadscore --help` fast
+    import pyarrow as pa  # noqa: PLC0415 - keeps `leadscore --help` fast
+
+    from leadscore.batch.run import score_file  # noqa: PLC0415
 
     if run_id is not None and not record:
         raise typer.BadParameter("--run-id names a recorded run: add --record", param_hint="--run-id")
@@ -87,6 +90,9 @@ def score(
         )
     except LeadscoreError as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+    except (OSError, pa.ArrowException, BrokenProcessPool) as exc:  # a store or file failing mid-run, a dead worker
+        typer.echo(f"error: the run failed: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
     typer.echo(summary.text())
     if summary_json is not None:

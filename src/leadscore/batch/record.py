@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leadscore.columnar import read_leads
 from leadscore.errors import LeadscoreError
 from leadscore.features.encode import NUMERIC_INPUTS, TEXT_INPUTS, TIMESTAMP_INPUTS
 from leadscore.features.spec import INPUT_FIELDS, Kind
@@ -50,6 +49,8 @@ def check_run_id(run_id: str) -> str:
 
 def _raw_columns(batch: pa.RecordBatch) -> tuple[dict[str, pa.Array], pa.Array]:
     """The lake's `raw_<field>` columns, read and normalised by the core as it scores, and `features_used`."""
+    from leadscore.columnar import read_leads  # noqa: PLC0415 - in the workers only (see leadscore.batch.work)
+
     leads = read_leads(pa.Table.from_batches([batch])).leads
     n = leads.size
     used = np.zeros(n, dtype=np.int32)
@@ -111,19 +112,38 @@ def lake_rows(batch: pa.RecordBatch, scored: pa.Table, run_id: str, environment:
     return table.filter(pc.is_valid(arrays["score"]))
 
 
-def _ranges(table: Table, run_id: str) -> list[tuple[int, int]]:
-    found = []
-    for snapshot in table.snapshots():
-        props = snapshot.summary.additional_properties if snapshot.summary is not None else {}
-        if props.get(RUN_PROPERTY) == run_id and ROWS_PROPERTY in props:
-            start, _, end = props[ROWS_PROPERTY].partition("-")
-            found.append((int(start), int(end)))
-    return found
+def _parse_ranges(text: str | None) -> list[tuple[int, int]]:
+    ranges = []
+    for part in (text or "").split(","):
+        if part:
+            start, _, end = part.partition("-")
+            ranges.append((int(start), int(end)))
+    return ranges
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Touching and overlapping ranges as one: a finished run is recorded as `0-N`, whatever its chunks."""
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+def _format_ranges(ranges: list[tuple[int, int]]) -> str:
+    return ",".join(f"{s}-{e}" for s, e in ranges)
 
 
 @dataclass
 class Recorder:
-    """Appends a run's chunks to the lake's table, skipping those a snapshot already holds for the same run."""
+    """Appends a run's chunks to the lake's table, skipping the rows the same run id recorded before.
+
+    The input rows a run holds are kept in a table property (`leadscore.batch-run.<id>`, merged ranges such as
+    `0-1000000`) set in the same commit as the rows, so the record is exact and outlives snapshot expiry; each
+    commit's snapshot summary also names the run and its rows, as the online flusher names its segments.
+    """
 
     config: TableConfig
     run_id: str
@@ -132,25 +152,33 @@ class Recorder:
     _done: list[tuple[int, int]] = field(default_factory=list)
     _table: Table | None = None
 
+    @property
+    def _property(self) -> str:
+        return f"{RUN_PROPERTY}.{self.run_id}"
+
     def open(self) -> None:
-        """Load (or create) the table and read which chunks of the run it holds."""
+        """Load (or create) the table and read which input rows of the run it holds."""
         self._table = load_table(self.config)
-        self._done = _ranges(self._table, self.run_id)
+        self._done = _parse_ranges(self._table.properties.get(self._property))
 
     def add(self, start: int, end: int, rows: pa.Table) -> None:
         """Commit the lake rows of input rows start..end-1 unless the run recorded them before."""
         if self._table is None:
             self.open()
         assert self._table is not None  # noqa: S101 - set by open()
-        if (start, end) in self._done:
+        if any(s <= start and end <= e for s, e in self._done):
             self.skipped_rows += rows.num_rows
             return
         if any(s < end and start < e for s, e in self._done):
             raise RunConflict(
-                f"run {self.run_id} was recorded with other chunk boundaries: rerun it with the same --chunk-rows, "
-                "or give a new --run-id"
+                f"run {self.run_id} recorded part of input rows {start}..{end - 1} only: rerun it with the "
+                "--chunk-rows it was recorded with, or give a new --run-id"
             )
-        if rows.num_rows:
-            self._table.append(rows, snapshot_properties={RUN_PROPERTY: self.run_id, ROWS_PROPERTY: f"{start}-{end}"})
-        self._done.append((start, end))
+        done = _merged([*self._done, (start, end)])
+        summary = {RUN_PROPERTY: self.run_id, ROWS_PROPERTY: f"{start}-{end}"}
+        with self._table.transaction() as tx:
+            tx.set_properties({self._property: _format_ranges(done)})
+            if rows.num_rows:
+                tx.append(rows, snapshot_properties=summary)
+        self._done = done
         self.rows += rows.num_rows

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leadscore.batch.io import file_format, open_reader, open_writer
+from leadscore.batch.io import Writer, file_format, open_reader, open_writer
 from leadscore.batch.options import DEFAULT_CHUNK_ROWS, FileFormat
 from leadscore.batch.progress import ProgressBar
 from leadscore.batch.record import Recorder, check_run_id, new_run_id
@@ -150,6 +150,30 @@ def _scorer(workers: int, bundle: Path | None) -> Iterator[Callable[[Task], Futu
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+class _LazyWriter:
+    """The output file, opened with the schema of the first scored chunk.
+
+    The schema is the core's (`leadscore.columnar.output_schema`), but importing the core would load the model
+    stack into this process, which only reads and writes when a pool scores; an empty input asks the core.
+    """
+
+    def __init__(self, path: str, fmt: FileFormat) -> None:
+        self._path, self._format = path, fmt
+        self._writer: Writer | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = open_writer(self._path, self._format, table.schema)
+        self._writer.write(table)
+
+    def close(self, explain: bool) -> None:
+        if self._writer is None:
+            from leadscore.columnar import output_schema  # noqa: PLC0415 - see the class docstring
+
+            self._writer = open_writer(self._path, self._format, output_schema(explain))
+        self._writer.close()
+
+
 def score_file(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -173,8 +197,6 @@ def score_file(
     `record`: write the predictions to the lake as a batch run (`run_id`: the run's id; the same id again adds
     nothing already recorded). `settings`: where the lake is (default: the LEADSCORE_* environment).
     """
-    from leadscore.columnar import output_schema  # noqa: PLC0415 - the core loads the model stack
-
     started = time.perf_counter()
     source, target = os.fspath(input), os.fspath(output)
     rejects_path = os.fspath(rejects) if rejects is not None else default_rejects(target)
@@ -195,7 +217,7 @@ def score_file(
         recorder.open()  # before any scoring: an unreachable lake fails the run at once
     reader = open_reader(source, in_format, chunk_rows)
     tally = _Tally()
-    writer = open_writer(target, out_format, output_schema(explain))
+    writer = _LazyWriter(target, out_format)
     rejects_writer = open_writer(rejects_path, FileFormat.CSV, _REJECTS_SCHEMA)
     bar = ProgressBar(enabled=progress, unit=reader.unit, total=reader.total)
     try:
@@ -220,7 +242,7 @@ def score_file(
             while pending:
                 finish()
     finally:
-        writer.close()
+        writer.close(explain)
         rejects_writer.close()
     return Summary(
         input=source,

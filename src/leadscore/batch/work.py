@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leadscore.batch.record import lake_rows
-from leadscore.columnar import ModelBundle, resolve_bundle, score_table
+if TYPE_CHECKING:
+    from leadscore.columnar import ModelBundle
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +40,15 @@ class Done:
 
 
 # The bundle of this worker process, loaded once by `start_worker` (a pool's initializer has nowhere else to put
-# it); the calling process keeps its own when it scores in-process.
+# it); the calling process keeps its own when it scores in-process. The module imports the scoring core lazily:
+# the process that reads and writes the files need not hold the model stack's memory.
 _BUNDLE: dict[str, ModelBundle] = {}
 
 
 def load_model(bundle: Path | None) -> ModelBundle:
     """The model bundle the core scores with (None: the packaged one)."""
+    from leadscore.columnar import resolve_bundle  # noqa: PLC0415 - the model stack loads in the workers only
+
     return resolve_bundle(bundle)
 
 
@@ -60,6 +64,9 @@ def run_task(task: Task) -> Done:
 
 def score_chunk(task: Task, model: ModelBundle) -> Done:
     """The core's output for a chunk, its rows numbered over the whole input, and its lake rows when recorded."""
+    from leadscore.batch.record import lake_rows  # noqa: PLC0415 - the model stack loads in the workers only
+    from leadscore.columnar import score_table  # noqa: PLC0415
+
     scored = score_table(task.batch, bundle=model, as_of=task.as_of, explain=task.explain)
     row = scored.schema.get_field_index("row")
     scored = scored.set_column(row, scored.schema.field(row), pc.add(scored["row"], pa.scalar(task.start, pa.int64())))
