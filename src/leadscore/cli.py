@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
+from leadscore.batch.command import score as score_command
 from leadscore.config import load_settings
 from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.lake_commands import lake_app, spool_exit_status
@@ -216,6 +217,8 @@ def importance(
 
 app.add_typer(lake_app, name="lake")
 app.add_typer(outcomes_app, name="outcomes")
+# `leadscore score`: rescoring a whole file (leadscore.batch).
+app.command("score")(score_command)
 
 
 keys_app = typer.Typer(help="API keys: the service stores only their hashes.", no_args_is_help=True)

@@ -21,6 +21,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from leadscore_infra import checkov
+from leadscore_infra.batch import RescoreJob
 from leadscore_infra.config import (
     CONTAINER_GID,
     CONTAINER_PORT,
@@ -172,6 +173,8 @@ class ServiceStack(Stack):
             parts=ServiceParts(self.load_balancer, self.target_group, self.service),
             key=self.key,
         )
+
+        self.rescore = RescoreJob(self, "Rescore", config=config, key=self.key, logs=self.access_logs)
 
         CfnOutput(self, "LoadBalancerDns", value=self.load_balancer.load_balancer_dns_name)
         CfnOutput(self, "LakeUri", value=self.lake.uri)

@@ -37,4 +37,6 @@ def lake_rows(
         confidence=batch.confidence,
         features_used=batch.encoded.features_used,
         explanation=None if explanations is None else ranked_rows(explanations),
+        source="online",
+        run_id=None,
     )

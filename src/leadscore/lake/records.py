@@ -51,6 +51,9 @@ class RowGroup:
     confidence: npt.NDArray[np.float64]
     features_used: npt.NDArray[np.int64]
     explanation: ExplainedRows | None = None  # the reasons and drivers, when they were computed with the scores
+    # Where the rows came from (lake columns `source`, `run_id`): the API records online traffic.
+    source: str = "online"
+    run_id: str | None = None
 
     @property
     def size(self) -> int:
@@ -90,6 +93,8 @@ _SCALARS: Final[tuple[tuple[str, Callable[[RowGroup], object]], ...]] = (
     ("is_test", lambda g: g.is_test),
     ("environment", lambda g: g.environment),
     ("api_key_id", lambda g: g.api_key_id),
+    ("source", lambda g: g.source),
+    ("run_id", lambda g: g.run_id),
 )
 # Raw inputs kept as Python values (strings, timestamps); numeric ones travel as one float64 array.
 _LIST_NAMES: Final = (*OTHER_INPUTS, "lead_id")
@@ -198,6 +203,8 @@ def serialize(groups: Sequence[RowGroup]) -> bytes:
                 "is_test": g.is_test,
                 "environment": g.environment,
                 "api_key_id": g.api_key_id,
+                "source": g.source,
+                "run_id": g.run_id,
                 "columns": {name: g.columns[name] for name in _LIST_NAMES},
                 "explain_k": None if g.explanation is None else int(g.explanation.raising.shape[1]),
             }
@@ -261,6 +268,9 @@ def deserialize_groups(payload: bytes | memoryview) -> list[RowGroup]:
                 is_test=meta["is_test"],
                 environment=meta["environment"],
                 api_key_id=meta["api_key_id"],
+                # Records written before these columns existed are online traffic.
+                source=meta.get("source", "online"),
+                run_id=meta.get("run_id"),
                 columns=columns,
                 raw_numeric=raw_numeric,
                 matrix=matrix,

@@ -67,11 +67,16 @@ def _columns() -> tuple[Column, ...]:
         )
         for f in ENGINEERED_FEATURES
     ]
+    # Where a row came from: the API's online traffic or a `leadscore score --record` batch run.
+    origin = [
+        Column("source", pa.string(), "string", "online (the API) or batch (a `leadscore score --record` run)."),
+        Column("run_id", pa.string(), "string", "Id of the batch run that scored the row (null for online traffic)."),
+    ]
     partition = [
         Column(key, pa.int32(), "int", f"UTC {key} of the scoring time (the table is partitioned by it).")
         for key in PARTITION_KEYS
     ]
-    return (*meta, *raw, *engineered, *partition, *_explain_columns())
+    return (*meta, *raw, *engineered, *partition, *origin, *_explain_columns())
 
 
 # --- Explain columns (issue 13): the reasons and drivers stored with a prediction when they were computed. ---
@@ -88,6 +93,7 @@ def _explain_columns() -> list[Column]:
 
 
 PARTITION_KEYS: Final = ("year", "month", "day")
+SOURCES: Final = ("online", "batch")
 COLUMNS: Final = _columns()
 ARROW_SCHEMA: Final = pa.schema([pa.field(c.name, c.arrow) for c in COLUMNS])
 

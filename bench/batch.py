@@ -1,0 +1,194 @@
+"""`leadscore score` on a large Parquet file beside the in-process predictor's own limit, and its memory.
+
+1. Writes LEADS synthetic leads (default 1 M) to a Parquet file in a temporary directory.
+2. Runs `leadscore score` on it as users run it (a subprocess, one worker per core) and samples the RSS (and PSS)
+   of the whole process tree (the command and its workers) every 0.1 s.
+3. Measures the predictor's limit on the same rows in the same run: the model inputs encoded beforehand (not
+   timed), then the oneDAL predictor the service uses, one process per core, each on its share of the rows.
+4. With --large-rows N (default 10 M; 0 skips): the same command on N rows, for its peak RSS; the file is deleted.
+
+Prints the figures and writes them as JSON (--json). The machine may be shared: figures are as measured.
+
+    uv run python bench/batch.py                      # 1 M leads, then 10 M for the memory check
+    uv run python bench/batch.py --leads 200000 --large-rows 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from leadscore.features.encode import encode
+from leadscore.model.bundle import default_bundle_dir, load_bundle
+from leadscore.training.contract import OUTCOME
+from leadscore.training.synth import synthesize, table_to_columns
+
+_PART_ROWS = 250_000
+_PAGE = 4096
+
+
+def write_leads(path: Path, rows: int) -> None:
+    """`rows` synthetic leads (parts of different seeds) in one Parquet file, written part by part."""
+    writer = None
+    done = 0
+    seed = 100
+    while done < rows:
+        part = synthesize(min(_PART_ROWS, rows - done), seed=seed).drop_columns([OUTCOME])
+        if writer is None:
+            writer = pq.ParquetWriter(path, part.schema, compression="zstd")
+        writer.write_table(part, row_group_size=65_536)
+        done += part.num_rows
+        seed += 1
+    if writer is not None:
+        writer.close()
+
+
+def _descendants(pid: int) -> list[int]:
+    kids = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids += [int(p) for p in children.read_text().split()]
+        except FileNotFoundError:
+            continue
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0
+
+
+def _pss_bytes(pid: int) -> int:
+    # Proportional set size: pages shared between the processes (libraries, the page cache of the model) count
+    # once in the sum, as the kernel charges them; RSS counts them in every process.
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return 0
+
+
+def run_score(source: Path, out: Path, workers: int) -> dict[str, Any]:
+    """`leadscore score` as a subprocess: wall time, rows/s and the peak RSS of its process tree."""
+    summary_file = out.with_suffix(".summary.json")
+    command = [sys.executable, "-m", "leadscore", "score", str(source), "--out", str(out), "--quiet"]
+    command += ["--workers", str(workers), "--summary-json", str(summary_file)]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = peak_pss = 0
+    while process.poll() is None:
+        tree = [process.pid, *_descendants(process.pid)]
+        peak = max(peak, sum(_rss_bytes(p) for p in tree))
+        peak_pss = max(peak_pss, sum(_pss_bytes(p) for p in tree))
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"leadscore score failed ({process.returncode}):\n{stderr[-2000:]}")
+    summary = json.loads(summary_file.read_text())
+    return {
+        "rows": summary["rows"],
+        "seconds_end_to_end": round(seconds, 2),
+        "seconds_in_run": summary["seconds"],
+        "rows_per_s": round(summary["rows"] / seconds, 1),
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "peak_pss_mb": round(peak_pss / 2**20, 1),
+        "workers": workers,
+    }
+
+
+def _predict_share(args: tuple[str, int, int, Any]) -> float:
+    """Seconds the service's predictor takes over rows start..end of the saved matrix (one process, one core)."""
+    path, start, end, barrier = args
+    matrix = np.load(path, mmap_mode="r")[start:end]
+    matrix = np.ascontiguousarray(matrix)
+    scorer = load_bundle(default_bundle_dir())
+    scorer.predict_proba(matrix[:1024])
+    barrier.wait()
+    t0 = time.perf_counter()
+    for block in range(0, matrix.shape[0], 65_536):
+        scorer.predict_proba(matrix[block : block + 65_536])
+    return time.perf_counter() - t0
+
+
+def predictor_limit(source: Path, workdir: Path, workers: int) -> dict[str, Any]:
+    """The predictor's rows/s on the file's rows, `workers` processes at once (encoding done before, not timed)."""
+    matrices = []
+    file = pq.ParquetFile(source)
+    as_of = datetime.now(UTC)
+    for batch in file.iter_batches(batch_size=100_000):
+        part = encode(_columns(batch), batch.num_rows, as_of).matrix
+        matrices.append(part)
+    matrix = np.concatenate(matrices)
+    path = workdir / "matrix.npy"
+    np.save(path, matrix)
+    rows = matrix.shape[0]
+    del matrices, matrix
+    bounds = np.linspace(0, rows, workers + 1).astype(int)
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        barrier = manager.Barrier(workers)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            seconds = pool.map(
+                _predict_share, [(str(path), int(bounds[i]), int(bounds[i + 1]), barrier) for i in range(workers)]
+            )
+    path.unlink()
+    wall = max(seconds)
+    return {"rows": rows, "seconds": round(wall, 2), "rows_per_s": round(rows / wall, 1), "processes": workers}
+
+
+def _columns(batch: pa.RecordBatch) -> dict[str, list[Any]]:
+    """The encoder's columns for a batch of leads (read through the training contract, as the API's are)."""
+    # The contract reads training tables: any valid outcome will do, it is not encoded.
+    table = pa.Table.from_batches([batch]).append_column(OUTCOME, pa.array([3] * batch.num_rows, pa.int64()))
+    return table_to_columns(table)
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leads", type=int, default=1_000_000, help="Leads in the timed file.")
+    parser.add_argument("--large-rows", type=int, default=10_000_000, help="Rows of the memory check (0: skip).")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Worker processes.")
+    parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"machine_cores": os.cpu_count(), "load_average": os.getloadavg()}
+    with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+        workdir = Path(tmp)
+        source = workdir / "leads.parquet"
+        write_leads(source, args.leads)
+        results["score"] = run_score(source, workdir / "scores.parquet", args.workers)
+        results["predictor_limit"] = predictor_limit(source, workdir, args.workers)
+        results["of_predictor_limit"] = round(
+            results["score"]["rows_per_s"] / results["predictor_limit"]["rows_per_s"], 3
+        )
+        results["extrapolated_seconds_10m"] = round(10_000_000 / results["score"]["rows_per_s"], 1)
+        source.unlink()
+        if args.large_rows:
+            large = workdir / "large.parquet"
+            write_leads(large, args.large_rows)
+            results["large"] = run_score(large, workdir / "large-scores.parquet", args.workers)
+            large.unlink()
+    print(json.dumps(results, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

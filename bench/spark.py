@@ -1,0 +1,170 @@
+"""Spark local[2] scoring a Parquet dataset (leadscore.spark) against the in-process predictor, per core.
+
+    uv run python bench/spark.py                       # 400,000 leads, Arrow batches of 10,000 (Spark's default)
+    uv run python bench/spark.py --rows 1000000 --batch-rows 50000 --json out.json
+
+Same rows, same run: the leads are written once as Parquet; the reference is the packaged model's predictor as
+served (oneDAL, one thread) on the encoded rows, and `score_table` on Spark-sized batches, both on one core.
+Spark reads the dataset, scores it with `score_dataframe` and writes Parquet, after a warm-up pass that starts
+its Python workers and loads the model there; a pass that sends the same input columns to Python and only the
+lead ids back (no scoring) gives the cost of Spark's Arrow path itself. Each figure is the best of `--repeats`
+passes. Per core = rows/s / 2 for local[2]. The JVM shares the two cores with the Python workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from pyspark.sql import SparkSession
+
+from leadscore.columnar import score_table
+from leadscore.features.encode import encode
+from leadscore.model.bundle import default_bundle_dir, load_bundle
+from leadscore.spark import INPUT_COLUMNS, score_dataframe
+from leadscore.training.synth import synthesize, table_to_columns
+
+AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
+CORES = 2
+
+
+def best_seconds(run: Callable[[], object], repeats: int) -> float:
+    """The fastest of `repeats` timed calls of `run`."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def write_leads(rows: int, directory: Path, files: int = 8) -> pa.Table:
+    """`rows` synthetic leads with ids, as `files` Parquet files; the table itself."""
+    table = synthesize(rows, seed=3)
+    table = table.add_column(0, "lead_id", pa.array([f"bench-{i}" for i in range(rows)]))
+    per_file = -(-rows // files)
+    for part, start in enumerate(range(0, rows, per_file)):
+        pq.write_table(table.slice(start, per_file), directory / f"part-{part:03d}.parquet")
+    return table
+
+
+def in_process(table: pa.Table, batch_rows: int, repeats: int) -> dict[str, float]:
+    """Rows/s on one core: the served predictor alone on encoded rows, and score_table on Spark-sized batches."""
+    scorer = load_bundle(default_bundle_dir())
+    n = table.num_rows
+    matrix = encode(table_to_columns(table), n, AS_OF).matrix
+    starts = range(0, n, batch_rows)
+
+    def predict() -> None:
+        for start in starts:
+            scorer.predict_proba(matrix[start : start + batch_rows])
+
+    def columnar() -> None:
+        for start in starts:
+            score_table(table.slice(start, batch_rows), bundle=scorer, as_of=AS_OF)
+
+    return {
+        "predictor_rows_per_s_per_core": round(n / best_seconds(predict, repeats)),
+        "score_table_rows_per_s_per_core": round(n / best_seconds(columnar, repeats)),
+    }
+
+
+def spark_session(batch_rows: int) -> SparkSession:
+    """A local[2] session on loopback whose Python workers run this interpreter."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
+    return (
+        SparkSession.builder.master(f"local[{CORES}]")
+        .appName("leadscore-bench")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+        .config("spark.pyspark.python", sys.executable)
+        .getOrCreate()
+    )
+
+
+def lead_ids(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The Arrow path without scoring: every input column to Python, the lead ids back."""
+    for batch in batches:
+        yield pa.record_batch([batch.column("lead_id")], names=["lead_id"])
+
+
+def in_spark(source: Path, out: Path, rows: int, batch_rows: int, repeats: int) -> dict[str, float]:
+    """Rows/s of Spark reading, scoring and writing the dataset; and of the same Arrow path without scoring."""
+    spark = spark_session(batch_rows)
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+
+        def scored() -> None:
+            score_dataframe(spark.read.parquet(str(source)), as_of=AS_OF).write.mode("overwrite").parquet(str(out))
+
+        def round_trip() -> None:
+            leads = spark.read.parquet(str(source))
+            leads = leads.select(*[name for name in leads.columns if name in INPUT_COLUMNS])
+            leads.mapInArrow(lead_ids, "lead_id string").write.mode("overwrite").parquet(str(out))
+
+        scored()  # warm-up: Python workers started, model loaded in each
+        written = ds.dataset(out).count_rows()
+        if written != rows:
+            raise RuntimeError(f"Spark wrote {written} rows of {rows}")
+        spark_scored = rows / best_seconds(scored, repeats)
+        spark_round_trip = rows / best_seconds(round_trip, repeats)
+    finally:
+        spark.stop()
+    return {
+        "spark_rows_per_s": round(spark_scored),
+        "spark_rows_per_s_per_core": round(spark_scored / CORES),
+        "spark_arrow_round_trip_rows_per_s": round(spark_round_trip),
+    }
+
+
+def main() -> None:
+    """Measure, print and optionally write the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=400_000)
+    parser.add_argument("--batch-rows", type=int, default=10_000, help="Arrow batch size (Spark's default 10,000)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="leadscore-spark-bench-"))
+    try:
+        source = workdir / "leads"
+        source.mkdir()
+        table = write_leads(args.rows, source)
+        figures: dict[str, Any] = {"rows": args.rows, "batch_rows": args.batch_rows, "load_before": os.getloadavg()}
+        figures.update(in_process(table, args.batch_rows, args.repeats))
+        figures.update(in_spark(source, workdir / "scores", args.rows, args.batch_rows, args.repeats))
+        figures["load_after"] = os.getloadavg()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    per_core = figures["spark_rows_per_s_per_core"]
+    figures["spark_per_core_vs_predictor"] = round(per_core / figures["predictor_rows_per_s_per_core"], 3)
+    figures["spark_per_core_vs_score_table"] = round(per_core / figures["score_table_rows_per_s_per_core"], 3)
+    # Spark's overhead: how many times the predictor's own time a scored row costs in Spark (per core).
+    figures["spark_overhead_x"] = round(figures["predictor_rows_per_s_per_core"] / per_core, 2)
+
+    for name, value in figures.items():
+        print(f"{name:40s} {value}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

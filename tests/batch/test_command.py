@@ -1,0 +1,95 @@
+"""`leadscore score` run for real: a process pool, the summary, and exit codes 0 (all scored), 1 (rejects), 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from leadscore import score_table
+from leadscore.cli import app
+from tests.batch.conftest import AS_OF, lead_table
+
+
+def _score(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "leadscore", "score", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_two_workers_score_a_file_in_order(tmp_path, tiny_bundle):
+    """Two worker processes score the chunks; the output is in input order, as the core scores it; exit 0."""
+    leads = lead_table(3000, seed=9)
+    pq.write_table(leads, tmp_path / "in.parquet")
+    result = _score(
+        str(tmp_path / "in.parquet"),
+        "--out",
+        str(tmp_path / "out.parquet"),
+        "--workers",
+        "2",
+        "--chunk-rows",
+        "500",
+        "--as-of",
+        AS_OF.isoformat(),
+        "--bundle",
+        str(tiny_bundle),
+        "--summary-json",
+        str(tmp_path / "summary.json"),
+    )
+    assert result.returncode == 0, result.stderr
+    out = pq.read_table(tmp_path / "out.parquet")
+    expected = score_table(leads, bundle=tiny_bundle, as_of=AS_OF)
+    assert out["row"].to_pylist() == list(range(3000))
+    assert out["score"].equals(expected["score"])
+    assert out["confidence"].equals(expected["confidence"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["rows"], summary["scored"], summary["rejected"], summary["workers"]) == (3000, 3000, 0, 2)
+    assert sum(summary["scores"].values()) == 3000
+    assert "scored 3,000 of 3,000 rows" in result.stdout
+
+
+def test_rejected_rows_exit_1(tmp_path, tiny_bundle):
+    """Some rows refused: the others are scored, the rejects written, and the exit status is 1."""
+    leads = lead_table(50)
+    revenue = pa.array(["lots", *("" if v is None else str(v) for v in leads["account_revenue"].to_pylist()[1:])])
+    pacsv.write_csv(
+        leads.set_column(leads.schema.get_field_index("account_revenue"), "account_revenue", revenue),
+        tmp_path / "in.csv",
+    )
+    result = _score(
+        str(tmp_path / "in.csv"), "--out", str(tmp_path / "out.csv"), "--workers", "1", "--bundle", str(tiny_bundle)
+    )
+    assert result.returncode == 1, result.stderr
+    assert "rejected 1" in result.stdout
+    rejects = pacsv.read_csv(tmp_path / "out.csv.rejects.csv")
+    assert rejects.to_pylist() == [
+        {"row": 1, "lead_id": "lead-0", "field": "account_revenue", "message": "Input should be a valid number"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.parquet", "--out", "o.parquet"], "cannot read"),
+        (["in.parquet", "--out", "o.txt"], "--format"),
+        (["in.parquet", "--out", "o.parquet", "--as-of", "yesterday"], "ISO 8601"),
+        (["in.parquet", "--out", "o.parquet", "--run-id", "r1"], "--record"),
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, monkeypatch, leads, args, message):
+    """A missing input, an unknown format, a bad --as-of or --run-id without --record: exit 2 and a message."""
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(leads, tmp_path / "in.parquet")
+    result = CliRunner().invoke(app, ["score", *args, "--workers", "1"])
+    assert result.exit_code == 2
+    assert message in result.stderr

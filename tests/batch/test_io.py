@@ -1,0 +1,51 @@
+"""Batch files: formats by name, fixed chunk boundaries whatever the reader's, clear errors."""
+
+from __future__ import annotations
+
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from leadscore.batch.io import BatchInputError, file_format, open_reader
+from leadscore.batch.options import FileFormat
+from tests.batch.conftest import lead_table
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("leads.csv", FileFormat.CSV), ("s3://b/k/LEADS.PARQUET", FileFormat.PARQUET), ("x.pq", FileFormat.PARQUET)],
+)
+def test_format_follows_the_extension(path, expected):
+    """The format is read from the name, in any case, local or S3."""
+    assert file_format(path) is expected
+
+
+def test_unknown_extension_needs_a_format():
+    """A name without a known extension is refused unless the format is given."""
+    with pytest.raises(BatchInputError, match="--format"):
+        file_format("leads.txt")
+    assert file_format("leads.txt", FileFormat.CSV) is FileFormat.CSV
+
+
+@pytest.mark.parametrize("name", ["leads.parquet", "leads.csv"])
+def test_chunks_have_fixed_boundaries_and_keep_every_row(tmp_path, name):
+    """Chunks hold exactly the chunk size (the last one less), start where the previous ended, in input order."""
+    table = lead_table(1000)
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        pacsv.write_csv(table, path)
+    else:
+        pq.write_table(table, path, row_group_size=300)
+    reader = open_reader(str(path), file_format(name), chunk_rows=128)
+    chunks = list(reader.chunks())
+    assert [c.batch.num_rows for c in chunks] == [128] * 7 + [104]
+    assert [c.start for c in chunks] == list(range(0, 1000, 128))
+    ids = [v for c in chunks for v in c.batch.column("lead_id").to_pylist()]
+    assert ids == table.column("lead_id").to_pylist()
+    assert chunks[-1].progress == reader.total
+
+
+def test_a_missing_input_is_an_input_error(tmp_path):
+    """A file that does not exist is a clear error, not a traceback."""
+    with pytest.raises(BatchInputError, match="cannot read"):
+        open_reader(str(tmp_path / "nothing.parquet"), FileFormat.PARQUET)

@@ -1,0 +1,172 @@
+"""`score_file`: whole files scored in chunks, in input order, with rejects, on S3, recorded as a batch run."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from leadscore import score_table
+from leadscore.api.schemas import Lead
+from leadscore.batch import score_file
+from tests.batch.conftest import AS_OF, lead_table
+from tests.support.lake import local_settings, table_rows
+from tests.support.leads import synthetic_leads
+
+
+def _expected(table: pa.Table, bundle) -> pa.Table:
+    return score_table(table, bundle=bundle, as_of=AS_OF)
+
+
+def _api_message(field: str, value: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        Lead.model_validate({field: value})
+    return caught.value.errors()[0]["msg"]
+
+
+def test_parquet_rows_keep_their_order_across_chunks(tmp_path, leads, tiny_bundle):
+    """Chunks smaller than the file give one output row per input row, in order, scored as the core scores them."""
+    pq.write_table(leads, tmp_path / "in.parquet", row_group_size=250)
+    summary = score_file(
+        tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=97, workers=1, as_of=AS_OF, bundle=tiny_bundle
+    )
+    out = pq.read_table(tmp_path / "out.parquet")
+    expected = _expected(leads, tiny_bundle)
+    assert out["row"].to_pylist() == list(range(leads.num_rows))
+    assert out["lead_id"].equals(leads["lead_id"])
+    assert out["score"].equals(expected["score"])
+    assert out["confidence"].equals(expected["confidence"])
+    assert (summary.rows, summary.scored, summary.rejected) == (1000, 1000, 0)
+    assert summary.scores == {s: pc.sum(pc.equal(expected["score"], s)).as_py() for s in range(1, 6)}
+
+
+def test_csv_gives_the_scores_of_parquet(tmp_path, leads, tiny_bundle):
+    """The same leads as CSV text (CSV out too) score exactly as the typed Parquet columns."""
+    pacsv.write_csv(leads, tmp_path / "in.csv")
+    score_file(tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=300, workers=1, as_of=AS_OF, bundle=tiny_bundle)
+    out = pacsv.read_csv(tmp_path / "out.csv")
+    expected = _expected(leads, tiny_bundle)
+    assert out["score"].to_pylist() == expected["score"].to_pylist()
+    assert out["confidence"].to_pylist() == expected["confidence"].to_pylist()
+    assert out["lead_id"].to_pylist() == leads["lead_id"].to_pylist()
+
+
+def test_crm_boolean_text_means_what_it_says(tmp_path, tiny_bundle):
+    """`false`, `FALSE`, `No` score as False, `true`, `Yes`, `1` as True, an empty cell as missing."""
+    forms = [("false", False), ("FALSE", False), ("No", False), ("true", True), ("Yes", True), ("1", True), ("", None)]
+    base = lead_table(1).drop_columns(["existing_customer"])
+    rows = pa.concat_tables([base] * len(forms))
+    typed = rows.append_column("existing_customer", pa.array([v for _, v in forms], pa.bool_()))
+    text = rows.append_column("existing_customer", pa.array([t for t, _ in forms]))
+    with (tmp_path / "in.csv").open("w", newline="") as f:  # written by hand: Arrow would quote the empty cell
+        writer = csv.writer(f)
+        writer.writerow(text.column_names)
+        writer.writerows(zip(*(c.to_pylist() for c in text.columns), strict=True))
+    score_file(tmp_path / "in.csv", tmp_path / "out.parquet", workers=1, as_of=AS_OF, bundle=tiny_bundle)
+    out = pq.read_table(tmp_path / "out.parquet")
+    expected = _expected(typed, tiny_bundle)
+    assert out["confidence"].to_pylist() == expected["confidence"].to_pylist()
+    assert out["error_field"].null_count == len(forms)
+
+
+def test_refused_rows_go_to_the_rejects_file(tmp_path, tiny_bundle):
+    """Rows the API would refuse are not scored: the rejects file names their 1-based row, field and message."""
+    leads = lead_table(300)
+    sessions = [str(v) if v is not None else "" for v in leads["website_sessions"].to_pylist()]
+    sessions[2], sessions[150] = "-2", "many"
+    pacsv.write_csv(leads.set_column(7, "website_sessions", pa.array(sessions)), tmp_path / "in.csv")
+    summary = score_file(tmp_path / "in.csv", tmp_path / "out.parquet", chunk_rows=100, workers=1, bundle=tiny_bundle)
+    with (tmp_path / "out.parquet.rejects.csv").open(newline="") as f:
+        rejects = list(csv.DictReader(f))
+    assert rejects == [
+        {"row": "3", "lead_id": "lead-2", "field": "website_sessions", "message": _api_message("website_sessions", -2)},
+        {
+            "row": "151",
+            "lead_id": "lead-150",
+            "field": "website_sessions",
+            "message": "Input should be a valid integer",
+        },
+    ]
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.num_rows == 300
+    assert [i for i, s in enumerate(out["score"].to_pylist()) if s is None] == [2, 150]
+    assert (summary.scored, summary.rejected) == (298, 2)
+
+
+def test_s3_input_and_output(tmp_path, leads, tiny_bundle, s3_bucket):
+    """s3:// paths are read and written through the AWS variables (endpoint, keys, region) on a real S3 server."""
+    bucket, s3 = s3_bucket
+    pq.write_table(leads, f"{bucket}/in/leads.parquet", filesystem=s3)
+    summary = score_file(
+        f"s3://{bucket}/in/leads.parquet",
+        f"s3://{bucket}/out/scores.csv",
+        workers=1,
+        as_of=AS_OF,
+        bundle=tiny_bundle,
+    )
+    with s3.open_input_stream(f"{bucket}/out/scores.csv") as f:
+        out = pacsv.read_csv(f)
+    assert out["score"].to_pylist() == _expected(leads, tiny_bundle)["score"].to_pylist()
+    assert s3.get_file_info(f"{bucket}/out/scores.csv.rejects.csv").size > 0
+    assert summary.rows == leads.num_rows
+
+
+def test_a_recorded_run_is_recorded_once(tmp_path, leads, tiny_bundle):
+    """--record writes every scored row as source=batch with the run id; the same run id again adds nothing."""
+    settings = local_settings(tmp_path, model_dir=tiny_bundle)
+    pq.write_table(leads, tmp_path / "in.parquet")
+    options = {"chunk_rows": 400, "workers": 1, "bundle": tiny_bundle, "record": True, "run_id": "crm-1"}
+    first = score_file(tmp_path / "in.parquet", tmp_path / "a.parquet", settings=settings, **options)
+    second = score_file(tmp_path / "in.parquet", tmp_path / "b.parquet", settings=settings, **options)
+    rows = table_rows(settings)
+    assert rows.num_rows == leads.num_rows
+    assert set(rows["source"].to_pylist()) == {"batch"}
+    assert set(rows["run_id"].to_pylist()) == {"crm-1"}
+    assert sorted(rows["lead_id"].to_pylist()) == sorted(leads["lead_id"].to_pylist())
+    assert (first.recorded_rows, second.recorded_rows, second.already_recorded_rows) == (1000, 0, 1000)
+
+
+class _FrozenClock(datetime):
+    """The API's clock stopped at AS_OF: its recency features are measured from the batch run's --as-of."""
+
+    @classmethod
+    def now(cls, tz=None):
+        return AS_OF.astimezone(tz)
+
+
+def test_the_api_and_the_batch_agree_on_every_lead(tmp_path, client, monkeypatch, tiny_bundle):
+    """10,000 leads scored through the API (500 a request) and through score_file: same score and confidence."""
+    monkeypatch.setattr("leadscore.api.routes.datetime", _FrozenClock)
+    leads = synthetic_leads(10_000, seed=21)
+    api: list[tuple[int, float]] = []
+    for start in range(0, len(leads), 500):
+        response = client.post("/api/v1/scoring/score", json={"leads": leads[start : start + 500]})
+        assert response.status_code == 200, response.text
+        api.extend((s["score"], s["confidence"]) for s in response.json()["scores"])
+    table = lead_table(10_000, seed=21)
+    pq.write_table(table, tmp_path / "in.parquet")
+    score_file(tmp_path / "in.parquet", tmp_path / "out.parquet", workers=1, as_of=AS_OF, bundle=tiny_bundle)
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert list(zip(out["score"].to_pylist(), out["confidence"].to_pylist(), strict=True)) == api
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.csv"])
+def test_explain_adds_the_reasons(tmp_path, tiny_bundle, name):
+    """--explain adds the core's explain columns (lists as `a|b` text in CSV)."""
+    leads = lead_table(40)
+    pq.write_table(leads, tmp_path / "in.parquet")
+    score_file(tmp_path / "in.parquet", tmp_path / name, workers=1, explain=True, as_of=AS_OF, bundle=tiny_bundle)
+    expected = score_table(leads, bundle=tiny_bundle, as_of=AS_OF, explain=True)
+    out = pq.read_table(tmp_path / name) if name.endswith(".parquet") else pacsv.read_csv(tmp_path / name)
+    assert out["driver_fit"].to_pylist() == expected["driver_fit"].to_pylist()
+    raising = expected["reason_raising_fields"].to_pylist()
+    if name.endswith(".csv"):
+        assert out["reason_raising_fields"].to_pylist() == ["|".join(r) or None for r in raising]
+    else:
+        assert out["reason_raising_fields"].to_pylist() == raising
