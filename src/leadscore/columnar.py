@@ -32,17 +32,17 @@ from leadscore.features.encode import (
     LeadArrays,
     TextColumn,
 )
+from leadscore.features.explained import explain_arrays
 from leadscore.features.spec import (
     CORE_FIELDS,
     CUSTOM_FIELDS,
     DRIVERS,
-    INPUT_FIELDS,
     SCORES,
     InputField,
     Kind,
 )
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
-from leadscore.model.reasons import Explanations
+from leadscore.model.reasons import Explanations, ranked_rows
 from leadscore.model.reasons import explain as explain_leads
 from leadscore.scoring import score_arrays
 
@@ -433,45 +433,9 @@ def _lead_id_message(value: object) -> str:
 # --- explanations ------------------------------------------------------------------------------------------------
 
 
-def _field_lists(chosen: npt.NDArray[np.int64], fields: FloatArray, valid: BoolArray) -> tuple[pa.Array, pa.Array]:
-    """The chosen fields' names and contributions per row as list columns (null where not explained)."""
-    present = (chosen >= 0) & valid[:, None]
-    offsets = np.zeros(chosen.shape[0] + 1, dtype=np.int32)
-    np.cumsum(present.sum(axis=1), out=offsets[1:])
-    rows, ranks = np.nonzero(present)
-    picked = chosen[rows, ranks]
-    names = pa.DictionaryArray.from_arrays(pa.array(picked.astype(np.int32)), _FIELD_NAMES).cast(pa.string())
-    contributions = pa.array(np.round(fields[rows, picked], 6))
-    mask = pa.array(~valid)
-    return (
-        pa.ListArray.from_arrays(pa.array(offsets), names, mask=mask),
-        pa.ListArray.from_arrays(pa.array(offsets), contributions, mask=mask),
-    )
-
-
-_FIELD_NAMES: Final = pa.array([f.name for f in INPUT_FIELDS], pa.string())
-
-
 def explanation_columns(explanations: Explanations, valid: BoolArray) -> dict[str, pa.Array]:
-    """The explain columns of scored rows (`valid`), null where a row was rejected.
-
-    The one place that turns explanations into columns: the lake's explain columns use the same layout.
-    """
-    raising_fields, raising_contributions = _field_lists(explanations.raising, explanations.fields, valid)
-    lowering_fields, lowering_contributions = _field_lists(explanations.lowering, explanations.fields, valid)
-    invalid = ~valid
-    drivers = np.round(explanations.drivers, 6)
-    out: dict[str, pa.Array] = {
-        "explained": pa.array(valid),
-        "reason_raising_fields": raising_fields,
-        "reason_raising_contributions": raising_contributions,
-        "reason_lowering_fields": lowering_fields,
-        "reason_lowering_contributions": lowering_contributions,
-        "driver_base": pa.array(np.round(explanations.base, 6), mask=invalid),
-    }
-    for i, name in enumerate(DRIVERS):
-        out[f"driver_{name}"] = pa.array(drivers[:, i], mask=invalid)
-    return out
+    """The explain columns of scored rows (`valid`), null where a row was rejected: the lake's own builder."""
+    return explain_arrays(ranked_rows(explanations), valid)
 
 
 # --- scoring -------------------------------------------------------------------------------------------------------
