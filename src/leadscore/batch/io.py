@@ -94,10 +94,16 @@ def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Record
             held += take
             batch = batch.slice(take)  # noqa: PLW2901 - the rest of the same batch
             if held == rows:
-                yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+                yield _joined(pending)
                 pending, held = [], 0
     if held:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+        yield _joined(pending)
+
+
+def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:  # the usual case (a reader's batches of the chunk size): no copy
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 class ParquetReader:
