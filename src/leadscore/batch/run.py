@@ -235,7 +235,9 @@ def score_file(
                 bar.update(position, tally.rows)
 
             for chunk in reader.chunks():
-                task = Task(chunk.start, chunk.batch, moment, explain, run_id if record else None, environment)
+                task = Task(
+                    chunk.start, chunk.batch, moment, explain, run_id if record else None, environment, chunk.part
+                )
                 pending.append((submit(task), chunk.progress))
                 while len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
                     finish()
