@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from run import _descendants  # bench/run.py, beside this script: the process tree as its benchmark walks it
 
 from leadscore.columnar import read_leads
 from leadscore.features.encode import encode_arrays
@@ -56,16 +57,6 @@ def write_leads(path: Path, rows: int) -> None:
         seed += 1
     if writer is not None:
         writer.close()
-
-
-def _descendants(pid: int) -> list[int]:
-    kids = []
-    for children in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            kids += [int(p) for p in children.read_text().split()]
-        except FileNotFoundError:
-            continue
-    return kids + [d for k in kids for d in _descendants(k)]
 
 
 def _rss_bytes(pid: int) -> int:
