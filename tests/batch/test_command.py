@@ -30,7 +30,7 @@ def _score(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]
 def test_two_workers_score_a_file_in_order(tmp_path, tiny_bundle):
     """Two worker processes score the chunks; the output is in input order, as the core scores it; exit 0."""
     leads = lead_table(3000, seed=9)
-    pq.write_table(leads, tmp_path / "in.parquet")
+    pq.write_table(leads, tmp_path / "in.parquet", row_group_size=500)  # each worker reads its own row groups
     result = _score(
         str(tmp_path / "in.parquet"),
         "--out",

@@ -6,7 +6,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore.batch.io import BatchInputError, file_format, open_reader
+from leadscore.batch.io import BatchInputError, file_format, open_reader, read_part
 from leadscore.batch.options import FileFormat
 from tests.batch.conftest import lead_table
 
@@ -43,6 +43,18 @@ def test_chunks_have_fixed_boundaries_and_keep_every_row(tmp_path, name):
     ids = [v for c in chunks for v in c.batch.column("lead_id").to_pylist()]
     assert ids == table.column("lead_id").to_pylist()
     assert chunks[-1].progress == reader.total
+
+
+def test_small_row_groups_are_handed_out_whole(tmp_path):
+    """Row groups no larger than two chunks become parts of whole row groups, read back in input order."""
+    table = lead_table(1000)
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=100)
+    chunks = list(open_reader(str(tmp_path / "in.parquet"), FileFormat.PARQUET, chunk_rows=250).chunks())
+    assert [(c.start, c.size, c.part.row_groups) for c in chunks] == [
+        (200 * i, 200, (2 * i, 2 * i + 1)) for i in range(5)
+    ]
+    ids = [v for c in chunks for v in read_part(c.part).column("lead_id").to_pylist()]
+    assert ids == table.column("lead_id").to_pylist()
 
 
 def test_a_missing_input_is_an_input_error(tmp_path):

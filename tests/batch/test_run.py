@@ -30,11 +30,12 @@ def _api_message(field: str, value: object) -> str:
     return caught.value.errors()[0]["msg"]
 
 
-def test_parquet_rows_keep_their_order_across_chunks(tmp_path, leads, tiny_bundle):
-    """Chunks smaller than the file give one output row per input row, in order, scored as the core scores them."""
-    pq.write_table(leads, tmp_path / "in.parquet", row_group_size=250)
+@pytest.mark.parametrize(("row_group", "chunk"), [(250, 97), (100, 250)])
+def test_parquet_rows_keep_their_order_across_chunks(tmp_path, leads, tiny_bundle, row_group, chunk):
+    """Chunks smaller than the file (cut here, or whole row groups read where scored) keep every row in order."""
+    pq.write_table(leads, tmp_path / "in.parquet", row_group_size=row_group)
     summary = score_file(
-        tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=97, workers=1, as_of=AS_OF, bundle=tiny_bundle
+        tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=chunk, workers=1, as_of=AS_OF, bundle=tiny_bundle
     )
     out = pq.read_table(tmp_path / "out.parquet")
     expected = _expected(leads, tiny_bundle)

@@ -47,11 +47,11 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
-def _raw_columns(batch: pa.RecordBatch) -> tuple[dict[str, pa.Array], pa.Array]:
+def _raw_columns(rows: pa.Table | pa.RecordBatch) -> tuple[dict[str, pa.Array], pa.Array]:
     """The lake's `raw_<field>` columns, read and normalised by the core as it scores, and `features_used`."""
     from leadscore.columnar import read_leads  # noqa: PLC0415 - in the workers only (see leadscore.batch.work)
 
-    leads = read_leads(pa.Table.from_batches([batch])).leads
+    leads = read_leads(rows if isinstance(rows, pa.Table) else pa.Table.from_batches([rows])).leads
     n = leads.size
     used = np.zeros(n, dtype=np.int32)
     arrays: dict[str, pa.Array] = {}
@@ -82,13 +82,13 @@ def _raw_columns(batch: pa.RecordBatch) -> tuple[dict[str, pa.Array], pa.Array]:
     return arrays, pa.array(used)
 
 
-def lake_rows(batch: pa.RecordBatch, scored: pa.Table, run_id: str, environment: str) -> pa.Table:
+def lake_rows(rows: pa.Table | pa.RecordBatch, scored: pa.Table, run_id: str, environment: str) -> pa.Table:
     """The lake rows of a scored chunk (rejected rows are no predictions: left out), in the lake's schema.
 
-    `batch` is the chunk as read, `scored` the core's output for it. The lake's per-class probabilities,
+    `rows` is the chunk as read, `scored` the core's output for it. The lake's per-class probabilities,
     engineered inputs and timings are not part of the core's output: null for batch rows.
     """
-    n = batch.num_rows
+    n = rows.num_rows
     arrays: dict[str, pa.Array] = {
         "request_id": pa.array([run_id] * n, pa.string()),
         "lead_id": scored["lead_id"].combine_chunks(),
@@ -102,11 +102,15 @@ def lake_rows(batch: pa.RecordBatch, scored: pa.Table, run_id: str, environment:
         "source": pa.array(["batch"] * n, pa.string()),
         "run_id": pa.array([run_id] * n, pa.string()),
     }
-    raw, arrays["features_used"] = _raw_columns(batch)
+    raw, arrays["features_used"] = _raw_columns(rows)
     for name, column in raw.items():
         arrays[f"raw_{name}"] = column.cast(ARROW_SCHEMA.field(f"raw_{name}").type)
     for key, part in zip(PARTITION_KEYS, (pc.year, pc.month, pc.day), strict=True):
         arrays[key] = part(arrays["timestamp"]).cast(pa.int32())
+    # Lake columns named as the core's output columns (the explain columns, with --explain) come from it.
+    for f in ARROW_SCHEMA:
+        if f.name not in arrays and f.name in scored.column_names:
+            arrays[f.name] = scored[f.name].combine_chunks().cast(f.type)
     columns = [arrays.get(f.name, pa.nulls(n, f.type)) for f in ARROW_SCHEMA]
     table = pa.Table.from_arrays(columns, schema=ARROW_SCHEMA)
     return table.filter(pc.is_valid(arrays["score"]))

@@ -6,6 +6,7 @@ to be written in order), and the output, the rejects file and the lake receive e
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import time
@@ -216,6 +217,9 @@ def score_file(
         recorder = Recorder(settings.lake_table_config(), run_id)
         recorder.open()  # before any scoring: an unreachable lake fails the run at once
     reader = open_reader(source, in_format, chunk_rows)
+    if reader.unit == "rows" and reader.total is not None:
+        # No more workers than chunks: a small file is scored here, without starting (and loading) a pool.
+        workers = max(1, min(workers, math.ceil(reader.total / chunk_rows)))
     tally = _Tally()
     writer = _LazyWriter(target, out_format)
     rejects_writer = open_writer(rejects_path, FileFormat.CSV, _REJECTS_SCHEMA)
@@ -235,7 +239,9 @@ def score_file(
                 bar.update(position, tally.rows)
 
             for chunk in reader.chunks():
-                task = Task(chunk.start, chunk.batch, moment, explain, run_id if record else None, environment)
+                task = Task(
+                    chunk.start, chunk.batch, moment, explain, run_id if record else None, environment, chunk.part
+                )
                 pending.append((submit(task), chunk.progress))
                 while len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
                     finish()

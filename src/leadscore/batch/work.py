@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from leadscore.batch.io import ParquetPart, read_part
+
 if TYPE_CHECKING:
     from leadscore.columnar import ModelBundle
 
@@ -23,11 +25,12 @@ class Task:
     """One chunk to score."""
 
     start: int  # 0-based input row of the chunk's first row
-    batch: pa.RecordBatch
+    batch: pa.RecordBatch | None  # the rows, or where to read them (`part`)
     as_of: datetime
     explain: bool
     run_id: str | None  # set when the run is recorded
     environment: str
+    part: ParquetPart | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,11 @@ def score_chunk(task: Task, model: ModelBundle) -> Done:
     from leadscore.batch.record import lake_rows  # noqa: PLC0415 - the model stack loads in the workers only
     from leadscore.columnar import score_table  # noqa: PLC0415
 
-    scored = score_table(task.batch, bundle=model, as_of=task.as_of, explain=task.explain)
+    rows = task.batch if task.batch is not None else read_part(task.part) if task.part is not None else None
+    if rows is None:
+        raise ValueError("a task needs its rows or a part of a file")
+    scored = score_table(rows, bundle=model, as_of=task.as_of, explain=task.explain)
     row = scored.schema.get_field_index("row")
     scored = scored.set_column(row, scored.schema.field(row), pc.add(scored["row"], pa.scalar(task.start, pa.int64())))
-    lake = lake_rows(task.batch, scored, task.run_id, task.environment) if task.run_id is not None else None
+    lake = lake_rows(rows, scored, task.run_id, task.environment) if task.run_id is not None else None
     return Done(task.start, scored, lake)
