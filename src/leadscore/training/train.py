@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import xgboost as xgb
 
+from leadscore.drift.reference import compute_reference
 from leadscore.errors import LeadscoreError
 from leadscore.features.encode import encode
 from leadscore.features.picklists import CategoryMap
@@ -29,6 +30,7 @@ from leadscore.model.bundle import (
     default_category_map,
     save_bundle,
     spec_vocabularies,
+    write_reference,
 )
 from leadscore.model.explain import TreeExplainer
 from leadscore.model.reasons import global_importance
@@ -173,6 +175,7 @@ def train_bundle(
     held_out = matrix[test[:IMPORTANCE_ROWS]]
     say(f"explaining {held_out.shape[0]} held-out rows for the global importance")
     importance = booster_importance(booster, held_out)
+    reference = compute_reference(data.columns, n, config.as_of, categories)
 
     raw = booster.save_raw("ubj")
     version = config.version or f"{datetime.now(UTC):%Y.%m.%d}-{hashlib.sha256(raw).hexdigest()[:8]}"
@@ -197,7 +200,7 @@ def train_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
-        save_bundle(staged, booster, manifest, categories)
+        save_bundle(staged, booster, manifest, categories, reference)
         _replace_dir(staged, out_dir)
     finally:
         if staged.exists():
@@ -229,3 +232,14 @@ def record_importance(directory: Path, rows: int = IMPORTANCE_ROWS, seed: int = 
     staged.write_text(updated.to_json(), encoding="utf-8")
     staged.replace(manifest_path)  # a reader sees the old manifest or the new one
     return updated
+
+
+def record_reference(directory: Path, table: pa.Table, as_of: datetime = AS_OF) -> dict[str, Any]:
+    """Compute a bundle's reference bins from the table it was trained on and write them beside its manifest.
+
+    For bundles trained before `train_bundle` kept them: the booster and the manifest are left as they are.
+    """
+    data = validate_training_table(table, allow_missing=True)
+    reference = compute_reference(data.columns, data.rows, as_of, bundle_category_map(directory))
+    write_reference(directory, reference)
+    return reference
