@@ -8,16 +8,16 @@ already named by a snapshot is skipped, so a row reaches the table once.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 
-from leadscore.lake.records import RowGroup, deserialize_groups, to_record_batch
-from leadscore.lake.schema import ARROW_SCHEMA
+from leadscore.lake.records import RowGroup, deserialize_groups, segment_rows, serialize, to_record_batch
+from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
 from leadscore.lake.spool import read_segment
 from leadscore.lake.table import TableConfig, append_segments, committed_segments, expire_snapshots, load_table
 
@@ -30,6 +30,38 @@ EXPIRY_INTERVAL_SECONDS: Final = 3600.0
 # expired its old snapshots.
 _TABLES: dict[TableConfig, Table] = {}
 _LAST_EXPIRY: dict[TableConfig, float] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """What one table's spool records hold and how they become its rows (the predictions', or the outcomes').
+
+    It travels to the committer process: its functions must be module-level (pickled by name).
+    """
+
+    schema: pa.Schema
+    partition_keys: tuple[str, ...]
+    serialize: Callable[[list[Any]], bytes]  # the items of one group commit -> one spool record
+    decode: Callable[[memoryview], list[Any]]  # one spool record -> its groups
+    group_rows: Callable[[Any], int]
+    to_batch: Callable[[Sequence[Any]], pa.RecordBatch]  # groups -> rows in `schema`
+    segment_rows: Callable[[Path], int]  # rows in a segment (for the backlog of an adopted one)
+    metrics: bool = True  # whether the sink reports to the lake's metrics (the predictions' alone do)
+
+
+def _group_rows(group: RowGroup) -> int:
+    return group.size
+
+
+PREDICTIONS: Final = Layout(
+    schema=ARROW_SCHEMA,
+    partition_keys=PARTITION_KEYS,
+    serialize=serialize,
+    decode=deserialize_groups,
+    group_rows=_group_rows,
+    to_batch=to_record_batch,
+    segment_rows=segment_rows,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +97,21 @@ class CommitReport:
         return sum(s.rows for s in self.segments)
 
 
-def table_for(config: TableConfig) -> Table:
+def table_for(config: TableConfig, layout: Layout = PREDICTIONS) -> Table:
     """The process's handle on the table, refreshed."""
     table = _TABLES.get(config)
     if table is None:
-        table = _TABLES[config] = load_table(config)
+        table = _TABLES[config] = load_table(config, schema=layout.schema, partition_keys=layout.partition_keys)
     else:
         table.refresh()
     return table
 
 
-def read_rows(segment_id: str, path: Path) -> tuple[list[pa.RecordBatch], SegmentReport]:
+def read_rows(segment_id: str, path: Path, layout: Layout = PREDICTIONS) -> tuple[list[pa.RecordBatch], SegmentReport]:
     """The segment's readable rows as Arrow batches, and what could not be read."""
     read = read_segment(path)
     batches: list[pa.RecordBatch] = []
-    pending: list[tuple[int, RowGroup]] = []  # (record number, rows)
+    pending: list[tuple[int, Any]] = []  # (record number, rows)
     rows = pending_rows = 0
     bad: set[int] = set()
     error = None
@@ -87,7 +119,7 @@ def read_rows(segment_id: str, path: Path) -> tuple[list[pa.RecordBatch], Segmen
     def convert() -> None:
         nonlocal rows, pending_rows, error
         try:
-            batches.append(to_record_batch([group for _, group in pending]))
+            batches.append(layout.to_batch([group for _, group in pending]))
             rows += pending_rows
         except (pa.ArrowException, ValueError, TypeError) as exc:  # values the lake's columns cannot hold
             bad.update(number for number, _ in pending)
@@ -97,13 +129,13 @@ def read_rows(segment_id: str, path: Path) -> tuple[list[pa.RecordBatch], Segmen
 
     for number, record in enumerate(read.records):
         try:
-            groups = deserialize_groups(record)
+            groups = layout.decode(record)
         except (ValueError, KeyError, TypeError) as exc:  # a valid frame holding what this version cannot read
             bad.add(number)
             error = repr(exc)
             continue
         pending.extend((number, group) for group in groups)
-        pending_rows += sum(group.size for group in groups)
+        pending_rows += sum(layout.group_rows(group) for group in groups)
         if pending_rows >= CHUNK_ROWS:
             convert()
     if pending:
@@ -113,10 +145,12 @@ def read_rows(segment_id: str, path: Path) -> tuple[list[pa.RecordBatch], Segmen
     return batches, SegmentReport(segment_id, rows, read.bad_bytes + read.torn_bytes, len(bad), error=error)
 
 
-def commit_segments(config: TableConfig, segments: Sequence[tuple[str, str]]) -> CommitReport:
+def commit_segments(
+    config: TableConfig, segments: Sequence[tuple[str, str]], layout: Layout = PREDICTIONS
+) -> CommitReport:
     """Commit the rows of `segments` ((id, path) pairs) that no snapshot holds yet, in one snapshot."""
     started = time.perf_counter()
-    table = table_for(config)
+    table = table_for(config, layout)
     done = committed_segments(table)
     reports: list[SegmentReport] = []
     batches: list[pa.RecordBatch] = []
@@ -125,14 +159,14 @@ def commit_segments(config: TableConfig, segments: Sequence[tuple[str, str]]) ->
         if segment_id in done:
             reports.append(SegmentReport(segment_id, 0, already_committed=True))
             continue
-        segment_batches, report = read_rows(segment_id, Path(path))
+        segment_batches, report = read_rows(segment_id, Path(path), layout)
         reports.append(report)
         if report.rows:
             batches.extend(segment_batches)
             ids.append(segment_id)
     snapshot_id = None
     if batches:
-        snapshot_id = append_segments(table, pa.Table.from_batches(batches, schema=ARROW_SCHEMA), ids)
+        snapshot_id = append_segments(table, pa.Table.from_batches(batches, schema=layout.schema), ids)
     expired, expiry_error = _expire_now_and_then(config, table)
     return CommitReport(tuple(reports), snapshot_id, time.perf_counter() - started, expired, expiry_error)
 

@@ -27,9 +27,8 @@ from typing import Any, Final, Literal
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential_jitter
 
 from leadscore.lake.errors import SpoolFull, SpoolWriteFailed
-from leadscore.lake.flush import CommitReport, SegmentReport, commit_segments
+from leadscore.lake.flush import PREDICTIONS, CommitReport, Layout, SegmentReport, commit_segments
 from leadscore.lake.quarantine import quarantine_count, quarantine_dir
-from leadscore.lake.records import RowGroup, segment_rows, serialize
 from leadscore.lake.spool import (
     Backlog,
     ClosedSegment,
@@ -88,16 +87,20 @@ def _warm_up() -> None:
 
 
 class LakeSink:
-    """Durable recording of scored rows, and their commit to the lake's table."""
+    """Durable recording of scored rows, and their commit to the lake's table.
 
-    def __init__(self, config: LakeConfig) -> None:
+    `layout` says what the rows are: the predictions by default; the outcomes table uses a sink of its own.
+    """
+
+    def __init__(self, config: LakeConfig, layout: Layout = PREDICTIONS) -> None:
         self.config = config
+        self.layout = layout
         self.backlog = Backlog()
         self._segments: queue.SimpleQueue[ClosedSegment | None] = queue.SimpleQueue()
         self._abort = threading.Event()
         self._settled = threading.Condition()
         self._recovered: list[SpoolDirectory] = []
-        self._spool: Spool[RowGroup] | None = None
+        self._spool: Spool[Any] | None = None
         self._pool: Pool | None = None
         self._flusher: threading.Thread | None = None
         self._last_commit = 0.0
@@ -120,11 +123,12 @@ class LakeSink:
         self.config.spool_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_files(self.config.spool_dir)
         self.quarantined = quarantine_count(self.config.spool_dir)
-        metrics.set_lake_quarantined(self.quarantined)
+        if self.layout.metrics:
+            metrics.set_lake_quarantined(self.quarantined)
         self._adopt_orphans()
         self._spool = Spool(
             self.config.spool_dir,
-            serialize=serialize,
+            serialize=self.layout.serialize,
             on_closed=self._segments.put,
             backlog=self.backlog,
             segment_max_bytes=self.config.segment_max_bytes,
@@ -171,12 +175,12 @@ class LakeSink:
         if self.backlog.bytes >= self.config.spool_max_bytes:
             raise SpoolFull("the data lake is not keeping up (spool full)", retry_after=30)
 
-    async def record(self, rows: RowGroup) -> None:
+    async def record(self, rows: object) -> None:
         """Spool the rows; return once they are written (and fsync'd in sync mode), else raise SpoolWriteFailed."""
         if self._spool is None:
             raise SpoolWriteFailed("the data lake is not started", retry_after=1)
         try:
-            await self._spool.append_awaitable(rows, rows.size)
+            await self._spool.append_awaitable(rows, self.layout.group_rows(rows))
         except OSError as exc:
             raise SpoolWriteFailed("could not record the predictions durably", retry_after=5) from exc
 
@@ -290,7 +294,8 @@ class LakeSink:
 
     def _on_retry(self, state: RetryCallState) -> None:
         self.commit_failures += 1
-        metrics.observe_lake_upload_failure()
+        if self.layout.metrics:
+            metrics.observe_lake_upload_failure()
         error = state.outcome.exception() if state.outcome else None
         self.last_error = repr(error)
         log.warning("lake_commit_failed", attempt=state.attempt_number, error=repr(error))
@@ -298,8 +303,8 @@ class LakeSink:
     def _commit(self, batch: Sequence[ClosedSegment]) -> CommitReport:
         segments = [(s.segment_id, str(s.path)) for s in batch]
         if self._pool is None:
-            return commit_segments(self.config.table, segments)
-        result = self._pool.apply_async(commit_segments, (self.config.table, segments))
+            return commit_segments(self.config.table, segments, self.layout)
+        result = self._pool.apply_async(commit_segments, (self.config.table, segments, self.layout))
         deadline = time.monotonic() + self.config.commit_timeout_seconds
         while True:
             try:
@@ -336,7 +341,8 @@ class LakeSink:
         self.commits += 1
         self.committed_rows += report.rows
         self.last_error = None
-        metrics.observe_lake_flush(report.rows, len(batch), report.seconds)
+        if self.layout.metrics:
+            metrics.observe_lake_flush(report.rows, len(batch), report.seconds)
         log.info(
             "lake_committed",
             segments=len(batch),
@@ -366,7 +372,8 @@ class LakeSink:
         fsync_dir(target_dir)
         fsync_dir(segment.path.parent)
         self.quarantined = quarantine_count(self.config.spool_dir)
-        metrics.set_lake_quarantined(self.quarantined)
+        if self.layout.metrics:
+            metrics.set_lake_quarantined(self.quarantined)
         log.error(
             "lake_segment_quarantined",
             segment=segment.segment_id,
@@ -383,7 +390,7 @@ class LakeSink:
         for directory in claim_orphans(self.config.spool_dir):
             for segment in seal_open_segments(directory):
                 stat = segment.path.stat()
-                rows = segment_rows(segment.path)
+                rows = self.layout.segment_rows(segment.path)
                 self.backlog.add(segment.segment_id, rows, stat.st_size, stat.st_mtime)
                 self._segments.put(segment)
                 log.info("spool_segment_adopted", segment=segment.segment_id, rows=rows)

@@ -170,8 +170,17 @@ def _exists_locally(config: TableConfig) -> bool:
     )
 
 
-def load_table(config: TableConfig, create: bool = True) -> Table:
-    """The lake's table, created (`create`) or refused (LakeNotFound) when missing; schema and spec evolved."""
+def load_table(
+    config: TableConfig,
+    create: bool = True,
+    *,
+    schema: pa.Schema = ARROW_SCHEMA,
+    partition_keys: Sequence[str] = PARTITION_KEYS,
+) -> Table:
+    """The lake's table, created (`create`) or refused (LakeNotFound) when missing; schema and spec evolved.
+
+    `schema` and `partition_keys` are the predictions' unless another table of the lake (the outcomes) is asked for.
+    """
     if not create and not _exists_locally(config):
         raise LakeNotFound(f"no lake table at {config.location}")
     catalog = open_catalog(config)
@@ -180,16 +189,16 @@ def load_table(config: TableConfig, create: bool = True) -> Table:
     except NoSuchTableError:
         if not create:
             raise LakeNotFound(f"no lake table {'.'.join(config.identifier)} at {config.location}") from None
-        table = _create(catalog, config)
-    return evolve(table) if create else table
+        table = _create(catalog, config, schema)
+    return evolve(table, schema=schema, partition_keys=partition_keys) if create else table
 
 
-def _create(catalog: Catalog, config: TableConfig) -> Table:
+def _create(catalog: Catalog, config: TableConfig, schema: pa.Schema) -> Table:
     catalog.create_namespace_if_not_exists(config.namespace)
     try:
         return catalog.create_table(
             config.identifier,
-            schema=ARROW_SCHEMA,
+            schema=schema,
             location=config.table_location(),
             properties=TABLE_PROPERTIES,
         )
@@ -197,14 +206,14 @@ def _create(catalog: Catalog, config: TableConfig) -> Table:
         return catalog.load_table(config.identifier)
 
 
-def evolve(table: Table) -> Table:
+def evolve(table: Table, *, schema: pa.Schema = ARROW_SCHEMA, partition_keys: Sequence[str] = PARTITION_KEYS) -> Table:
     """Bring the table's schema, partition spec and properties to this version's (no-op when they match).
 
     Several workers may start at once: a conflicting change is reloaded and tried again.
     """
     for attempt in range(_EVOLVE_ATTEMPTS):
         try:
-            _evolve_once(table)
+            _evolve_once(table, schema, partition_keys)
         except CommitFailedException:
             if attempt == _EVOLVE_ATTEMPTS - 1:
                 raise
@@ -215,14 +224,14 @@ def evolve(table: Table) -> Table:
     return table
 
 
-def _evolve_once(table: Table) -> None:
+def _evolve_once(table: Table, schema: pa.Schema, partition_keys: Sequence[str]) -> None:
     names = {f.name for f in table.schema().fields}
-    if any(name not in names for name in ARROW_SCHEMA.names):
+    if any(name not in names for name in schema.names):
         with table.update_schema() as update:
-            update.union_by_name(ARROW_SCHEMA)
-    if _partition_names(table) != list(PARTITION_KEYS):
+            update.union_by_name(schema)
+    if _partition_names(table) != list(partition_keys):
         with table.update_spec() as spec:
-            for key in PARTITION_KEYS:
+            for key in partition_keys:
                 if key not in _partition_names(table):
                     spec.add_identity(key)
     stale = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and table.properties.get(k) != v}

@@ -1,0 +1,1 @@
+"""Outcomes: what became of scored leads (conversions, stages), recorded in the lake beside the predictions."""
