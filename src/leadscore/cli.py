@@ -18,6 +18,8 @@ from leadscore.config import load_settings
 from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.lake_commands import lake_app, spool_exit_status
 from leadscore.loadtest.thresholds import TargetEnv
+from leadscore.report.commands import drift_app
+from leadscore.report.commands import report as report_command
 from leadscore.telemetry.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -192,6 +194,8 @@ def importance(
 
 
 app.add_typer(lake_app, name="lake")
+app.command("report")(report_command)
+app.add_typer(drift_app, name="drift")
 
 
 keys_app = typer.Typer(help="API keys: the service stores only their hashes.", no_args_is_help=True)

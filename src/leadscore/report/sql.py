@@ -46,7 +46,7 @@ def _like(pattern: str) -> str:
 
 
 def _timestamp(moment: datetime) -> str:
-    return f"TIMESTAMP '{moment:%Y-%m-%d %H:%M:%S}'"
+    return f"TIMESTAMP '{moment:%Y-%m-%d %H:%M:%S.%f}'"
 
 
 def production_filter(scope: Scope) -> str:
