@@ -118,7 +118,7 @@ def _numeric(connection: duckdb.DuckDBPyConnection, scope: Scope, reference: Map
         bins = [given.get(i, 0) for i in range(len(edges) + 1)]
         expected = reference_numeric_shares(reference[name])
         actual = numeric_shares(reference[name], bins, given.get(-1, 0))
-        labels = [*(f"< {edges[0]:g}" if edges else "all",), *(f">= {e:g}" for e in edges), MISSING]
+        labels = [*(f"< {edges[0]:.3g}" if edges else "all",), *(f">= {e:.3g}" for e in edges), MISSING]
         out.append(
             InputDrift(
                 name,

@@ -7,7 +7,7 @@ browser, a search or a test finds the titles and labels in the page.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import matplotlib as mpl
@@ -20,6 +20,7 @@ from leadscore.features.spec import SCORES
 from leadscore.report.judge import CalibrationBin, ScoreRow
 
 _SIZE: Final = (6.4, 3.6)
+_SVG_METADATA: Final = ("Creator", "Date", "Format", "Type")
 _SCORE_COLOURS: Final = ("#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c")
 
 
@@ -27,7 +28,8 @@ def to_svg(figure: Figure) -> str:
     """The figure as an SVG element (no XML prologue), text kept as text."""
     buffer = io.StringIO()
     with mpl.rc_context({"svg.fonttype": "none", "svg.hashsalt": "leadscore"}):
-        figure.savefig(buffer, format="svg", bbox_inches="tight")
+        # No metadata block: it only names the tool and the time, and would make each file differ.
+        figure.savefig(buffer, format="svg", bbox_inches="tight", metadata=dict.fromkeys(_SVG_METADATA))
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
@@ -155,7 +157,7 @@ def importance_chart(importance: dict[str, float], top: int = 15) -> str:
     return to_svg(figure)
 
 
-def learning_curve_chart(curves: dict[str, Sequence[float]]) -> str:
+def learning_curve_chart(curves: Mapping[str, Sequence[float]]) -> str:
     """Log loss per boosting round on the training rows and the held-out rows."""
     figure = Figure(figsize=_SIZE, layout="constrained")
     axes = figure.add_subplot()

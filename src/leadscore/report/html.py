@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -11,6 +11,8 @@ from leadscore.drift.figures import Drift
 from leadscore.report import charts
 from leadscore.report.judge import VersionReport
 
+# Drifting inputs whose distributions are drawn (the most shifted first); the table lists every input.
+MAX_DISTRIBUTIONS: Final = 6
 _STYLE: Final = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 64rem; color: #222; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.25rem; margin-top: 2rem; } h3 { font-size: 1.05rem; }
@@ -105,7 +107,8 @@ def drift_section(figures: Drift) -> str:
          "DRIFT" if i.drifted else ""]
         for i in sorted(figures.inputs, key=lambda i: -i.psi)
     ]  # fmt: skip
-    distributions = "".join(_chart(f"{i.field} distribution", charts.distribution_chart(i)) for i in drifted)
+    most = sorted(drifted, key=lambda i: -i.psi)[:MAX_DISTRIBUTIONS]
+    distributions = "".join(_chart(f"{i.field} distribution", charts.distribution_chart(i)) for i in most)
     return (
         f"<h2>Drift</h2><p>Largest PSI {figures.max_psi:.3f}; drifting (PSI above 0.25): "
         f"{_e(', '.join(figures.drifted) or 'none')}.</p>"
@@ -123,7 +126,7 @@ def report_page(reports: Sequence[VersionReport], figures: Drift | None, probabi
     return page("Lead scores judged on outcomes", sections, scope)
 
 
-def training_page(manifest: dict[str, Any], curves: dict[str, Sequence[float]]) -> str:
+def training_page(manifest: dict[str, Any], curves: Mapping[str, Sequence[float]]) -> str:
     """The report of a trained bundle: held-out metrics, confusion matrix, importance and learning curve."""
     metrics = manifest["metrics"]
     confusion = metrics["confusion_matrix"]

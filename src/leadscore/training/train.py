@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -34,10 +35,13 @@ from leadscore.model.bundle import (
 )
 from leadscore.model.explain import TreeExplainer
 from leadscore.model.reasons import global_importance
+from leadscore.report.html import training_page
 from leadscore.training.contract import validate_training_table
 from leadscore.training.evaluate import evaluate
 from leadscore.training.synth import AS_OF, synthesize
 
+# The training run's report, beside the booster: one HTML file with its charts (leadscore.report.html).
+TRAINING_REPORT_FILE = "training_report.html"
 # Held-out leads explained for the global importance: enough for stable means, a few seconds of the kernel.
 IMPORTANCE_ROWS = 5000
 
@@ -169,7 +173,17 @@ def train_bundle(
     params = config.params()
     say(f"training {config.num_boost_round} rounds x {len(SCORES)} classes on {train.size} rows")
     callbacks = [_RoundProgress(config.num_boost_round, progress)] if progress is not None else None
-    booster = xgb.train(params, dtrain, num_boost_round=config.num_boost_round, verbose_eval=False, callbacks=callbacks)
+    # Log loss per round on both splits, for the report's learning curve (XGBoost caches the evals' predictions).
+    curves: dict[str, Any] = {}
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=config.num_boost_round,
+        evals=[(dtrain, "training"), (dtest, "held_out")],  # XGBoost parses the names: no spaces
+        evals_result=curves,
+        verbose_eval=False,
+        callbacks=callbacks,
+    )
     metrics = evaluate(booster.predict(dtest), outcome[test])
     metrics["train_rows"] = int(train.size)
     held_out = matrix[test[:IMPORTANCE_ROWS]]
@@ -201,6 +215,9 @@ def train_bundle(
     staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
         save_bundle(staged, booster, manifest, categories, reference)
+        say("writing the training report")
+        learning = {name.replace("_", "-") + " rows": list(values["mlogloss"]) for name, values in curves.items()}
+        (staged / TRAINING_REPORT_FILE).write_text(training_page(json.loads(manifest.to_json()), learning), "utf-8")
         _replace_dir(staged, out_dir)
     finally:
         if staged.exists():
