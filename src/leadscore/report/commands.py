@@ -53,8 +53,8 @@ class Lake:
     outcomes: str
 
 
-def open_lake(settings: Settings) -> Lake:
-    """The lake's current snapshot and the outcomes (deduplicated) registered on a fresh DuckDB connection."""
+def open_lake(settings: Settings, *, outcomes: bool = True) -> Lake:
+    """The lake's current snapshot and (`outcomes`) the outcomes, deduplicated, registered on a fresh connection."""
     import duckdb  # noqa: PLC0415 - keeps `leadscore --help` fast
 
     from leadscore.lake.errors import LakeError  # noqa: PLC0415
@@ -70,9 +70,10 @@ def open_lake(settings: Settings) -> Lake:
     connection = duckdb.connect()
     source: object = table.scan().to_arrow() if has_delete_files(table) else table_dataset(table, config)
     connection.register(config.name, source)
-    outcomes = table_name(settings)
-    connection.register(outcomes, read_outcomes(settings))
-    return Lake(connection, config.name, outcomes)
+    name = table_name(settings)
+    if outcomes:
+        connection.register(name, read_outcomes(settings))
+    return Lake(connection, config.name, name)
 
 
 def _bundle(settings: Settings, bundle: Path | None) -> tuple[dict[str, Any] | None, CategoryMap]:
@@ -197,7 +198,7 @@ def drift_export(
         since=until - timedelta(hours=hours),
         until=until,
     )
-    lake = open_lake(settings)
+    lake = open_lake(settings, outcomes=False)  # drift reads the predictions only
     try:
         figures = _drift(lake, scope, settings, bundle)
         version = _model_version(settings, bundle)
