@@ -16,6 +16,7 @@ from leadscore.api.handlers import install_error_handlers
 from leadscore.api.limits import EdgeLimitsMiddleware
 from leadscore.api.middleware import RequestContextMiddleware
 from leadscore.api.openapi import install_openapi
+from leadscore.api.outcomes import OutcomeSinkSlot, install_outcomes_openapi, outcomes_router
 from leadscore.api.routes import prometheus_metrics, router, score
 from leadscore.api.security import RequireMetricsKey, load_keyring
 from leadscore.config import Settings, load_settings
@@ -65,6 +66,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
     Raises ConfigError when the API keys are unusable (e.g. prod without any): a bad deployment never serves.
     """
     keyring = load_keyring(settings)
+    outcomes = OutcomeSinkSlot()
     emf = EmfAggregator(settings.emf_namespace, settings.env.value) if settings.emf_on else None
     recorder = metrics.Recorder(prometheus=settings.metrics_enabled, emf=emf)
 
@@ -81,6 +83,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
         if sink is not None:
             sink.start()
             log.info("lake_started", uri=sink.uri, durability=settings.lake_durability)
+            outcomes.open(settings)
         restore = on_sigterm(lifecycle.start_draining)
         tune_gc()
         metrics.set_model_info(loaded.version)
@@ -105,6 +108,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
             if backlog is not None:
                 backlog.cancel()
             if sink is not None:
+                await asyncio.to_thread(outcomes.close, lifecycle.remaining_grace(settings.shutdown_grace_seconds))
                 await asyncio.to_thread(sink.close, lifecycle.remaining_grace(settings.shutdown_grace_seconds))
                 metrics.set_lake_backlog(*sink.backlog.totals())  # what the last flush left behind
             if emitter is not None:
@@ -124,12 +128,14 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
         redirect_slashes=False,
     )
     app.include_router(router)
+    app.include_router(outcomes_router(outcomes))
     if settings.metrics_enabled:
         app.add_api_route(
             "/metrics", prometheus_metrics, methods=["GET"], dependencies=[RequireMetricsKey], include_in_schema=False
         )
     _add_middleware_and_handlers(app, settings, recorder)
     install_openapi(app)
+    install_outcomes_openapi(app)
     return app
 
 

@@ -18,12 +18,14 @@ from leadscore.config import load_settings
 from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.lake_commands import lake_app, spool_exit_status
 from leadscore.loadtest.thresholds import TargetEnv
+from leadscore.outcomes.commands import outcomes_app
 from leadscore.report.commands import drift_app
 from leadscore.report.commands import report as report_command
 from leadscore.telemetry.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
     from leadscore.api.security import ApiKey
+    from leadscore.training.train import TrainConfig
 
 app = typer.Typer(
     help="leadscore: B2B lead scoring with XGBoost.",
@@ -119,7 +121,9 @@ def synth(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Training data (.parquet or .csv) with an `outcome` column.")],
+    data: Annotated[
+        Path | None, typer.Argument(help="Training data (.parquet or .csv) with an `outcome` column.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("data/model"),
     rounds: Annotated[int, typer.Option(min=1, help="Boosting rounds per class.")] = 200,
     max_depth: Annotated[int, typer.Option(min=1, help="Tree depth.")] = 6,
@@ -136,6 +140,10 @@ def train(
         Path | None,
         typer.Option(help="JSON/YAML file of CRM picklist forms ({field: {form: value}}) added to the packaged map."),
     ] = None,
+    from_lake: Annotated[
+        bool,
+        typer.Option(help="Train a challenger on the lake's production scores and the outcomes after them (no DATA)."),
+    ] = False,
 ) -> None:
     """Train a model bundle and print its evaluation on a held-out split (progress on stderr)."""
     from leadscore.features.picklists import load_category_map  # noqa: PLC0415
@@ -143,7 +151,9 @@ def train(
     from leadscore.training.contract import read_table  # noqa: PLC0415
     from leadscore.training.train import TrainConfig, check_output_dir, train_bundle  # noqa: PLC0415
 
-    if not data.is_file():
+    if (data is None) == (not from_lake):
+        raise _fail("give a DATA file or --from-lake (one of them)")
+    if data is not None and not data.is_file():
         raise _fail(f"no such file: {data}")
     options: dict[str, Any] = {}
     if as_of:
@@ -153,6 +163,9 @@ def train(
             raise _fail(f"--as-of must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got {as_of!r}") from exc
         options["as_of"] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     config = TrainConfig(num_boost_round=rounds, max_depth=max_depth, seed=seed, version=version, **options)
+    if data is None:
+        _train_from_lake(out, config, force)
+        return
     try:
         # Before reading the data: a wrong --out must not cost the time of a training run.
         check_output_dir(out, force)
@@ -175,6 +188,16 @@ def train(
     typer.echo(json.dumps({"version": manifest.version, "bundle": str(out), "metrics": metrics}, indent=2))
 
 
+def _train_from_lake(out: Path, config: TrainConfig, force: bool) -> None:
+    from leadscore.training.from_lake import train_from_lake  # noqa: PLC0415
+
+    try:
+        report = train_from_lake(load_settings(), out, config, force=force, progress=lambda x: typer.echo(x, err=True))
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(json.dumps(report.as_dict(), indent=2))
+
+
 @app.command()
 def importance(
     bundle: Annotated[Path, typer.Argument(help="Model bundle directory whose manifest gets the importance.")],
@@ -194,6 +217,7 @@ def importance(
 
 
 app.add_typer(lake_app, name="lake")
+app.add_typer(outcomes_app, name="outcomes")
 app.command("report")(report_command)
 app.add_typer(drift_app, name="drift")
 

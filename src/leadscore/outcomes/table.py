@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,9 +92,15 @@ def outcomes_table_config(settings: Settings) -> TableConfig:
 
 
 def outcomes_lake_config(settings: Settings) -> LakeConfig:
-    """The outcomes sink's configuration: the lake's knobs, its own spool directory below the lake's and its table."""
+    """The outcomes sink's configuration: the lake's knobs, its own spool directory below the lake's and its table.
+
+    Outcomes are few and small: their commits run in the flusher thread, not in a second committer process per worker.
+    """
     return replace(
-        settings.lake_config(), spool_dir=settings.spool_dir / SPOOL_SUBDIR, table=outcomes_table_config(settings)
+        settings.lake_config(),
+        spool_dir=settings.spool_dir / SPOOL_SUBDIR,
+        table=outcomes_table_config(settings),
+        commit_in_subprocess=False,
     )
 
 
@@ -155,7 +161,7 @@ def _utc_naive(moment: datetime) -> datetime:
 
 
 def outcome_batch(
-    columns: dict[str, Sequence[Any]], *, received_at: datetime, request_id: str, source: str
+    columns: Mapping[str, Sequence[Any]], *, received_at: datetime, request_id: str, source: str
 ) -> pa.RecordBatch:
     """Valid outcomes (columns lead_id, outcome, converted, occurred_at, and optional source/stage) as table rows.
 
@@ -182,6 +188,14 @@ def outcome_batch(
     for key, part in zip(PARTITION_KEYS, (pc.year, pc.month, pc.day), strict=True):
         arrays[key] = part(occurred_array).cast(pa.int32())
     return pa.RecordBatch.from_arrays([arrays[f.name] for f in OUTCOME_SCHEMA], schema=OUTCOME_SCHEMA)
+
+
+def distinct(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The first row of each `outcome_id` in `batch` (the same outcome twice in one request or file is kept once)."""
+    first: dict[str, int] = {}
+    for index, outcome_id in enumerate(batch.column("outcome_id").to_pylist()):
+        first.setdefault(outcome_id, index)
+    return batch if len(first) == batch.num_rows else batch.take(pa.array(list(first.values()), pa.int64()))
 
 
 def write_outcomes(config: TableConfig, rows: pa.Table | pa.RecordBatch, commit_id: str) -> int | None:

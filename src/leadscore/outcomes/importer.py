@@ -1,0 +1,147 @@
+"""`leadscore outcomes import FILE`: outcomes from a CRM export (CSV or Parquet), validated like the API's.
+
+CSV cells are text: a CRM's `converted` column (`true/false`, `yes/no`, `1/0`, empty) and a numeric `outcome` are read
+into the contract's types here, then every row goes through the same contract as the API (`validate_outcomes`).
+Valid rows are committed to the outcomes table at once, in one snapshot; rejected rows are reported by row number
+(1 = the first data row) and field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from leadscore.errors import LeadscoreError
+from leadscore.outcomes.schema import OutcomeIn, Problem, to_columns, validate_outcomes
+from leadscore.outcomes.table import distinct, outcome_batch, outcomes_table_config, write_outcomes
+from leadscore.training.contract import read_table
+
+if TYPE_CHECKING:
+    from leadscore.config import Settings
+
+SOURCE: Final = "import"
+FIELDS: Final = tuple(OutcomeIn.model_fields)
+_TRUE: Final = frozenset({"true", "yes", "1"})
+_FALSE: Final = frozenset({"false", "no", "0"})
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What an import did."""
+
+    file: str
+    request_id: str
+    rows: int
+    imported: int  # distinct outcomes committed
+    duplicates: int  # rows repeating an earlier row of the file
+    rejected: tuple[Problem, ...]  # index: 0-based data row
+    ignored_columns: tuple[str, ...]
+    snapshot_id: int | None
+
+    @property
+    def rejected_rows(self) -> int:
+        """Rows with at least one problem."""
+        return len({p.index for p in self.rejected})
+
+
+def crm_bool(value: object) -> object:
+    """A CRM's boolean cell as a bool (true/false, yes/no, 1/0, any case; empty: None); anything else as it is."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if not text:
+            return None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return value  # the contract names it
+
+
+def _outcome(value: object) -> object:
+    """An outcome cell as an int ("4", "4.0", 4.0); anything else as it is, for the contract to name."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _occurred_at(value: object) -> object:
+    """A Parquet timestamp as ISO text (one without a zone is UTC, as the lake's are); text as it is."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, str):
+        return value.strip() or None
+    return value
+
+
+def _text(value: object) -> object:
+    if isinstance(value, str):
+        return value.strip() or None
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+_READERS: Final = {
+    "lead_id": _text,
+    "outcome": _outcome,
+    "converted": crm_bool,
+    "occurred_at": _occurred_at,
+    "source": _text,
+    "stage": _text,
+}
+
+
+def read_items(path: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The file's rows as contract items (names matched case-insensitively), and the columns it ignores."""
+    table = read_table(path)
+    by_name = {name.strip().lower(): name for name in table.column_names}
+    missing = [name for name in ("lead_id", "occurred_at") if name not in by_name]
+    if missing or not ({"outcome", "converted"} & by_name.keys()):
+        raise LeadscoreError(
+            f"{path.name} needs the columns lead_id, occurred_at and outcome and/or converted"
+            f"{' (missing: ' + ', '.join(missing) + ')' if missing else ''}; it has {', '.join(table.column_names)}"
+        )
+    columns = {field: table.column(by_name[field]).to_pylist() for field in FIELDS if field in by_name}
+    items = [{field: _READERS[field](values[i]) for field, values in columns.items()} for i in range(table.num_rows)]
+    ignored = tuple(name for key, name in by_name.items() if key not in FIELDS)
+    return items, ignored
+
+
+def import_outcomes(settings: Settings, path: Path, source: str | None = None, strict: bool = False) -> ImportReport:
+    """Validate every row of `path` and commit the valid ones (none at all when `strict` and any is rejected)."""
+    items, ignored = read_items(path)
+    valid, problems = validate_outcomes(items)
+    request_id = f"import-{uuid.uuid4().hex[:16]}"
+    imported = duplicates = 0
+    snapshot_id = None
+    if valid and not (strict and problems):
+        batch = outcome_batch(
+            to_columns(valid), received_at=datetime.now(UTC), request_id=request_id, source=source or SOURCE
+        )
+        unique = distinct(batch)
+        imported, duplicates = unique.num_rows, batch.num_rows - unique.num_rows
+        snapshot_id = write_outcomes(outcomes_table_config(settings), unique, request_id)
+    return ImportReport(
+        file=str(path),
+        request_id=request_id,
+        rows=len(items),
+        imported=imported,
+        duplicates=duplicates,
+        rejected=tuple(problems),
+        ignored_columns=ignored,
+        snapshot_id=snapshot_id,
+    )
