@@ -5,7 +5,8 @@ generator, size and seed), so the baseline is drawn from the bundle's reference 
 order: test traffic (ids of real leads, sent first so that counting it would change their first score), the
 baseline population, a later re-score of some baseline leads, then (after `split`) a population whose email
 engagement, website sessions and company size are shifted. Outcomes: the generator's own outcome of each
-baseline lead (half as `outcome`, half as `converted`), one duplicate, and a conversion dated before the score.
+baseline lead (half as `outcome`, half as `converted`), one duplicate, and a conversion dated before the score,
+all posted to `POST /api/v1/outcomes`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import httpx
 import numpy as np
 import pytest
 
-from leadscore.outcomes.table import outcome_batch, outcomes_table_config, write_outcomes
+from leadscore.outcomes.table import read_outcomes
 from leadscore.training.synth import AS_OF, synthesize
 from tests.support.lake import settings_from_env
 from tests.support.leads import synthetic_leads
@@ -75,19 +76,22 @@ def _score(client: httpx.Client, leads: list[dict[str, Any]], request_id: str) -
     return answers
 
 
-def _write_outcomes(env: dict[str, str], outcomes: np.ndarray, early: str, before: datetime) -> None:
-    now = datetime.now(UTC)
-    ids = [f"lead-{i}" for i in range(BASELINE)]
-    given_outcome = [int(o) if i % 2 == 0 else None for i, o in enumerate(outcomes)]
-    given_converted = [None if i % 2 == 0 else bool(o >= 4) for i, o in enumerate(outcomes)]
-    columns: dict[str, list[Any]] = {
-        "lead_id": [*ids, ids[0], early],
-        "outcome": [*given_outcome, given_outcome[0], None],
-        "converted": [*given_converted, given_converted[0], True],
-        "occurred_at": [*([now] * BASELINE), now, before],
-    }
-    batch = outcome_batch(columns, received_at=now, request_id="test-import", source="test")
-    write_outcomes(outcomes_table_config(settings_from_env(env)), batch, "test-import")
+def _post_outcomes(client: httpx.Client, outcomes: np.ndarray, early: str, before: datetime) -> int:
+    """Post each baseline lead's outcome (half as `outcome`, half as `converted`), a duplicate and an early one."""
+    now = datetime.now(UTC).isoformat()
+    items: list[dict[str, Any]] = [
+        {
+            "lead_id": f"lead-{i}",
+            "occurred_at": now,
+            **({"outcome": int(o)} if i % 2 == 0 else {"converted": bool(o >= 4)}),
+        }
+        for i, o in enumerate(outcomes)
+    ]
+    items += [items[0], {"lead_id": early, "occurred_at": before.isoformat(), "converted": True}]
+    for start in range(0, len(items), 1000):
+        response = client.post("/api/v1/outcomes", json={"outcomes": items[start : start + 1000]})
+        assert response.status_code == 202, response.text
+    return len(items) - 1  # the duplicate is stored once
 
 
 @pytest.fixture(scope="session")
@@ -110,10 +114,12 @@ def scored_lake(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> 
             _score(client, rescored, "report-rescore")
             split = datetime.now(UTC)
             _score(client, _shifted(rows[BASELINE : BASELINE + SHIFTED]), "report-shifted")
+            early = f"lead-{int(np.flatnonzero(outcomes < 4)[0])}"  # did not convert; its conversion predates its score
+            posted = _post_outcomes(client, outcomes, early, before)
     finally:
         assert server.stop() == 0, server.log()[-3000:]
-    early = f"lead-{int(np.flatnonzero(outcomes < 4)[0])}"  # did not convert; its conversion predates its score
-    _write_outcomes(server.env, outcomes, early, before)
+    stored = read_outcomes(settings_from_env(server.env)).num_rows
+    assert stored == posted, f"{stored} outcomes in the table, {posted} posted"
     env = {k: v for k, v in server.env.items() if k.startswith("LEADSCORE_")}
     return ScoredLake(env=env, split=split, first=first, outcomes=outcomes, early=early)
 
