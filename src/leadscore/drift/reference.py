@@ -69,7 +69,8 @@ def numeric_reference(values: npt.NDArray[np.float64]) -> dict[str, Any]:
     """Decile edges (distinct ones: counts have ties) and the share of rows per bin, missing share apart."""
     present = values[~np.isnan(values)]
     n = values.size
-    edges = sorted({float(e) for e in np.quantile(present, QUANTILES)}) if present.size else []
+    # Empirical quantiles (values that occur): interpolated ones would split a tied count between two bins.
+    edges = sorted({float(e) for e in np.quantile(present, QUANTILES, method="inverted_cdf")}) if present.size else []
     counts = np.bincount(bin_index(edges, present), minlength=len(edges) + 1)
     return {
         "edges": edges,
