@@ -144,3 +144,20 @@ def test_report_sql_is_printed_for_athena(report_env):
     assert result.exit_code == 0, result.output
     assert "FROM lead_score_dev" in result.stdout
     assert "LEFT JOIN lead_outcomes" in result.stdout
+
+
+def test_report_without_a_lake_says_so(monkeypatch, tmp_path):
+    """Where there is no lake the report exits 1 naming it, and creates nothing."""
+    monkeypatch.setenv("LEADSCORE_LAKE_URI", str(tmp_path / "lake"))
+    monkeypatch.setenv("LEADSCORE_SPOOL_DIR", str(tmp_path / "spool"))
+    result = runner.invoke(app, ["report"])
+    assert result.exit_code == 1
+    assert "error:" in result.stderr
+    assert not (tmp_path / "lake").exists()
+
+
+def test_report_refuses_a_malformed_since(report_env):
+    """A --since that is not ISO 8601 is refused with exit 2 and an example."""
+    result = runner.invoke(app, ["report", "--since", "yesterday"])
+    assert result.exit_code == 2
+    assert "ISO 8601" in result.stderr
