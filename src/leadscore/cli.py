@@ -20,6 +20,8 @@ from leadscore.errors import ConfigError, LeadscoreError
 from leadscore.lake_commands import lake_app, spool_exit_status
 from leadscore.loadtest.thresholds import TargetEnv
 from leadscore.outcomes.commands import outcomes_app
+from leadscore.report.commands import drift_app
+from leadscore.report.commands import report as report_command
 from leadscore.telemetry.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -219,6 +221,8 @@ app.add_typer(lake_app, name="lake")
 app.add_typer(outcomes_app, name="outcomes")
 # `leadscore score`: rescoring a whole file (leadscore.batch).
 app.command("score")(score_command)
+app.command("report")(report_command)
+app.add_typer(drift_app, name="drift")
 
 
 keys_app = typer.Typer(help="API keys: the service stores only their hashes.", no_args_is_help=True)

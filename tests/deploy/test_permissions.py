@@ -56,7 +56,11 @@ def glue_catalog(endpoint: str) -> GlueCatalog:
 def role_glue_actions(dev_json: dict[str, Any]) -> set[str]:
     """The Glue actions of the task role, from the synthesized template."""
     resources = dev_json["Resources"]
-    (task,) = (r for r in resources.values() if r["Type"] == "AWS::ECS::TaskDefinition")
+    (task,) = (
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::ECS::TaskDefinition" and not r["Properties"]["Family"].endswith("-drift")
+    )
     role = {"Ref": task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]}
     return {
         action

@@ -51,9 +51,20 @@ def only(t: Template, resource_type: str) -> tuple[str, dict[str, Any]]:
     return logical_id, resource.get("Properties", {})
 
 
+def service_task(t: Template) -> tuple[str, dict[str, Any]]:
+    """The logical id and properties of the service's task definition (not the scheduled drift export's)."""
+    found = {
+        k: r for k, r in t.find_resources("AWS::ECS::TaskDefinition").items()
+        if not r["Properties"]["Family"].endswith("-drift")
+    }  # fmt: skip
+    assert len(found) == 1, sorted(found)
+    logical_id, resource = next(iter(found.items()))
+    return logical_id, resource["Properties"]
+
+
 def container(t: Template) -> dict[str, Any]:
     """The service's container definition."""
-    _, task = only(t, "AWS::ECS::TaskDefinition")
+    _, task = service_task(t)
     (definition,) = task["ContainerDefinitions"]
     return dict(definition)
 
@@ -107,7 +118,7 @@ def test_spool_dir_is_the_efs_mount(dev: Template) -> None:
 
 def test_spool_volume_is_efs_with_tls_and_iam(dev: Template) -> None:
     """The spool volume mounts the file system through its access point, TLS in transit, IAM authorization."""
-    _, task = only(dev, "AWS::ECS::TaskDefinition")
+    _, task = service_task(dev)
     (volume,) = [v for v in task["Volumes"] if v["Name"] == "spool"]
     efs = volume["EFSVolumeConfiguration"]
     assert efs["FilesystemId"] == {"Ref": only(dev, "AWS::EFS::FileSystem")[0]}
@@ -395,11 +406,12 @@ def test_log_group_has_retention_and_encryption(dev: Template, prod: Template) -
 
 
 def test_alarms_cover_errors_latency_health_and_lake(dev: Template) -> None:
-    """Six alarms, each notifying the alarm topic."""
+    """Seven alarms, each notifying the alarm topic."""
     alarms = dev.find_resources("AWS::CloudWatch::Alarm")
     names = sorted(a["Properties"]["AlarmName"] for a in alarms.values())
     assert names == [
         "leadscore-dev-Http5xxRate",
+        "leadscore-dev-InputDrift",
         "leadscore-dev-LakeBacklogAge",
         "leadscore-dev-LakeBacklogBytes",
         "leadscore-dev-LakeQuarantinedSegments",
@@ -447,6 +459,39 @@ def test_quarantine_alarm_fires_on_the_first_quarantined_segment(dev: Template) 
     assert alarm["Properties"]["EvaluationPeriods"] == 1
 
 
+def test_drift_alarm_fires_when_an_inputs_psi_passes_a_quarter(dev: Template) -> None:
+    """The drift alarm takes the largest DriftMaxPsi over model versions, hourly, and fires above 0.25."""
+    alarms = dev.find_resources("AWS::CloudWatch::Alarm", {"Properties": {"AlarmName": "leadscore-dev-InputDrift"}})
+    (alarm,) = alarms.values()
+    (query,) = alarm["Properties"]["Metrics"]
+    assert query["Expression"] == (
+        'SELECT MAX("DriftMaxPsi") FROM SCHEMA("LeadScoring", Environment, ModelVersion) WHERE Environment = \'dev\''
+    )
+    assert query["Period"] == 3600
+    assert (alarm["Properties"]["Threshold"], alarm["Properties"]["ComparisonOperator"]) == (
+        0.25,
+        "GreaterThanThreshold",
+    )
+
+
+def test_drift_export_runs_hourly_as_a_fargate_task_of_the_service_image(dev: Template) -> None:
+    """An EventBridge rule runs `leadscore drift export` every hour, with the service's task role and settings."""
+    _, rule = only(dev, "AWS::Events::Rule")
+    assert rule["ScheduleExpression"] == "rate(1 hour)"
+    (target,) = rule["Targets"]
+    assert target["EcsParameters"]["LaunchType"] == "FARGATE"
+    drift = next(
+        r["Properties"] for r in dev.find_resources("AWS::ECS::TaskDefinition").values()
+        if r["Properties"]["Family"] == "leadscore-dev-drift"
+    )  # fmt: skip
+    (definition,) = drift["ContainerDefinitions"]
+    assert definition["EntryPoint"] == ["/opt/venv/bin/python", "-m", "leadscore"]
+    assert definition["Command"] == ["drift", "export", "--hours", "24"]
+    assert {"Name": "LEADSCORE_LAKE_CATALOG", "Value": "glue"} in definition["Environment"]
+    _, service = service_task(dev)
+    assert drift["TaskRoleArn"] == service["TaskRoleArn"]
+
+
 def test_error_rate_alarm_ignores_quiet_minutes(dev: Template) -> None:
     """The 5xx rate counts target and load-balancer 5xx, and only when there is traffic."""
     alarms = dev.find_resources("AWS::CloudWatch::Alarm", {"Properties": {"AlarmName": "leadscore-dev-Http5xxRate"}})
@@ -471,7 +516,7 @@ def test_dashboard_exists(dev: Template) -> None:
 
 def task_role_statements(dev: Template, dev_json: dict[str, Any]) -> list[dict[str, Any]]:
     """Every statement of the policies attached to the task role."""
-    _, task = only(dev, "AWS::ECS::TaskDefinition")
+    _, task = service_task(dev)
     role_id = task["TaskRoleArn"]["Fn::GetAtt"][0]
     statements = []
     for resource in dev_json["Resources"].values():

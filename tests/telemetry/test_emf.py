@@ -12,6 +12,7 @@ from leadscore.telemetry.emf import (
     EmfEmitter,
     LakeSnapshot,
     bin_value,
+    drift_documents,
     latency_bin,
     write_stdout,
 )
@@ -205,3 +206,18 @@ def test_write_stdout_writes_a_whole_line(capsys):
     """The default writer puts the line and a newline on stdout."""
     write_stdout('{"a": 1}')
     assert capsys.readouterr().out == '{"a": 1}\n'
+
+
+def test_drift_documents_meet_the_specification():
+    """A drift summary under the service's dimensions, then one document per input with an Input dimension."""
+    psi = {"email_engagement_score": 0.4, "industry": 0.01}
+    documents = drift_documents("LeadScoring", "prod", "1.0.0", NOW_MS, psi, {"industry": 0.02}, 0.3)
+    assert [emf_problems(d, now_ms=NOW_MS) for d in documents] == [[], [], []]
+    summary, *per_input = documents
+    assert summary["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [list(DIMENSIONS)]
+    assert (summary["DriftMaxPsi"], summary["DriftMaxUnknownShare"], summary["DriftLowConfidenceShare"]) == (
+        0.4,
+        0.02,
+        0.3,
+    )
+    assert {(d["Input"], d["DriftPsi"]) for d in per_input} == set(psi.items())

@@ -10,18 +10,27 @@ import pytest
 from leadscore.errors import LeadscoreError
 from leadscore.features.picklists import CategoryMap
 from leadscore.features.spec import ENGINEERED_NAMES, SPEC
-from leadscore.model.bundle import BOOSTER_FILE, CATEGORY_MAP_FILE, MANIFEST_FILE, Manifest, load_bundle
+from leadscore.model.bundle import (
+    BOOSTER_FILE,
+    CATEGORY_MAP_FILE,
+    MANIFEST_FILE,
+    REFERENCE_FILE,
+    Manifest,
+    load_bundle,
+    load_reference,
+)
 from leadscore.training.contract import OUTCOME
 from leadscore.training.synth import synthesize
-from leadscore.training.train import TrainConfig, train_bundle
+from leadscore.training.train import TRAINING_REPORT_FILE, TrainConfig, train_bundle
 
 TINY = TrainConfig(num_boost_round=3, max_depth=2, version="unit")
 
 
 def test_train_bundle_writes_a_loadable_bundle(tmp_path):
-    """train_bundle writes booster and manifest, and the result loads and is ready."""
+    """train_bundle writes booster, manifest, category map and reference bins, and the result loads and is ready."""
     manifest = train_bundle(synthesize(600, seed=2), tmp_path / "b", TINY, source="synth.parquet")
-    assert {p.name for p in (tmp_path / "b").iterdir()} == {BOOSTER_FILE, MANIFEST_FILE, CATEGORY_MAP_FILE}
+    expected = {BOOSTER_FILE, MANIFEST_FILE, CATEGORY_MAP_FILE, REFERENCE_FILE, TRAINING_REPORT_FILE}
+    assert {p.name for p in (tmp_path / "b").iterdir()} == expected
     scorer = load_bundle(tmp_path / "b")
     assert scorer.ready
     assert scorer.version == manifest.version == "unit"
@@ -101,3 +110,29 @@ def test_training_records_global_importance(tiny_bundle):
     assert len(values) == len(SPEC.inputs)
     assert values == sorted(values, reverse=True)
     assert values[0] > 0
+
+
+def test_reference_bins_describe_the_training_data(tmp_path):
+    """The bundle's reference holds decile shares of each numeric input and value shares of each category."""
+    table = synthesize(1000, seed=3)
+    train_bundle(table, tmp_path / "b", TINY)
+    reference = load_reference(tmp_path / "b")
+    assert reference is not None
+    email = reference["numeric"]["email_engagement_score"]
+    assert len(email["edges"]) == 9
+    assert sum(email["shares"]) + email["missing"] == pytest.approx(1.0)
+    assert email["missing"] == pytest.approx(table["email_engagement_score"].null_count / 1000)
+    sizes = reference["categorical"]["company_size"]
+    given = table["company_size"].drop_null().to_pylist()
+    assert sizes["Enterprise"] == pytest.approx(given.count("Enterprise") / 1000)
+    assert sizes["(unknown)"] == 0.0
+
+
+def test_training_report_has_the_confusion_matrix_importance_and_learning_curve(tiny_bundle):
+    """The bundle's training report is one HTML file with its three charts inline and nothing fetched."""
+    page = (tiny_bundle / TRAINING_REPORT_FILE).read_text(encoding="utf-8")
+    for title in ("Confusion matrix", "Feature importance", "Learning curve"):
+        assert f'aria-label="{title}"' in page
+    assert page.count("<svg") == 3
+    for fetching in ("<script", "<link", 'src="http', 'href="http', "url(http"):
+        assert fetching not in page

@@ -2,21 +2,28 @@
 
 Client-facing figures (5xx rate, p99 latency, healthy targets) come from the load balancer: they count what
 clients saw, including requests no task answered. The lake's figures come from the service's CloudWatch EMF
-lines (namespace LeadScoring, dimensions Environment and ModelVersion). Alarms on them use a Metrics
-Insights query that takes the maximum over every model version, so a new model never silences an alarm.
+lines (namespace LeadScoring, dimensions Environment and ModelVersion); so do the drift figures, from
+`leadscore drift export`, which a scheduled ECS task runs every hour with the service's image and task role.
+Alarms on them use a Metrics Insights query that takes the maximum over every model version, so a new model
+never silences an alarm.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -27,6 +34,13 @@ from leadscore_infra.config import METRICS_NAMESPACE, EnvironmentConfig
 QUARANTINE_METRIC = "LakeQuarantinedSegments"
 ONE_MINUTE = Duration.minutes(1)
 FIVE_MINUTES = Duration.minutes(5)
+# The largest input PSI `leadscore drift export` measured (leadscore.telemetry.emf.drift_documents).
+DRIFT_METRIC = "DriftMaxPsi"
+# Above 0.25 a PSI is a significant shift (0.1-0.25 moderate): the level leadscore.drift.reference flags.
+DRIFT_PSI_THRESHOLD = 0.25
+DRIFT_EVERY = Duration.hours(1)
+# Each run measures the production rows of the last day: hourly points of a sliding day-long window.
+DRIFT_WINDOW_HOURS = 24
 # Below this many requests a minute, a single error is no "rate": a quiet dev service must not page anyone.
 MIN_REQUESTS_FOR_RATE = 20
 
@@ -38,6 +52,9 @@ class ServiceParts:
     load_balancer: elbv2.ApplicationLoadBalancer
     target_group: elbv2.ApplicationTargetGroup
     service: ecs.FargateService
+    # The service's image and container settings, for the scheduled drift export; without them it is not scheduled.
+    image: ecs.ContainerImage | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
 
 
 def emf_query(statistic: str, metric: str, environment: str) -> str:
@@ -106,6 +123,13 @@ class Monitoring(Construct):
             period=FIVE_MINUTES,
         )
 
+        drift = cw.MathExpression(
+            expression=emf_query("MAX", DRIFT_METRIC, env),
+            using_metrics={},
+            label="largest input PSI against the training data",
+            period=DRIFT_EVERY,
+        )
+
         self.alarms = [
             self._alarm(
                 "Http5xxRate",
@@ -159,7 +183,18 @@ class Monitoring(Construct):
                 evaluation_periods=1,
                 datapoints=1,
             ),
+            self._alarm(
+                "InputDrift",
+                drift,
+                DRIFT_PSI_THRESHOLD,
+                f"An input's PSI against the training data is above {DRIFT_PSI_THRESHOLD} over the last "
+                f"{DRIFT_WINDOW_HOURS} h: production leads no longer look like the ones the model learnt from "
+                "(`leadscore report` names the inputs and shows their distributions).",
+                evaluation_periods=1,
+                datapoints=1,
+            ),
         ]
+        self.drift_schedule = self._drift_schedule(config, parts) if parts.image is not None else None
 
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"leadscore-{env}")
         cpu = parts.service.metric_cpu_utilization(period=ONE_MINUTE)
@@ -216,6 +251,51 @@ class Monitoring(Construct):
                 width=8,
             ),
         )
+
+    def _drift_schedule(self, config: EnvironmentConfig, parts: ServiceParts) -> events.Rule:
+        """An hourly ECS task that runs `leadscore drift export` with the service's image, settings and task role."""
+        service_task = parts.service.task_definition
+        task = ecs.FargateTaskDefinition(
+            self,
+            "DriftTask",
+            family=f"{self._prefix}-drift",
+            cpu=512,
+            memory_limit_mib=1024,
+            task_role=service_task.task_role,
+            execution_role=service_task.execution_role,
+        )
+        task.add_container(
+            "drift",
+            container_name="drift",
+            image=parts.image or ecs.ContainerImage.from_registry("unused"),
+            entry_point=["/opt/venv/bin/python", "-m", "leadscore"],
+            command=["drift", "export", "--hours", str(DRIFT_WINDOW_HOURS)],
+            environment=dict(parts.environment),
+            logging=ecs.LogDrivers.aws_logs(
+                stream_prefix="drift",
+                log_group=logs.LogGroup.from_log_group_name(self, "ServiceLogs", f"/leadscore/{config.name}/api"),
+            ),
+            readonly_root_filesystem=True,
+        )
+        rule = events.Rule(
+            self,
+            "DriftSchedule",
+            rule_name=f"{self._prefix}-drift-export",
+            description="Measure input drift against the training data and publish it as EMF (DriftMaxPsi).",
+            schedule=events.Schedule.rate(DRIFT_EVERY),
+        )
+        rule.add_target(
+            targets.EcsTask(
+                cluster=parts.service.cluster,
+                task_definition=task,
+                launch_type=ecs.LaunchType.FARGATE,
+                platform_version=ecs.FargatePlatformVersion.VERSION1_4,
+                subnet_selection=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+                security_groups=parts.service.connections.security_groups,
+                assign_public_ip=False,
+            )
+        )
+        return rule
 
     def _alarm(
         self,

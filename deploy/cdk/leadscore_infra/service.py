@@ -170,7 +170,9 @@ class ServiceStack(Stack):
             self,
             "Monitoring",
             config=config,
-            parts=ServiceParts(self.load_balancer, self.target_group, self.service),
+            parts=ServiceParts(
+                self.load_balancer, self.target_group, self.service, self.image, self.container_environment
+            ),
             key=self.key,
         )
 
@@ -300,23 +302,25 @@ class ServiceStack(Stack):
         )
         repository = ecr.Repository.from_repository_name(self, "Repository", config.repository_name)
         api_keys = secretsmanager.Secret.from_secret_name_v2(self, "ApiKeys", config.secret_name)
+        self.image = ecs.ContainerImage.from_ecr_repository(repository, tag=self.image_tag.value_as_string)
+        self.container_environment = {
+            "LEADSCORE_ENV": config.name,
+            "LEADSCORE_LOG_LEVEL": config.log_level,
+            "LEADSCORE_LAKE_URI": self.lake.uri,
+            # The stack's Glue table (database leadscore_<env>, table lead_score_<env>: the service's defaults).
+            "LEADSCORE_LAKE_CATALOG": "glue",
+            "LEADSCORE_SPOOL_DIR": SPOOL_DIR,
+            "LEADSCORE_S3_REGION": self.region,
+            "LEADSCORE_EMF_ENABLED": "true",
+            "LEADSCORE_EMF_NAMESPACE": METRICS_NAMESPACE,
+            "LEADSCORE_SHUTDOWN_GRACE_SECONDS": str(config.shutdown_grace_seconds),
+        }
         container = task.add_container(
             "api",
             container_name="api",
-            image=ecs.ContainerImage.from_ecr_repository(repository, tag=self.image_tag.value_as_string),
+            image=self.image,
             command=["--host", "0.0.0.0", "--port", str(CONTAINER_PORT), "--workers", str(config.workers)],  # noqa: S104
-            environment={
-                "LEADSCORE_ENV": config.name,
-                "LEADSCORE_LOG_LEVEL": config.log_level,
-                "LEADSCORE_LAKE_URI": self.lake.uri,
-                # The stack's Glue table (database leadscore_<env>, table lead_score_<env>: the service's defaults).
-                "LEADSCORE_LAKE_CATALOG": "glue",
-                "LEADSCORE_SPOOL_DIR": SPOOL_DIR,
-                "LEADSCORE_S3_REGION": self.region,
-                "LEADSCORE_EMF_ENABLED": "true",
-                "LEADSCORE_EMF_NAMESPACE": METRICS_NAMESPACE,
-                "LEADSCORE_SHUTDOWN_GRACE_SECONDS": str(config.shutdown_grace_seconds),
-            },
+            environment=self.container_environment,
             secrets={"LEADSCORE_API_KEYS": ecs.Secret.from_secrets_manager(api_keys)},
             logging=ecs.LogDrivers.aws_logs(
                 stream_prefix="api",

@@ -27,6 +27,8 @@ from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_p
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"
 CATEGORY_MAP_FILE: Final = "category_map.json"
+# Reference bins of the training data's inputs (leadscore.drift.reference); absent in bundles made before them.
+REFERENCE_FILE: Final = "reference.json"
 FORMAT_VERSION: Final = 1
 
 
@@ -111,12 +113,41 @@ def spec_vocabularies() -> dict[str, list[str]]:
     return {f.name: list(f.vocabulary) for f in SPEC.inputs if f.vocabulary}
 
 
-def save_bundle(directory: Path, booster: xgb.Booster, manifest: Manifest, categories: CategoryMap) -> None:
-    """Write booster, category map and manifest; the manifest goes last so a half-written bundle has none."""
+def save_bundle(
+    directory: Path,
+    booster: xgb.Booster,
+    manifest: Manifest,
+    categories: CategoryMap,
+    reference: dict[str, Any] | None = None,
+) -> None:
+    """Write booster, category map, reference bins and manifest (last: a half-written bundle has none)."""
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(directory / BOOSTER_FILE))
     (directory / CATEGORY_MAP_FILE).write_text(categories.to_json(), encoding="utf-8")
+    if reference is not None:
+        write_reference(directory, reference)
     (directory / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
+
+
+def write_reference(directory: Path, reference: dict[str, Any]) -> None:
+    """Write a bundle's reference bins (replacing the file in one step: a reader sees the old or the new)."""
+    staged = directory / f".{REFERENCE_FILE}.new"
+    staged.write_text(json.dumps(reference, indent=1) + "\n", encoding="utf-8")
+    staged.replace(directory / REFERENCE_FILE)
+
+
+def load_reference(directory: Path) -> dict[str, Any] | None:
+    """A bundle's reference bins, or None when it has none; ModelBundleError when the file is not JSON."""
+    path = directory / REFERENCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelBundleError(f"{REFERENCE_FILE} is malformed: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelBundleError(f"{REFERENCE_FILE} is not a JSON object")
+    return data
 
 
 class Scorer:

@@ -13,7 +13,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Final
@@ -230,3 +230,51 @@ class EmfEmitter:
                 await self._task
             self._task = None
         self.emit()
+
+
+def drift_documents(
+    namespace: str,
+    environment: str,
+    model_version: str,
+    timestamp_ms: int,
+    psi: Mapping[str, float],
+    unknown_share: Mapping[str, float],
+    low_confidence_share: float,
+) -> list[dict[str, Any]]:
+    """EMF documents of one drift measurement: the summary (alarmed on DriftMaxPsi), then PSI per input.
+
+    The summary has the service's dimensions (Environment, ModelVersion); each input's PSI adds an Input dimension,
+    one document per input (a document has one value per metric).
+    """
+    summary = {
+        "DriftMaxPsi": round(max(psi.values(), default=0.0), 6),
+        "DriftMaxUnknownShare": round(max(unknown_share.values(), default=0.0), 6),
+        "DriftLowConfidenceShare": round(low_confidence_share, 6),
+    }
+    documents = [_document(namespace, list(DIMENSIONS), {"Environment": environment, "ModelVersion": model_version},
+                           timestamp_ms, summary)]  # fmt: skip
+    for name, value in psi.items():
+        dimensions = {"Environment": environment, "ModelVersion": model_version, "Input": name}
+        documents.append(
+            _document(namespace, list(dimensions), dimensions, timestamp_ms, {"DriftPsi": round(value, 6)})
+        )
+    return documents
+
+
+def _document(
+    namespace: str, names: list[str], dimensions: dict[str, str], timestamp_ms: int, metrics: dict[str, float]
+) -> dict[str, Any]:
+    return {
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [names],
+                    "Metrics": [{"Name": k, "Unit": "None"} for k in metrics],
+                }
+            ],
+        },
+        **dimensions,
+        **metrics,
+    }

@@ -18,7 +18,7 @@ import asyncio
 import os
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -35,6 +35,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
     values,
+    write_to_textfile,
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -147,6 +148,35 @@ LAKE_FLUSH_SECONDS: Final = Histogram(
 LAKE_UPLOAD_FAILURES: Final = Counter(
     "leadscore_lake_upload_failures_total", "Failed uploads to the lake's store (each is retried).", registry=REGISTRY
 )
+
+# Drift, set by `leadscore drift export` (a scheduled run; "mostrecent": the last run's figures are the ones that hold).
+DRIFT_PSI: Final = Gauge(
+    "leadscore_drift_psi",
+    "Population stability index of an input in production against the model's training data (above 0.25: drift).",
+    ["field"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+DRIFT_MAX_PSI: Final = Gauge(
+    "leadscore_drift_max_psi",
+    "Largest population stability index over the model's inputs at the last drift export.",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+DRIFT_UNKNOWN_SHARE: Final = Gauge(
+    "leadscore_drift_unknown_share",
+    "Share of a categorical input's given values that the model's category map does not know.",
+    ["field"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+DRIFT_LOW_CONFIDENCE_SHARE: Final = Gauge(
+    "leadscore_drift_low_confidence_share",
+    "Share of production leads scored with confidence below 0.5 over the last drift export's range.",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+_DRIFT_GAUGES: Final = (DRIFT_PSI, DRIFT_MAX_PSI, DRIFT_UNKNOWN_SHARE, DRIFT_LOW_CONFIDENCE_SHARE)
 
 _SCORE_CHILDREN: Final = tuple(SCORES_TOTAL.labels(score=str(s)) for s in SCORES)
 _CONFIDENCE_BOUNDS: Final = np.asarray(CONFIDENCE_BUCKETS, dtype=np.float64)
@@ -403,6 +433,24 @@ def lake_snapshot() -> LakeSnapshot:
 
 
 # --- process lifetime ----------------------------------------------------------------------------------
+
+
+def set_drift(psi: Mapping[str, float], unknown_share: Mapping[str, float], low_confidence_share: float) -> None:
+    """Set the drift gauges from one drift measurement (PSI and unknown share per input)."""
+    for name, value in psi.items():
+        DRIFT_PSI.labels(field=name).set(value)
+    DRIFT_MAX_PSI.set(max(psi.values(), default=0.0))
+    for name, value in unknown_share.items():
+        DRIFT_UNKNOWN_SHARE.labels(field=name).set(value)
+    DRIFT_LOW_CONFIDENCE_SHARE.set(low_confidence_share)
+
+
+def write_drift_textfile(path: Path) -> None:
+    """Write the drift gauges alone in Prometheus text format (for node exporter's textfile collector)."""
+    registry = CollectorRegistry(auto_describe=True)
+    for gauge in _DRIFT_GAUGES:
+        registry.register(gauge)
+    write_to_textfile(str(path), registry)
 
 
 def set_model_info(model_version: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import xgboost as xgb
 
+from leadscore.drift.reference import compute_reference
 from leadscore.errors import LeadscoreError
 from leadscore.features.encode import encode
 from leadscore.features.picklists import CategoryMap
@@ -29,13 +31,17 @@ from leadscore.model.bundle import (
     default_category_map,
     save_bundle,
     spec_vocabularies,
+    write_reference,
 )
 from leadscore.model.explain import TreeExplainer
 from leadscore.model.reasons import global_importance
+from leadscore.report.html import training_page
 from leadscore.training.contract import validate_training_table
 from leadscore.training.evaluate import evaluate
 from leadscore.training.synth import AS_OF, synthesize
 
+# The training run's report, beside the booster: one HTML file with its charts (leadscore.report.html).
+TRAINING_REPORT_FILE = "training_report.html"
 # Held-out leads explained for the global importance: enough for stable means, a few seconds of the kernel.
 IMPORTANCE_ROWS = 5000
 
@@ -167,12 +173,23 @@ def train_bundle(
     params = config.params()
     say(f"training {config.num_boost_round} rounds x {len(SCORES)} classes on {train.size} rows")
     callbacks = [_RoundProgress(config.num_boost_round, progress)] if progress is not None else None
-    booster = xgb.train(params, dtrain, num_boost_round=config.num_boost_round, verbose_eval=False, callbacks=callbacks)
+    # Log loss per round on both splits, for the report's learning curve (XGBoost caches the evals' predictions).
+    curves: dict[str, Any] = {}
+    booster = xgb.train(
+        params,
+        dtrain,
+        num_boost_round=config.num_boost_round,
+        evals=[(dtrain, "training"), (dtest, "held_out")],  # XGBoost parses the names: no spaces
+        evals_result=curves,
+        verbose_eval=False,
+        callbacks=callbacks,
+    )
     metrics = evaluate(booster.predict(dtest), outcome[test])
     metrics["train_rows"] = int(train.size)
     held_out = matrix[test[:IMPORTANCE_ROWS]]
     say(f"explaining {held_out.shape[0]} held-out rows for the global importance")
     importance = booster_importance(booster, held_out)
+    reference = compute_reference(data.columns, n, config.as_of, categories)
 
     raw = booster.save_raw("ubj")
     version = config.version or f"{datetime.now(UTC):%Y.%m.%d}-{hashlib.sha256(raw).hexdigest()[:8]}"
@@ -197,7 +214,10 @@ def train_bundle(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new-", dir=out_dir.parent))
     try:
-        save_bundle(staged, booster, manifest, categories)
+        save_bundle(staged, booster, manifest, categories, reference)
+        say("writing the training report")
+        learning = {name.replace("_", "-") + " rows": list(values["mlogloss"]) for name, values in curves.items()}
+        (staged / TRAINING_REPORT_FILE).write_text(training_page(json.loads(manifest.to_json()), learning), "utf-8")
         _replace_dir(staged, out_dir)
     finally:
         if staged.exists():
@@ -229,3 +249,14 @@ def record_importance(directory: Path, rows: int = IMPORTANCE_ROWS, seed: int = 
     staged.write_text(updated.to_json(), encoding="utf-8")
     staged.replace(manifest_path)  # a reader sees the old manifest or the new one
     return updated
+
+
+def record_reference(directory: Path, table: pa.Table, as_of: datetime = AS_OF) -> dict[str, Any]:
+    """Compute a bundle's reference bins from the table it was trained on and write them beside its manifest.
+
+    For bundles trained before `train_bundle` kept them: the booster and the manifest are left as they are.
+    """
+    data = validate_training_table(table, allow_missing=True)
+    reference = compute_reference(data.columns, data.rows, as_of, bundle_category_map(directory))
+    write_reference(directory, reference)
+    return reference
