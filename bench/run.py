@@ -264,20 +264,25 @@ def table_limit(rows: int, repeats: int = 2) -> dict[str, float]:
             "score_table_of_predictor": round(best_predict / best_table, 3)}  # fmt: skip
 
 
-def _tree_memory(pid: int) -> tuple[float, float, int]:
-    """RSS and PSS (MiB) summed over `pid` and its descendants, and how many processes."""
+def _tree_memory(pid: int) -> tuple[float, float, list[tuple[str, int, int]]]:
+    """RSS and PSS (MiB) summed over `pid` and its descendants, and each process's (command, RSS, PSS)."""
     rss = pss = 0
-    pids = [pid, *_descendants(pid)]
-    for p in pids:
+    each = []
+    for p in [pid, *_descendants(pid)]:
         try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Rss:"):
-                    rss += int(line.split()[1])
-                elif line.startswith("Pss:"):
-                    pss += int(line.split()[1])
+            fields = {
+                line.split(":")[0]: int(line.split()[1]) // 1024
+                for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
+                if line.startswith(("Rss:", "Pss:"))
+            }
+            argv = Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            command = " ".join([Path(argv[0]).name, *argv[1:]]).strip()[:80]  # no path of this machine
         except (FileNotFoundError, ProcessLookupError):
             continue
-    return rss / 1024, pss / 1024, len(pids)
+        rss += fields["Rss"]
+        pss += fields["Pss"]
+        each.append((command, fields["Rss"], fields["Pss"]))
+    return rss, pss, each
 
 
 def memory_peak(body: Path, workdir: Path, seconds: int) -> dict[str, Any]:
@@ -294,10 +299,9 @@ def memory_peak(body: Path, workdir: Path, seconds: int) -> dict[str, Any]:
              server.url + "/api/v1/scoring/score"],
             env={**os.environ, "BODIES": str(body)}, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        peak = (0.0, 0.0, 0)
+        peak: tuple[float, float, list[tuple[str, int, int]]] = (0.0, 0.0, [])
         while load.poll() is None:
-            sample = _tree_memory(server.process.pid)
-            peak = max(peak, sample)
+            peak = max(peak, _tree_memory(server.process.pid))
             time.sleep(0.1)
         # The committer keeps converting the load's rows after it ends: keep sampling while it does.
         for _ in range(50):
@@ -306,7 +310,8 @@ def memory_peak(body: Path, workdir: Path, seconds: int) -> dict[str, Any]:
     finally:
         server.stop()
     return {"workers": 1, "after_start_rss_mib": round(after_start[0]), "after_start_pss_mib": round(after_start[1]),
-            "peak_rss_mib": round(peak[0]), "peak_pss_mib": round(peak[1]), "processes_at_peak": peak[2],
+            "peak_rss_mib": round(peak[0]), "peak_pss_mib": round(peak[1]),
+            "processes_at_peak": [{"command": c, "rss_mib": r, "pss_mib": p} for c, r, p in peak[2]],
             "budget_mib": 800}  # fmt: skip
 
 

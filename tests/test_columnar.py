@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,3 +286,11 @@ def test_package_exports_score_table() -> None:
     import leadscore  # noqa: PLC0415 - the lazy export is what is tested
 
     assert leadscore.score_table is score_table
+
+
+def test_bundle_directory_is_loaded_once(tiny_bundle: Path) -> None:
+    """A bundle given by its directory is loaded on first use and reused for the next tables."""
+    first = columnar.resolve_bundle(tiny_bundle)
+    assert columnar.resolve_bundle(str(tiny_bundle)) is first
+    out = score_table(pa.table({"form_fills": [1]}), bundle=tiny_bundle)
+    assert out["model_version"].to_pylist() == [first.version]

@@ -190,3 +190,11 @@ def test_explain_is_read_as_the_contract_reads_it(explain):
     body = orjson.dumps({"leads": [EXAMPLE_REQUEST["leads"][0]], "explain": explain})
     assert outcome(served, body) == outcome(contract, body)
     assert (_fast_parse(body) is not None) == (explain is None or isinstance(explain, bool))
+
+
+def test_two_timestamps_in_one_value_are_refused_as_the_contract_refuses_them():
+    """A value holding two usual timestamps joined by a newline is not read as one: the contract's 422."""
+    value = "2024-08-20T10:30:00Z\n2024-08-20T10:30:00Z"
+    body = orjson.dumps({"leads": [{"last_campaign_interaction": value}, {"last_campaign_interaction": None}]})
+    assert outcome(served, body)[0] == "error"
+    assert outcome(served, body) == outcome(contract, body)
