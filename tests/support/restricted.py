@@ -57,7 +57,12 @@ def task_role_s3_statements() -> tuple[dict[str, Any], ...]:
 def s3_statements_of_task_role(template: dict[str, Any]) -> list[dict[str, Any]]:
     """The statements of the task definition's role whose actions are all S3 actions."""
     resources: dict[str, Any] = template["Resources"]
-    (task,) = (r for r in resources.values() if r["Type"] == "AWS::ECS::TaskDefinition")
+    # The service's task definition (the scheduled drift export has its own, with the same role).
+    (task,) = (
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::ECS::TaskDefinition" and not r["Properties"]["Family"].endswith("-drift")
+    )
     role_id = task["Properties"]["TaskRoleArn"]["Fn::GetAtt"][0]
     statements = [
         statement
