@@ -70,7 +70,18 @@ EXAMPLE_OUTCOME: Final[dict[str, Any]] = {
 class OutcomeIn(BaseModel):
     """What became of one scored lead: an outcome 1..5 on the score's scale and/or whether it converted."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [EXAMPLE_OUTCOME]})
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [EXAMPLE_OUTCOME],
+            # The rule of `_outcome_or_converted`, stated in the contract: one of the two, not null.
+            "anyOf": [
+                {"required": ["outcome"], "properties": {"outcome": {"type": "integer"}}},
+                {"required": ["converted"], "properties": {"converted": {"type": "boolean"}}},
+            ],
+        },
+    )
 
     lead_id: str = Field(min_length=1, max_length=128, description="The lead's id, as sent when it was scored.")
     outcome: Score | None = Field(default=None, description="Outcome 1..5 on the score's scale (5: best).")
