@@ -476,7 +476,7 @@ _MICROSECOND: Final = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - datetime(19
 
 @functools.lru_cache(maxsize=4)
 def _load(directory: str) -> Scorer:
-    return load_bundle(Path(directory))
+    return load_bundle(Path(directory), warm_explainer=False)  # built at the first explain=True, if any
 
 
 def resolve_bundle(bundle: ModelBundle | str | os.PathLike[str] | None) -> Scorer:

@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -21,8 +21,10 @@ from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.explain import TreeExplainer
 from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_predictor
+
+if TYPE_CHECKING:
+    from leadscore.model.explain import TreeExplainer
 
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"
@@ -163,6 +165,7 @@ class Scorer:
         nthread: int = 1,
         predictor: PredictorMode = "auto",
         categories: CategoryMap = PLAIN_CATEGORIES,
+        warm_explainer: bool = True,
     ) -> None:
         self.booster = booster
         self.manifest = manifest
@@ -176,8 +179,29 @@ class Scorer:
         self._predictor = selection.predictor
         self.predictor = selection.predictor.name
         self.predictor_fallback_reason = selection.fallback_reason
-        # Extracted once here, so explaining a request walks flat arrays, not the booster.
-        self.explainer = TreeExplainer.from_booster(booster)
+        # Extracted once, so explaining a request walks flat arrays, not the booster: at warm-up when
+        # `warm_explainer`, else at the first explanation. It costs ~110 MB and ~1 s per process, plus numba's
+        # import (~60 MB): batch workers that do not explain never pay it.
+        self.warm_explainer = warm_explainer
+        self._explainer: TreeExplainer | None = None
+        self._explainer_lock = threading.Lock()
+
+    @property
+    def explainer(self) -> TreeExplainer:
+        """The TreeSHAP explainer of this booster, built (and its compiled kernel loaded) on first use."""
+        if self._explainer is None:
+            with self._explainer_lock:
+                if self._explainer is None:
+                    from leadscore.model.explain import TreeExplainer  # noqa: PLC0415 - numba loads only to explain
+
+                    explainer = TreeExplainer.from_booster(self.booster)
+                    explainer.warm_up()  # numba's compiled kernel is loaded (or compiled) now
+                    self._explainer = explainer
+        return self._explainer
+
+    @explainer.setter
+    def explainer(self, explainer: TreeExplainer) -> None:
+        self._explainer = explainer
 
     @property
     def version(self) -> str:
@@ -191,7 +215,8 @@ class Scorer:
     def warm_up(self) -> None:
         """Run one prediction on an all-missing row and mark the scorer ready if it gives sane output."""
         check_warm_up(self.predict_proba(_warm_up_row()))
-        self.explainer.warm_up()  # numba's compiled kernel is loaded (or compiled) now, not on the first request
+        if self.warm_explainer:
+            _ = self.explainer  # built and warmed now, not on the first request
         self.ready = True
 
 
@@ -243,14 +268,21 @@ def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booste
     return booster, manifest, categories
 
 
-def load_bundle(directory: Path, predictor: PredictorMode = "auto", category_map: Path | None = None) -> Scorer:
+def load_bundle(
+    directory: Path,
+    predictor: PredictorMode = "auto",
+    category_map: Path | None = None,
+    warm_explainer: bool = True,
+) -> Scorer:
     """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
+
+    `warm_explainer` False leaves the explainer to be built at the first explanation (batch scoring).
 
     `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
     `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
     """
     booster, manifest, categories = _read_bundle(directory, category_map)
-    scorer = Scorer(booster, manifest, predictor=predictor, categories=categories)
+    scorer = Scorer(booster, manifest, predictor=predictor, categories=categories, warm_explainer=warm_explainer)
     try:
         scorer.warm_up()
     except xgb.core.XGBoostError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +18,9 @@ import pyarrow as pa
 
 from leadscore.features.explained import DRIVER_PARTS, ExplainedRows, explain_arrays
 from leadscore.features.spec import DRIVERS, ENGINEERED_FEATURES, INPUT_FIELDS, SCORES, InputField, Kind
-from leadscore.model.explain import TreeExplainer
+
+if TYPE_CHECKING:
+    from leadscore.model.explain import TreeExplainer
 
 TOP_K: Final = 3
 DECIMALS: Final = 6  # contributions and drivers as answered and as stored
