@@ -8,14 +8,14 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from fastapi import APIRouter, FastAPI, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from leadscore.api.middleware import REQUEST_ID_PATTERN, request_context
 from leadscore.api.routes import error_responses
-from leadscore.api.schemas import field_error
+from leadscore.api.schemas import field_error, parse_body
 from leadscore.api.security import API_KEY_SECURITY, authenticate, presented_key
 from leadscore.config import Settings
-from leadscore.errors import FieldError, MalformedRequest, ServiceUnavailable, UnsupportedMediaType, ValidationFailed
+from leadscore.errors import FieldError, ServiceUnavailable, UnsupportedMediaType
 from leadscore.lake.sink import LakeSink
 from leadscore.outcomes.schema import EXAMPLE_OUTCOME, MAX_OUTCOMES, OutcomeIn, to_columns
 from leadscore.outcomes.sink import open_outcomes_sink
@@ -76,14 +76,7 @@ def _problem(error: dict[str, Any]) -> FieldError:
 
 def parse_outcomes(body: bytes) -> OutcomesRequest:
     """The validated request; MalformedRequest (400) or ValidationFailed (422) naming every bad item and field."""
-    try:
-        return OutcomesRequest.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise MalformedRequest(f"body is not valid JSON: {errors[0]['msg']}") from exc
-        details = tuple(_problem(dict(e)) for e in errors)
-        raise ValidationFailed(f"{len(details)} invalid field(s) in the request", details) from exc
+    return parse_body(OutcomesRequest, body, _problem)
 
 
 def outcomes_router(slot: OutcomeSinkSlot) -> APIRouter:

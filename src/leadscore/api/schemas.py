@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -300,16 +300,24 @@ def field_error(err: dict[str, Any]) -> FieldError:
     )
 
 
-def parse_score_request(body: bytes) -> ScoreRequest:
-    """Validate a raw JSON body; raise MalformedRequest (400) or ValidationFailed (422) listing every error."""
+_Body = TypeVar("_Body", bound=BaseModel)
+
+
+def parse_body(model: type[_Body], body: bytes, detail: Callable[[dict[str, Any]], FieldError] = field_error) -> _Body:
+    """`model` from a raw JSON body; MalformedRequest (400) or ValidationFailed (422) with every error as `detail`."""
     try:
-        return ScoreRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         if any(e["type"] == "json_invalid" for e in errors):
             raise MalformedRequest(f"body is not valid JSON: {errors[0]['msg']}") from exc
-        details = tuple(field_error(dict(e)) for e in errors)
+        details = tuple(detail(dict(e)) for e in errors)
         raise ValidationFailed(f"{len(details)} invalid field(s) in the request", details) from exc
+
+
+def parse_score_request(body: bytes) -> ScoreRequest:
+    """Validate a raw JSON body; raise MalformedRequest (400) or ValidationFailed (422) listing every error."""
+    return parse_body(ScoreRequest, body)
 
 
 def to_columns(leads: Sequence[Any]) -> dict[str, list[Any]]:
