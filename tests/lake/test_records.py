@@ -128,6 +128,18 @@ def test_timestamps_are_stored_as_utc_wall_time(tiny_scorer: Scorer) -> None:
     assert (row["year"], row["month"], row["day"]) == (2026, 3, 5)
 
 
+def test_raw_timestamps_in_another_zone_are_stored_as_utc_wall_time(tiny_scorer: Scorer) -> None:
+    """A raw timestamp input sent with an offset is stored as its UTC wall time; one sent without stays as sent."""
+    leads = [
+        {"last_campaign_interaction": "2026-03-04T23:30:00-05:00"},
+        {"last_campaign_interaction": "2026-03-04T23:30:00"},
+        {},
+    ]
+    group = _group(tiny_scorer, leads)
+    stored = to_record_batch([group]).column("raw_last_campaign_interaction").to_pylist()
+    assert stored == [datetime(2026, 3, 5, 4, 30), datetime(2026, 3, 4, 23, 30), None]  # noqa: DTZ001 - UTC wall time
+
+
 def test_segment_rows_counts_readable_records_only(tmp_path, tiny_scorer: Scorer) -> None:
     """Rows of a segment are counted from record headers; a record this version cannot read counts 0."""
     path = tmp_path / "000000000001.seg"

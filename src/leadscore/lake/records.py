@@ -107,20 +107,20 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
     One pass over the groups extends plain lists column by column (cheap per group), then each column
     becomes one Arrow array: the cost is per row and per column, not per group and column.
     """
-    scalars: dict[str, list[Any]] = {name: [] for name, _ in _SCALARS}
     raw: dict[str, list[Any]] = {name: [] for name in _LIST_NAMES}
     for g in groups:
-        n = g.size
-        for name, value in _SCALARS:
-            scalars[name].extend([value(g)] * n)
         columns = g.columns
         for name, values in raw.items():
             values.extend(columns[name])
     sizes = np.fromiter((g.size for g in groups), dtype=np.int64, count=len(groups))
     starts = np.repeat(np.cumsum(sizes) - sizes, sizes)
     lead_index = (np.arange(int(sizes.sum())) - starts).astype(np.int32)
+    # A group's scalars (request id, time, ...) are the same for each of its rows: one value per group, repeated
+    # by Arrow's take (a Python list per row and column cost a tenth of the committer's CPU).
+    group_of_row = pa.array(np.repeat(np.arange(len(groups), dtype=np.int64), sizes))
     arrays: dict[str, pa.Array] = {
-        name: pa.array(values, ARROW_SCHEMA.field(name).type) for name, values in scalars.items()
+        name: pa.array([value(g) for g in groups], ARROW_SCHEMA.field(name).type).take(group_of_row)
+        for name, value in _SCALARS
     }
     # A lead without an id is stored with a null id, as the API answered it; its position is lead_index.
     arrays["lead_id"] = pa.array(raw.pop("lead_id"), pa.string())
@@ -132,9 +132,12 @@ def to_record_batch(groups: Sequence[RowGroup]) -> pa.RecordBatch:
     for i, score in enumerate(SCORES):
         arrays[f"prob_{score}"] = pa.array(probabilities[:, i])
     for name, values in raw.items():
+        stored = ARROW_SCHEMA.field(f"raw_{name}").type
         if name in _TIMESTAMP_FIELDS:
-            values = [None if v is None else _utc_naive(v) for v in values]  # noqa: PLW2901 - the column, as stored
-        arrays[f"raw_{name}"] = pa.array(values, ARROW_SCHEMA.field(f"raw_{name}").type)
+            # As _utc_naive, column-wise: Arrow takes aware datetimes as their UTC instants and naive ones as UTC.
+            arrays[f"raw_{name}"] = pa.array(values, pa.timestamp("us", tz="UTC")).cast(stored)
+        else:
+            arrays[f"raw_{name}"] = pa.array(values, stored)
     numeric = np.concatenate([g.raw_numeric for g in groups])
     for j, name in enumerate(NUMERIC_INPUTS):
         column = numeric[:, j]
