@@ -1,0 +1,178 @@
+"""The columnar core's targets beside what the benchmarks measured, each against its reference from the same run.
+
+Reads the figures the benchmarks wrote (`bench/results/`): `latest.json` (bench/run.py: the API against the HTTP
+ceiling and MLServer, and the service's memory), `memory.json` when newer (bench/run.py --memory-only),
+`batch.json` (bench/batch.py: `leadscore score` against the predictor's limit, and its memory), `spark.json`
+(bench/spark.py: Spark local[2] against the predictor per core). Prints one line per target and writes them to
+`targets.json`. A target whose figures are missing says so; none is counted as met without its figure.
+
+    uv run python bench/targets.py            # after ./dev bench (which runs it last)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target of issue 14: what is measured, against what, and the bar."""
+
+    name: str
+    measured: str
+    reference: str
+    value: float | None  # the ratio (or the figure, for memory), None when not measured
+    bar: float
+    at_most: bool = False  # True: the value must not exceed the bar (memory)
+    source: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """MET, MISSED, or NOT MEASURED."""
+        if self.value is None:
+            return "NOT MEASURED"
+        met = self.value <= self.bar if self.at_most else self.value >= self.bar
+        return "MET" if met else "MISSED"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _get(data: dict[str, Any] | None, *keys: str) -> Any:  # noqa: ANN401 - JSON values
+    value: Any = data
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def _run_of(api: dict[str, Any] | None, case: str, connections: int, server: str | None) -> dict[str, Any] | None:
+    for run in _get(api, "runs") or []:
+        if run.get("case") == case and run.get("connections") == connections and run.get("server") == server:
+            if server is None and run.get("lake") not in (None, "sync"):
+                continue
+            return dict(run)
+    return None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _figure(run: dict[str, Any] | None, key: str, unit: str) -> str:
+    value = _get(run, key)
+    return f"{value:,.0f} {unit}" if isinstance(value, int | float) else "not measured"
+
+
+def targets() -> list[Target]:
+    """Every target, from the files the benchmarks wrote."""
+    api, batch, spark = _load("latest.json"), _load("batch.json"), _load("spark.json")
+    memory = _load("memory.json")
+    if _get(memory, "memory") is not None:
+        memory = _get(memory, "memory")
+    if memory is None:
+        memory = _get(api, "memory")
+    big_ours, big_peer = _run_of(api, "500-lead", 32, None), _run_of(api, "500-lead", 32, "mlserver")
+    one_ours, one_peer = _run_of(api, "1-lead", 32, None), _run_of(api, "1-lead", 32, "mlserver")
+    ceiling = _run_of(api, "http-ceiling", 32, None)
+    score_rate = _get(batch, "score", "rows_per_s")
+    limit = _get(batch, "predictor_limit", "rows_per_s")
+    large_rss = _get(batch, "large", "peak_rss_mb")
+    rss = large_rss if large_rss is not None else _get(batch, "score", "peak_rss_mb")
+    large_rows = _get(batch, "large", "rows") or _get(batch, "score", "rows")
+    return [
+        Target(
+            "leadscore score, 1 M-lead Parquet, end to end",
+            f"{score_rate:,.0f} rows/s" if score_rate else "not measured",
+            f"predictor limit {limit:,.0f} rows/s" if limit else "not measured",
+            _ratio(score_rate, limit),
+            0.8,
+            source="batch.json",
+        ),
+        Target(
+            "leadscore score, peak RSS of the process tree (MB)",
+            f"{rss:,.0f} MB on {large_rows:,} rows" if rss is not None and large_rows else "not measured",
+            "1,000 MB",
+            rss,
+            1000.0,
+            at_most=True,
+            source="batch.json",
+        ),
+        Target(
+            "Spark local[2], per core",
+            f"{_get(spark, 'spark_rows_per_s_per_core') or 0:,.0f} rows/s per core" if spark else "not measured",
+            f"predictor {_get(spark, 'predictor_rows_per_s_per_core') or 0:,.0f} rows/s per core"
+            if spark
+            else "not measured",
+            _get(spark, "spark_per_core_vs_predictor"),
+            0.7,
+            source="spark.json",
+        ),
+        Target(
+            "API 500 leads, 32 connections, lake on, vs MLServer",
+            _figure(big_ours, "leads_per_s", "leads/s"),
+            "MLServer " + _figure(big_peer, "leads_per_s", "leads/s"),
+            _ratio(_get(big_ours, "leads_per_s"), _get(big_peer, "leads_per_s")),
+            2.0,
+            source="latest.json",
+        ),
+        Target(
+            "API 1 lead, 32 connections, lake on, vs HTTP ceiling",
+            _figure(one_ours, "requests_per_s", "req/s"),
+            "ceiling " + _figure(ceiling, "requests_per_s", "req/s"),
+            _ratio(_get(one_ours, "requests_per_s"), _get(ceiling, "requests_per_s")),
+            0.5,
+            source="latest.json",
+        ),
+        Target(
+            "API 1 lead, 32 connections, lake on, vs MLServer",
+            _figure(one_ours, "requests_per_s", "req/s"),
+            "MLServer " + _figure(one_peer, "requests_per_s", "req/s"),
+            _ratio(_get(one_ours, "requests_per_s"), _get(one_peer, "requests_per_s")),
+            5.0,
+            source="latest.json",
+        ),
+        Target(
+            "service, 1 worker, peak RSS of every process (MiB)",
+            f"{_get(memory, 'peak_rss_mib'):,} MiB" if _get(memory, "peak_rss_mib") is not None else "not measured",
+            "800 MiB",
+            _get(memory, "peak_rss_mib"),
+            800.0,
+            at_most=True,
+            source="memory.json / latest.json",
+        ),
+    ]
+
+
+def main() -> None:
+    """Print the targets and write targets.json."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS / "targets.json")
+    args = parser.parse_args()
+    rows = targets()
+    width = max(len(t.name) for t in rows)
+    for t in rows:
+        value = "-" if t.value is None else f"{t.value:g}"
+        bar = f"{'<=' if t.at_most else '>='} {t.bar:g}"
+        print(f"{t.name:{width}s}  {t.verdict:12s} {value:>8s} (target {bar})  {t.measured}  vs {t.reference}")
+    args.out.write_text(
+        json.dumps([{**asdict(t), "verdict": t.verdict} for t in rows], indent=2) + "\n", encoding="utf-8"
+    )
+
+
+if __name__ == "__main__":
+    main()
