@@ -9,6 +9,9 @@ Spark reads the dataset, scores it with `score_dataframe` and writes Parquet, af
 its Python workers and loads the model there; a pass that sends the same input columns to Python and only the
 lead ids back (no scoring) gives the cost of Spark's Arrow path itself. Each figure is the best of `--repeats`
 passes. Per core = rows/s / 2 for local[2]. The JVM shares the two cores with the Python workers.
+
+CPU seconds of the JVM and of the Python workers are counted per pass (the driver's process tree, from /proc):
+their sum per row bounds what local[2] can reach on two otherwise idle cores, whatever the load was meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
+from run import _descendants  # bench/run.py, beside this script: the process tree as its benchmark walks it
 
 from leadscore.columnar import score_table
 from leadscore.features.encode import encode
@@ -38,6 +42,31 @@ from leadscore.training.synth import synthesize, table_to_columns
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 CORES = 2
+
+
+def _tree_cpu() -> dict[int, tuple[float, str]]:
+    """CPU seconds (own and reaped children's) and program name of each process below this one."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[float, str]] = {}
+    for pid in _descendants(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            program = Path(f"/proc/{pid}/cmdline").read_text().split("\0")[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        found[pid] = (sum(int(f) for f in fields[11:15]) / ticks, Path(program).name)
+    return found
+
+
+def cpu_per_row(run: Callable[[], object], rows: int) -> dict[str, float]:
+    """One pass of `run`: CPU microseconds per row spent by the JVM and by the Python workers."""
+    before = _tree_cpu()
+    run()
+    spent: dict[str, float] = {"java": 0.0, "python": 0.0}
+    for pid, (seconds, program) in _tree_cpu().items():
+        kind = "java" if program == "java" else "python"
+        spent[kind] += seconds - before.get(pid, (0.0, ""))[0]
+    return {f"{kind}_cpu_us_per_row": round(1e6 * seconds / rows, 2) for kind, seconds in spent.items()}
 
 
 def best_seconds(run: Callable[[], object], repeats: int) -> float:
@@ -125,12 +154,18 @@ def in_spark(source: Path, out: Path, rows: int, batch_rows: int, repeats: int) 
             raise RuntimeError(f"Spark wrote {written} rows of {rows}")
         spark_scored = rows / best_seconds(scored, repeats)
         spark_round_trip = rows / best_seconds(round_trip, repeats)
+        cpu = {f"scored_{k}": v for k, v in cpu_per_row(scored, rows).items()}
+        cpu |= {f"round_trip_{k}": v for k, v in cpu_per_row(round_trip, rows).items()}
     finally:
         spark.stop()
+    scored_us = cpu["scored_java_cpu_us_per_row"] + cpu["scored_python_cpu_us_per_row"]
     return {
         "spark_rows_per_s": round(spark_scored),
         "spark_rows_per_s_per_core": round(spark_scored / CORES),
         "spark_arrow_round_trip_rows_per_s": round(spark_round_trip),
+        **cpu,
+        # What local[2] reaches at best on two idle cores: every CPU microsecond of the pass, spread on both.
+        "spark_cpu_bound_rows_per_s_per_core": round(1e6 / scored_us) if scored_us else 0,
     }
 
 
@@ -159,6 +194,10 @@ def main() -> None:
     figures["spark_per_core_vs_score_table"] = round(per_core / figures["score_table_rows_per_s_per_core"], 3)
     # Spark's overhead: how many times the predictor's own time a scored row costs in Spark (per core).
     figures["spark_overhead_x"] = round(figures["predictor_rows_per_s_per_core"] / per_core, 2)
+    # The same from CPU time alone: the bound the pass's own CPU cost sets, against the predictor per core.
+    figures["spark_cpu_bound_vs_predictor"] = round(
+        figures["spark_cpu_bound_rows_per_s_per_core"] / figures["predictor_rows_per_s_per_core"], 3
+    )
 
     for name, value in figures.items():
         print(f"{name:40s} {value}")
