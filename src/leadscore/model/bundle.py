@@ -21,7 +21,7 @@ from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_predictor
+from leadscore.model.predictors import PredictorMode, XGBoostPredictor, release_freed_memory, select_predictor
 
 if TYPE_CHECKING:
     from leadscore.model.explain import TreeExplainer
@@ -197,11 +197,17 @@ class Scorer:
                     explainer = TreeExplainer.from_booster(self.booster)
                     explainer.warm_up()  # numba's compiled kernel is loaded (or compiled) now
                     self._explainer = explainer
+                    release_freed_memory()  # the booster's JSON dump, parsed to build it (~35 MiB of heap)
         return self._explainer
 
     @explainer.setter
     def explainer(self, explainer: TreeExplainer) -> None:
         self._explainer = explainer
+
+    @property
+    def explainer_built(self) -> bool:
+        """Whether the explainer is built (at warm-up, or by an explanation since)."""
+        return self._explainer is not None
 
     @property
     def version(self) -> str:
