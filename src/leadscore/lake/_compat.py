@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 PYICEBERG_WRITER_VERSIONS: Final = ("0.12.",)
 # Rows a partition's file takes in one write (one Parquet row group): what a commit holds in memory per partition
-# beyond the batch being converted. Far below pyiceberg's 1M-row limit, yet large enough for zstd and dictionaries.
-ROW_GROUP_ROWS: Final = 20_000
+# beyond the batch being converted (flush.CHUNK_ROWS). Far below pyiceberg's 1M-row limit, which would hold a whole
+# commit; `leadscore lake compact` rewrites a day's files with large row groups.
+ROW_GROUP_ROWS: Final = 10_000
 
 
 def write_data_files(transaction: Transaction, rows: pa.Table) -> Iterable[DataFile]:
