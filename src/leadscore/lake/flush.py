@@ -33,8 +33,8 @@ from leadscore.lake.table import (
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-# Rows converted to Arrow at a time. With the row group below, what a commit's memory peaks at beyond the
-# committer's imports (2,000 and 10,000: ~50 MiB; 5,000 and 20,000: ~85 MiB; bench/run.py --memory-only).
+# Rows converted to Arrow at a time: with the row group size (_compat.ROW_GROUP_ROWS), what sets a commit's peak
+# memory beyond the committer's imports; larger chunks measured higher (`bench/run.py --memory-only`).
 CHUNK_ROWS: Final = 2_000
 EXPIRY_INTERVAL_SECONDS: Final = 3600.0
 # The table, loaded once per process that commits (refreshed before each commit), and when this process last
@@ -200,7 +200,7 @@ def release_freed_heap() -> None:
     """Hand the heap freed by a commit back to the system (glibc only; elsewhere nothing to do).
 
     A commit's Python objects (decoded records, pyiceberg's manifests) leave freed heap that glibc keeps mapped in
-    the committer for its whole life otherwise (`bench/README.md`, memory).
+    the committer for its whole life otherwise (README, Memory).
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)

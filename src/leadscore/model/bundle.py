@@ -181,7 +181,8 @@ class Scorer:
         self.predictor_fallback_reason = selection.fallback_reason
         # Extracted once, so explaining a request walks flat arrays, not the booster: at warm-up when
         # `warm_explainer`, else at the first explanation. It costs ~110 MB and ~1 s per process, plus numba's
-        # import (~60 MB): batch workers that do not explain never pay it.
+        # import (~60 MB): processes that do not explain (batch scoring; the service unless it explains by default
+        # or is asked to build it at start) never pay it.
         self.warm_explainer = warm_explainer
         self._explainer: TreeExplainer | None = None
         self._explainer_lock = threading.Lock()
@@ -197,7 +198,7 @@ class Scorer:
                     explainer = TreeExplainer.from_booster(self.booster)
                     explainer.warm_up()  # numba's compiled kernel is loaded (or compiled) now
                     self._explainer = explainer
-                    release_freed_memory()  # the booster's JSON dump, parsed to build it (~35 MiB of heap)
+                    release_freed_memory()  # the heap of the booster's JSON dump, parsed to build it
         return self._explainer
 
     @explainer.setter
@@ -282,7 +283,8 @@ def load_bundle(
 ) -> Scorer:
     """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
 
-    `warm_explainer` False leaves the explainer to be built at the first explanation (batch scoring).
+    `warm_explainer` False leaves the explainer to be built at the first explanation (batch scoring, and the
+    service unless it explains by default or `explainer_at_start` is set).
 
     `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
     `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
