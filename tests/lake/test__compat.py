@@ -5,19 +5,22 @@ from __future__ import annotations
 import os
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from tests.support.lake import local_settings, scored_rows
 
 from leadscore.lake import _compat
 from leadscore.lake.records import to_record_batch
+from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.lake.table import load_table
 from leadscore.model.bundle import Scorer
 
 
 def test_pyiceberg_is_a_version_the_writer_was_written_for() -> None:
-    """A pyiceberg upgrade fails here first: check `_dataframe_to_data_files` still takes the same arguments."""
+    """A pyiceberg upgrade fails here first: check the internals `_compat` calls still take the same arguments."""
     assert version("pyiceberg").startswith(_compat.PYICEBERG_WRITER_VERSIONS)
 
 
@@ -29,6 +32,20 @@ def test_write_data_files_writes_partitioned_files_under_the_table(tmp_path: Pat
     files = list(_compat.write_data_files(table.transaction(), rows))
     assert sum(f.record_count for f in files) == 3
     assert all(f.file_path.startswith(config.table_location() + "/data/year=") for f in files)
+
+
+def test_streamed_data_files_carry_the_table_field_ids(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """Files written batch by batch hold every row once, with the Iceberg field ids pyiceberg's writer gives."""
+    config = local_settings(tmp_path).lake_table_config()
+    table = load_table(config)
+    files = _compat.StreamingDataFiles(table.metadata, table.io, ARROW_SCHEMA)
+    for request in ("a", "b"):
+        files.write(to_record_batch([scored_rows(tiny_scorer, 3, request)]))
+    (data_file,) = files.finish()
+    assert data_file.record_count == 6
+    written = pq.read_schema(urlparse(data_file.file_path).path)
+    ids = {f.name: int(f.metadata[b"PARQUET:field_id"]) for f in written}
+    assert ids == {f.name: f.field_id for f in table.schema().fields}
 
 
 def test_checksum_policy_is_set_for_a_custom_endpoint_only(monkeypatch: pytest.MonkeyPatch) -> None:
