@@ -13,6 +13,7 @@ With --lake-modes it also measures the lake's cost (sync, async, off). Results g
     ./dev bench --unknown-values   # adds leads of CRM-style and unknown values, in process (about 2 minutes)
     ./dev bench --explain-cases    # adds 1 and 500 leads with `explain` beside without, and the TreeSHAP kernel
     uv run --no-sync python bench/run.py --seconds 5   # shorter runs on a busy machine
+    uv run --no-sync python bench/run.py --memory-only --seconds 20   # the memory case alone (results/memory.json)
 """
 
 from __future__ import annotations
@@ -301,18 +302,30 @@ def memory_peak(body: Path, workdir: Path, seconds: int) -> dict[str, Any]:
             env={**os.environ, "BODIES": str(body)}, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         peak: tuple[float, float, list[tuple[str, int, int]]] = (0.0, 0.0, [])
+        each_peak: dict[str, int] = {}  # each process's own peak RSS (they need not peak at once)
+
+        def sample() -> None:
+            nonlocal peak
+            now = _tree_memory(server.process.pid)
+            peak = max(peak, now)
+            for command, rss, _ in now[2]:
+                each_peak[command] = max(each_peak.get(command, 0), rss)
+
         while load.poll() is None:
-            peak = max(peak, _tree_memory(server.process.pid))
+            sample()
             time.sleep(0.1)
         # The committer keeps converting the load's rows after it ends: keep sampling while it does.
         for _ in range(50):
-            peak = max(peak, _tree_memory(server.process.pid))
+            sample()
             time.sleep(0.1)
     finally:
         server.stop()
     return {"workers": 1, "after_start_rss_mib": round(after_start[0]), "after_start_pss_mib": round(after_start[1]),
+            "after_start_processes": [{"command": c, "rss_mib": r, "pss_mib": p} for c, r, p in after_start[2]],
+            "lake_commits": server.lake_commits(seconds + 5, 1),
             "peak_rss_mib": round(peak[0]), "peak_pss_mib": round(peak[1]),
             "processes_at_peak": [{"command": c, "rss_mib": r, "pss_mib": p} for c, r, p in peak[2]],
+            "each_process_peak_rss_mib": each_peak,
             "budget_mib": 800}  # fmt: skip
 
 
@@ -379,7 +392,20 @@ def run_modes(
     return runs
 
 
-def main() -> None:
+def memory_only(args: argparse.Namespace, bodies: dict[str, tuple[Path, int]], workdir: Path) -> None:
+    """The memory case alone (about a minute), written to `args.out`."""
+    memory = memory_peak(bodies["500-lead"][0], workdir, args.seconds)
+    print(f"memory, 1 worker, 500-lead load: {json.dumps(memory, indent=1)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+              "seconds": args.seconds, "memory": memory}  # fmt: skip
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line; --out defaults by case."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
@@ -396,13 +422,24 @@ def main() -> None:
         help="MLServer's own virtual environment (created with uv on first use, outside the project's lock)",
     )
     parser.add_argument("--table-rows", type=int, default=1_000_000, help="rows of the score_table figure")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "latest.json")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory case (to --out memory.json)")
+    parser.add_argument("--out", type=Path, default=None, help="default: results/latest.json (memory.json alone)")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ROOT / "results" / ("memory.json" if args.memory_only else "latest.json")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk); ./dev bench installs it")
 
     workdir = Path(tempfile.mkdtemp(prefix="leadscore-bench-"))
     bodies = payloads(workdir)
+    if args.memory_only:
+        memory_only(args, bodies, workdir)
+        return
     report: dict[str, Any] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
                               "workers": args.workers, "seconds_per_run": args.seconds}  # fmt: skip
     print(f"machine: {report['machine']}")

@@ -1,10 +1,15 @@
-"""Application wiring that no route shows: garbage-collector tuning at start-up."""
+"""Application wiring that no route shows: garbage-collector tuning and the explainer at start-up."""
 
 from __future__ import annotations
 
 import gc
 
+import pytest
 from fastapi.testclient import TestClient
+
+from leadscore.api.schemas import EXAMPLE_LEAD
+from leadscore.app import load_scorer
+from leadscore.config import Settings
 
 
 def test_startup_freezes_long_lived_objects_and_raises_the_gc_threshold(client: TestClient) -> None:
@@ -50,3 +55,24 @@ def test_trailing_slash_is_a_404_without_a_location(client: TestClient) -> None:
         assert response.status_code == 404
         assert "location" not in response.headers
         assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("changes", "built"),
+    [({}, False), ({"explainer_at_start": True}, True), ({"explain_default": True}, True)],
+)
+def test_the_explainer_is_built_at_start_only_when_asked_or_explaining_by_default(
+    settings: Settings, changes: dict[str, bool], built: bool
+) -> None:
+    """A service that explains on request only leaves the explainer to the first explanation."""
+    scorer = load_scorer(settings.model_copy(update=changes))
+    assert scorer.ready
+    assert scorer.explainer_built is built
+
+
+def test_a_service_is_ready_before_and_explains_at_its_first_explained_request(client: TestClient) -> None:
+    """Readiness does not wait for the explainer; the first explained request builds it and is answered."""
+    assert client.get("/api/v1/health/ready").status_code == 200
+    response = client.post("/api/v1/scoring/score", json={"leads": [EXAMPLE_LEAD], "explain": True})
+    assert response.status_code == 200
+    assert set(response.json()["scores"][0]["drivers"]) == {"base", "fit", "engagement", "custom"}

@@ -37,6 +37,9 @@ def load_scorer(settings: Settings) -> Scorer:
         settings.model_dir or default_bundle_dir(),
         predictor=settings.predictor,
         category_map=settings.category_map_file,
+        # A service that explains only on request builds the explainer then: its ~120 MiB (numba included) stay
+        # out of workers that never explain (the default ECS task must hold the whole service in 1 GiB).
+        warm_explainer=settings.explainer_at_start or settings.explain_default,
     )
 
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,12 +18,13 @@ from tests.support.lake import local_settings, scored_rows
 
 from leadscore.lake import _compat
 from leadscore.lake.records import to_record_batch
+from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.lake.table import load_table
 from leadscore.model.bundle import Scorer
 
 
 def test_pyiceberg_is_a_version_the_writer_was_written_for() -> None:
-    """A pyiceberg upgrade fails here first: check `_dataframe_to_data_files` still takes the same arguments."""
+    """A pyiceberg upgrade fails here first: check the internals `_compat` calls still take the same arguments."""
     assert version("pyiceberg").startswith(_compat.PYICEBERG_WRITER_VERSIONS)
 
 
@@ -68,6 +70,20 @@ def test_rows_of_two_days_are_split_by_day(tmp_path: Path, tiny_scorer: Scorer) 
     assert _partitions(files) == [(2026, 3, 14, 2), (2026, 3, 15, 5)]
 
 
+def test_streamed_data_files_carry_the_table_field_ids(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """Files written batch by batch hold every row once, with the Iceberg field ids pyiceberg's writer gives."""
+    config = local_settings(tmp_path).lake_table_config()
+    table = load_table(config)
+    files = _compat.StreamingDataFiles(table.metadata, table.io, ARROW_SCHEMA)
+    for request in ("a", "b"):
+        files.write(to_record_batch([scored_rows(tiny_scorer, 3, request)]))
+    (data_file,) = files.finish()
+    assert data_file.record_count == 6
+    written = pq.read_schema(urlparse(data_file.file_path).path)
+    ids = {f.name: int(f.metadata[b"PARQUET:field_id"]) for f in written}
+    assert ids == {f.name: f.field_id for f in table.schema().fields}
+
+
 def test_checksum_policy_is_set_for_a_custom_endpoint_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a custom S3 endpoint the SDK is asked for checksums only when required; for AWS nothing is set."""
     for key in ("AWS_REQUEST_CHECKSUM_CALCULATION", "AWS_RESPONSE_CHECKSUM_VALIDATION"):
@@ -76,3 +92,19 @@ def test_checksum_policy_is_set_for_a_custom_endpoint_only(monkeypatch: pytest.M
     assert "AWS_REQUEST_CHECKSUM_CALCULATION" not in os.environ
     _compat.s3_checksums_when_required(None, "http://127.0.0.1:9000")
     assert os.environ["AWS_REQUEST_CHECKSUM_CALCULATION"] == "when_required"
+
+
+def test_streamed_rows_of_two_days_go_to_one_file_per_day(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """A batch whose rows span two days is split by day when streamed, as pyiceberg's writer splits it."""
+    table = load_table(local_settings(tmp_path).lake_table_config())
+    files = _compat.StreamingDataFiles(table.metadata, table.io, ARROW_SCHEMA)
+    files.write(to_record_batch([scored_rows(tiny_scorer, 3, "a", datetime(2026, 3, 14, 23, 59, tzinfo=UTC))]))
+    files.write(
+        to_record_batch(
+            [
+                scored_rows(tiny_scorer, 2, "b", datetime(2026, 3, 14, 23, 59, tzinfo=UTC)),
+                scored_rows(tiny_scorer, 4, "c", datetime(2026, 3, 15, 0, 1, tzinfo=UTC)),
+            ]
+        )
+    )
+    assert _partitions(files.finish()) == [(2026, 3, 14, 5), (2026, 3, 15, 4)]

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlparse
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 from tests.support.lake import local_settings, row_counts, scored_rows, table_rows
 
+from leadscore.lake import _compat, flush
 from leadscore.lake.flush import commit_segments
 from leadscore.lake.records import serialize
 from leadscore.lake.spool import frame
-from leadscore.lake.table import TableConfig
+from leadscore.lake.table import TableConfig, committed_segments, live_data_files, load_table
 from leadscore.model.bundle import Scorer
 
 
@@ -74,3 +80,70 @@ def test_a_record_this_version_cannot_read_is_reported_not_committed(tmp_path: P
     assert (outcome.rows, outcome.bad_records) == (0, 1)
     assert "unsupported spool record version" in (outcome.error or "")
     assert report.snapshot_id is None
+
+
+def test_a_commit_of_many_chunks_is_one_snapshot_of_every_row(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converted and written a chunk at a time, many segments still make one snapshot naming them all."""
+    monkeypatch.setattr(flush, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(_compat, "ROW_GROUP_ROWS", 10)
+    config = _config(tmp_path)
+    segments = [
+        _segment(
+            tmp_path / "s" / f"w-a-{s}.seg",
+            *(frame(serialize([scored_rows(tiny_scorer, 3, f"r{s}-{g}")])) for g in range(4)),
+        )
+        for s in range(5)
+    ]
+    report = commit_segments(config, segments)
+    table = load_table(config)
+    assert report.rows == 60
+    assert len(table.snapshots()) == 1
+    assert committed_segments(table) == {segment_id for segment_id, _ in segments}
+    assert sorted(row_counts(table_rows(config)).values()) == [1] * 60
+
+
+def test_a_commit_writes_one_file_per_partition_in_bounded_row_groups(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of two days spread over chunks land in one file per day, each in row groups of ROW_GROUP_ROWS."""
+    monkeypatch.setattr(flush, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(_compat, "ROW_GROUP_ROWS", 10)
+    config = _config(tmp_path)
+    days = (datetime(2026, 11, 30, 23, 59, tzinfo=UTC), datetime(2026, 12, 1, 0, 1, tzinfo=UTC))
+    records = [frame(serialize([scored_rows(tiny_scorer, 3, f"r{i}", at=days[i % 2])])) for i in range(10)]
+    commit_segments(config, [_segment(tmp_path / "s" / "w-a-1.seg", *records)])
+    files = live_data_files(load_table(config))
+    assert sorted(Path(f).parent.name for f in files) == ["day=1", "day=30"]
+    for uri in files:
+        metadata = pq.ParquetFile(urlparse(uri).path).metadata
+        assert metadata.num_rows == 15
+        assert max(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)) <= 12
+
+
+def test_a_commit_that_cannot_be_written_leaves_no_files(
+    tmp_path: Path, tiny_scorer: Scorer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store failing halfway through writing the data files fails the commit and deletes what was written."""
+    monkeypatch.setattr(flush, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(_compat, "ROW_GROUP_ROWS", 5)
+    config = _config(tmp_path)
+    records = [frame(serialize([scored_rows(tiny_scorer, 3, f"r{i}")])) for i in range(6)]  # 3 chunks
+    data = tmp_path / "lake" / "data"
+    real_write = _compat.StreamingDataFiles.write
+    calls = 0
+
+    def failing_write(self: _compat.StreamingDataFiles, batch: pa.RecordBatch) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            assert list(data.rglob("*.parquet")), "two chunks are in a file by now"
+            raise OSError("the store stopped answering")
+        real_write(self, batch)
+
+    monkeypatch.setattr(_compat.StreamingDataFiles, "write", failing_write)
+    with pytest.raises(OSError, match="stopped answering"):
+        commit_segments(config, [_segment(tmp_path / "s" / "w-a-1.seg", *records)])
+    assert not list(data.rglob("*.parquet"))
+    assert load_table(config).current_snapshot() is None

@@ -296,3 +296,21 @@ def test_packaged_bundle_records_global_importance(default_scorer):
     importance = default_scorer.manifest.importance
     assert set(importance) == {f.name for f in INPUT_FIELDS}
     assert list(importance.values()) == sorted(importance.values(), reverse=True)
+
+
+def test_a_scorer_loaded_without_its_explainer_is_ready(tiny_bundle):
+    """`warm_explainer=False` gives a ready scorer whose explainer is not built yet."""
+    scorer = load_bundle(tiny_bundle, warm_explainer=False)
+    assert scorer.ready
+    assert not scorer.explainer_built
+
+
+def test_the_first_explanation_builds_the_explainer_the_warm_one_would_be(tiny_bundle, tiny_scorer):
+    """Built at first use, the explainer gives the same contributions as one built at warm-up."""
+    scorer = load_bundle(tiny_bundle, warm_explainer=False)
+    matrix = np.random.default_rng(1).normal(size=(9, N_MODEL_INPUTS)).astype(np.float32)
+    classes = np.arange(9) % 5
+    assert np.array_equal(
+        scorer.explainer.contributions(matrix, classes), tiny_scorer.explainer.contributions(matrix, classes)
+    )
+    assert scorer.explainer_built

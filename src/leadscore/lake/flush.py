@@ -7,8 +7,11 @@ already named by a snapshot is skipped, so a row reaches the table once.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -19,12 +22,21 @@ from pyiceberg.exceptions import CommitFailedException
 from leadscore.lake.records import RowGroup, deserialize_groups, segment_rows, serialize, to_record_batch
 from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
 from leadscore.lake.spool import read_segment
-from leadscore.lake.table import TableConfig, append_segments, committed_segments, expire_snapshots, load_table
+from leadscore.lake.table import (
+    TableConfig,
+    commit_data_files,
+    committed_segments,
+    data_files,
+    expire_snapshots,
+    load_table,
+)
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-CHUNK_ROWS: Final = 5_000
+# Rows converted to Arrow at a time: with the row group size (_compat.ROW_GROUP_ROWS), what sets a commit's peak
+# memory beyond the committer's imports; larger chunks measured higher (`bench/run.py --memory-only`).
+CHUNK_ROWS: Final = 2_000
 EXPIRY_INTERVAL_SECONDS: Final = 3600.0
 # The table, loaded once per process that commits (refreshed before each commit), and when this process last
 # expired its old snapshots.
@@ -107,10 +119,11 @@ def table_for(config: TableConfig, layout: Layout = PREDICTIONS) -> Table:
     return table
 
 
-def read_rows(segment_id: str, path: Path, layout: Layout = PREDICTIONS) -> tuple[list[pa.RecordBatch], SegmentReport]:
-    """The segment's readable rows as Arrow batches, and what could not be read."""
+def read_rows(
+    segment_id: str, path: Path, write: Callable[[pa.RecordBatch], None], layout: Layout = PREDICTIONS
+) -> SegmentReport:
+    """Hand the segment's readable rows to `write`, CHUNK_ROWS at a time, and say what could not be read."""
     read = read_segment(path)
-    batches: list[pa.RecordBatch] = []
     pending: list[tuple[int, Any]] = []  # (record number, rows)
     rows = pending_rows = 0
     bad: set[int] = set()
@@ -119,11 +132,13 @@ def read_rows(segment_id: str, path: Path, layout: Layout = PREDICTIONS) -> tupl
     def convert() -> None:
         nonlocal rows, pending_rows, error
         try:
-            batches.append(layout.to_batch([group for _, group in pending]))
-            rows += pending_rows
+            batch = layout.to_batch([group for _, group in pending])
         except (pa.ArrowException, ValueError, TypeError) as exc:  # values the lake's columns cannot hold
             bad.update(number for number, _ in pending)
             error = repr(exc)
+        else:
+            write(batch)  # a store failing here fails the commit (retried), not the records
+            rows += pending_rows
         pending.clear()
         pending_rows = 0
 
@@ -134,46 +149,81 @@ def read_rows(segment_id: str, path: Path, layout: Layout = PREDICTIONS) -> tupl
             bad.add(number)
             error = repr(exc)
             continue
-        pending.extend((number, group) for group in groups)
-        pending_rows += sum(layout.group_rows(group) for group in groups)
-        if pending_rows >= CHUNK_ROWS:
-            convert()
+        # Group by group: one record holds every request of a group commit (16,000 rows at 32 connections).
+        for group in groups:
+            pending.append((number, group))
+            pending_rows += layout.group_rows(group)
+            if pending_rows >= CHUNK_ROWS:
+                convert()
     if pending:
         convert()
     # A closed segment was written whole and fsync'd before it was closed (a torn tail is cut off at recovery,
     # before closing): unreadable bytes at its end are damage too.
-    return batches, SegmentReport(segment_id, rows, read.bad_bytes + read.torn_bytes, len(bad), error=error)
+    return SegmentReport(segment_id, rows, read.bad_bytes + read.torn_bytes, len(bad), error=error)
 
 
 def commit_segments(
     config: TableConfig, segments: Sequence[tuple[str, str]], layout: Layout = PREDICTIONS
 ) -> CommitReport:
-    """Commit the rows of `segments` ((id, path) pairs) that no snapshot holds yet, in one snapshot."""
+    """Commit the rows of `segments` ((id, path) pairs) that no snapshot holds yet, in one snapshot.
+
+    The rows are converted and written to the data files a chunk at a time: the committer's memory is bounded by
+    a chunk and a row group per partition, whatever the commit's size (the service must fit its ECS task).
+    """
     started = time.perf_counter()
     table = table_for(config, layout)
     done = committed_segments(table)
     reports: list[SegmentReport] = []
-    batches: list[pa.RecordBatch] = []
     ids: list[str] = []
-    for segment_id, path in segments:
-        if segment_id in done:
-            reports.append(SegmentReport(segment_id, 0, already_committed=True))
-            continue
-        segment_batches, report = read_rows(segment_id, Path(path), layout)
-        reports.append(report)
-        if report.rows:
-            batches.extend(segment_batches)
-            ids.append(segment_id)
-    snapshot_id = None
-    if batches:
-        snapshot_id = append_segments(table, pa.Table.from_batches(batches, schema=layout.schema), ids)
+    files = data_files(table, layout.schema)
+    try:
+        with _collector_paused():
+            for segment_id, path in segments:
+                if segment_id in done:
+                    reports.append(SegmentReport(segment_id, 0, already_committed=True))
+                    continue
+                report = read_rows(segment_id, Path(path), files.write, layout)
+                reports.append(report)
+                if report.rows:
+                    ids.append(segment_id)
+    except BaseException:
+        files.discard()
+        raise
+    snapshot_id = commit_data_files(table, files, ids) if ids else None
     expired, expiry_error = _expire_now_and_then(config, table)
-    del batches
-    # The commit's Arrow buffers (every column of up to 100,000 rows, and the Parquet pages) are freed by now, but
-    # the allocator keeps them mapped for the next commit; handing them back keeps the committer child small
-    # between commits, which is most of the time (the whole service must fit its ECS task's memory).
+    # The commit's Arrow buffers are freed by now, but the allocators keep them mapped for the next commit; handing
+    # them back keeps the committer child small between commits, which is most of the time.
     pa.default_memory_pool().release_unused()
+    release_freed_heap()
     return CommitReport(tuple(reports), snapshot_id, time.perf_counter() - started, expired, expiry_error)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a commit decodes its records.
+
+    Decoding makes many small containers (a dict and lists per scored request), and each allocation burst runs
+    the collector over every live object: with 1-lead requests (a row group per lead) it was three quarters of the
+    decoding's CPU (`bench/request_cost.py`: 50 -> 14 us per request). The objects hold no cycles; reference
+    counting frees them, and the collector runs again once the commit is written.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def release_freed_heap() -> None:
+    """Hand the heap freed by a commit back to the system (glibc only; elsewhere nothing to do).
+
+    A commit's Python objects (decoded records, pyiceberg's manifests) leave freed heap that glibc keeps mapped in
+    the committer for its whole life otherwise (README, Memory).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _expire_now_and_then(config: TableConfig, table: Table) -> tuple[int, str | None]:

@@ -261,27 +261,46 @@ def committed_segments(table: Table) -> set[str]:
     return found
 
 
-def append_segments(table: Table, rows: pa.Table, segment_ids: Sequence[str]) -> int | None:
-    """Append `rows` in one commit whose summary names `segment_ids`; returns the new snapshot's id.
+def data_files(table: Table, schema: pa.Schema) -> _compat.StreamingDataFiles:
+    """A writer of data files for the table, fed batch by batch (rows in `schema`), for `commit_data_files`."""
+    return _compat.StreamingDataFiles(table.metadata, table.io, schema)
 
-    When the commit is refused for good (a conflict past pyiceberg's retries), the data files written for it are
-    deleted: a store under a long outage does not fill with files no snapshot reads. A commit whose outcome is
+
+def commit_data_files(table: Table, files: _compat.StreamingDataFiles, segment_ids: Sequence[str]) -> int | None:
+    """Close `files` and add them in one commit whose summary names `segment_ids`; returns the new snapshot's id.
+
+    When the commit is refused for good (a conflict past pyiceberg's retries) or the files cannot be written, they
+    are deleted: a store under a long outage does not fill with files no snapshot reads. A commit whose outcome is
     unknown (a timeout) leaves them: they may be the table's.
     """
-    written: list[str] = []
+    try:
+        written = files.finish()
+    except (OSError, pa.ArrowException):
+        files.discard()
+        raise
     try:
         with table.transaction() as tx:
             properties = {SEGMENTS_PROPERTY: ",".join(segment_ids)}
             with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
-                for data_file in _compat.write_data_files(tx, rows):
-                    written.append(data_file.file_path)
+                for data_file in written:
                     append.append_data_file(data_file)
     except (CommitFailedException, ValidationException):
-        for path in written:
-            table.io.delete(path)
+        files.discard()
         raise
     snapshot = table.current_snapshot()
     return snapshot.snapshot_id if snapshot is not None else None
+
+
+def append_segments(table: Table, rows: pa.Table, segment_ids: Sequence[str]) -> int | None:
+    """Append `rows` in one commit whose summary names `segment_ids`; returns the new snapshot's id."""
+    files = data_files(table, rows.schema)
+    try:
+        for batch in rows.to_batches():
+            files.write(batch)
+    except (OSError, pa.ArrowException):
+        files.discard()
+        raise
+    return commit_data_files(table, files, segment_ids)
 
 
 def expire_snapshots(table: Table, retention_seconds: float) -> int:

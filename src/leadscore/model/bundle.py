@@ -21,7 +21,7 @@ from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.predictors import PredictorMode, XGBoostPredictor, select_predictor
+from leadscore.model.predictors import PredictorMode, XGBoostPredictor, release_freed_memory, select_predictor
 
 if TYPE_CHECKING:
     from leadscore.model.explain import TreeExplainer
@@ -181,7 +181,8 @@ class Scorer:
         self.predictor_fallback_reason = selection.fallback_reason
         # Extracted once, so explaining a request walks flat arrays, not the booster: at warm-up when
         # `warm_explainer`, else at the first explanation. It costs ~110 MB and ~1 s per process, plus numba's
-        # import (~60 MB): batch workers that do not explain never pay it.
+        # import (~60 MB): processes that do not explain (batch scoring; the service unless it explains by default
+        # or is asked to build it at start) never pay it.
         self.warm_explainer = warm_explainer
         self._explainer: TreeExplainer | None = None
         self._explainer_lock = threading.Lock()
@@ -197,11 +198,17 @@ class Scorer:
                     explainer = TreeExplainer.from_booster(self.booster)
                     explainer.warm_up()  # numba's compiled kernel is loaded (or compiled) now
                     self._explainer = explainer
+                    release_freed_memory()  # the heap of the booster's JSON dump, parsed to build it
         return self._explainer
 
     @explainer.setter
     def explainer(self, explainer: TreeExplainer) -> None:
         self._explainer = explainer
+
+    @property
+    def explainer_built(self) -> bool:
+        """Whether the explainer is built (at warm-up, or by an explanation since)."""
+        return self._explainer is not None
 
     @property
     def version(self) -> str:
@@ -276,7 +283,8 @@ def load_bundle(
 ) -> Scorer:
     """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
 
-    `warm_explainer` False leaves the explainer to be built at the first explanation (batch scoring).
+    `warm_explainer` False leaves the explainer to be built at the first explanation (batch scoring, and the
+    service unless it explains by default or `explainer_at_start` is set).
 
     `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
     `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
