@@ -19,7 +19,7 @@ import contextlib
 import itertools
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 PYICEBERG_WRITER_VERSIONS: Final = ("0.12.",)
 # Rows a partition's file takes in one write (one Parquet row group): what a commit holds in memory per partition
 # beyond the batch being converted (flush.CHUNK_ROWS). Far below pyiceberg's 1M-row limit, which would hold a whole
-# commit; `leadscore lake compact` rewrites a day's files with large row groups.
-ROW_GROUP_ROWS: Final = 10_000
+# commit; `leadscore lake compact` rewrites a day's files with large row groups. Smaller groups cost the committer
+# CPU (96,000 distinct lake rows: 4.5 us per row written in groups of 10,000, 3.9 in groups of 25,000, 3.4 in one).
+ROW_GROUP_ROWS: Final = 25_000
 
 
 def write_data_files(transaction: Transaction, rows: pa.Table) -> Iterable[DataFile]:
@@ -144,6 +145,8 @@ class StreamingDataFiles:
         self._uuid = uuid.uuid4()
         self._counter = itertools.count()
         self._files: dict[str, _OpenFile] = {}
+        # (batch schema, file schema) when converting a batch only relabels its columns (see _in_file_schema).
+        self._same_columns: tuple[pa.Schema, pa.Schema] | None = None
 
     @property
     def paths(self) -> list[str]:
@@ -181,18 +184,33 @@ class StreamingDataFiles:
             writer = self._format.create_writer(output, self._file_schema, self._metadata.properties)
             open_file = self._files[name] = _OpenFile(key, path, output, writer)
         for batch in rows.to_batches():
-            open_file.pending.append(
-                _to_requested_schema(
-                    requested_schema=self._file_schema,
-                    file_schema=self._batch_schema,
-                    batch=batch,
-                    include_field_ids=True,
-                    format_model=self._format,
-                )
-            )
+            open_file.pending.append(self._in_file_schema(batch, _to_requested_schema))
             open_file.pending_rows += batch.num_rows
         if open_file.pending_rows >= ROW_GROUP_ROWS:
             self._flush(open_file)
+
+    def _in_file_schema(self, batch: pa.RecordBatch, convert: Callable[..., pa.RecordBatch]) -> pa.RecordBatch:
+        """The batch in the file's schema (field ids), as pyiceberg's `_to_requested_schema` makes it.
+
+        That conversion walks every column in Python (about 3 ms for the lake's 137 columns, per batch). When its
+        answer for the first batch holds the very same columns under new field metadata, later batches of the same
+        schema get that schema without the walk; anything else is converted as pyiceberg does.
+        """
+        if self._same_columns is not None and batch.schema.equals(self._same_columns[0]):
+            return pa.RecordBatch.from_arrays(batch.columns, schema=self._same_columns[1])
+        converted: pa.RecordBatch = convert(
+            requested_schema=self._file_schema,
+            file_schema=self._batch_schema,
+            batch=batch,
+            include_field_ids=True,
+            format_model=self._format,
+        )
+        if self._same_columns is None:
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowTypeError):  # another type somewhere: keep converting
+                relabelled = pa.RecordBatch.from_arrays(batch.columns, schema=converted.schema)
+                if relabelled.equals(converted, check_metadata=True):
+                    self._same_columns = (batch.schema, converted.schema)
+        return converted
 
     @staticmethod
     def _flush(open_file: _OpenFile) -> None:
