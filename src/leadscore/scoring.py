@@ -100,7 +100,9 @@ async def explain_scored(scorer: Scorer, batch: ScoredBatch) -> Explanations:
     The kernel releases the GIL, so the event loop keeps answering other requests while a 500-lead batch is
     explained (about half a millisecond per lead, `bench/README.md`).
     """
-    return await asyncio.to_thread(explain, scorer.explainer, batch.encoded.matrix, batch.scores - SCORES[0])
+    # The explainer is read in the thread too: built at the first explanation (unless at start), it must not hold
+    # the event loop for the second or so its build takes.
+    return await asyncio.to_thread(lambda: explain(scorer.explainer, batch.encoded.matrix, batch.scores - SCORES[0]))
 
 
 SMALL_REQUEST_ROWS: Final = 64
