@@ -39,11 +39,11 @@ if TYPE_CHECKING:
     from leadscore.columnar import ModelBundle
     from leadscore.config import Settings
 
-# Chunks per scoring thread submitted and not yet written (one being scored, one waiting), and read ahead of
-# them: enough to keep the cores busy while one chunk is written, and to read ahead while the model loads; more
-# only costs memory (an input chunk of 65,536 leads is about 30 MB of Arrow columns).
-_IN_FLIGHT_PER_THREAD: Final = 2
-_READ_AHEAD_PER_THREAD: Final = 1
+# Chunks submitted and not yet written: one per scoring thread and one more (done, or waiting for a thread);
+# one more read ahead of them. Enough to keep the cores busy while a chunk is written (writing is fast) and to
+# read ahead while the model loads; more only costs memory (an input chunk of 65,536 leads holds ~40 MB).
+_IN_FLIGHT_EXTRA: Final = 1
+_READ_AHEAD: Final = 1
 # A run shorter than this says no rows/s: its rate would measure start-up (loading the model), not scoring.
 _RATE_FROM_ROWS: Final = 10_000
 _REJECTS_SCHEMA: Final = pa.schema(
@@ -153,7 +153,7 @@ class _Pipeline:
         self._reader = reader
         self._threads = threads
         self._stop = threading.Event()
-        self._chunks: queue.Queue[Chunk | _End | BaseException] = queue.Queue(threads * _READ_AHEAD_PER_THREAD)
+        self._chunks: queue.Queue[Chunk | _End | BaseException] = queue.Queue(_READ_AHEAD)
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="leadscore-load")
         self._model: Future[ModelBundle] = self._loader.submit(load_model, bundle)
         self._scoring = ThreadPoolExecutor(threads, thread_name_prefix="leadscore-score")
@@ -191,7 +191,7 @@ class _Pipeline:
             if isinstance(item, BaseException):
                 raise item
             pending.append((self._scoring.submit(self._score, task_of(item)), item.progress))
-            while len(pending) >= self._threads * _IN_FLIGHT_PER_THREAD:
+            while len(pending) > self._threads + _IN_FLIGHT_EXTRA:
                 future, position = pending.popleft()
                 yield future.result(), position
         while pending:
