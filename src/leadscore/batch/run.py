@@ -2,9 +2,8 @@
 
 One process: a reader thread reads chunks ahead, scoring threads (one per core) score them (the predictor and
 most of the core's kernels release the GIL), and the calling thread writes them in input order. The model loads
-once, in its own thread, while the first chunks are read. Measured against a pool of processes (each loading the
-model, chunks pickled between them), this halved the CPU of a run and its memory (`bench/batch.py`, figures in
-`bench/README.md`).
+once, in its own thread, while the first chunks are read. Against a pool of processes (each loading the model,
+chunks pickled between them) this costs less CPU and less memory, as `bench/batch.py` measures.
 
 Memory stays flat whatever the file size: a bounded number of chunks is in flight (read ahead, being scored, or
 waiting to be written in order), and the output, the rejects file and the lake receive each chunk as it is done.
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 
 # Chunks submitted and not yet written: one per scoring thread and one more (done, or waiting for a thread);
 # one more read ahead of them. Enough to keep the cores busy while a chunk is written (writing is fast) and to
-# read ahead while the model loads; more only costs memory (an input chunk of 65,536 leads holds ~40 MB).
+# read ahead while the model loads; more only costs memory (a chunk of input columns is tens of MB).
 _IN_FLIGHT_EXTRA: Final = 1
 _READ_AHEAD: Final = 1
 # A run shorter than this says no rows/s: its rate would measure start-up (loading the model), not scoring.

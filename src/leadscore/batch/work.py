@@ -18,9 +18,9 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from leadscore.columnar import ModelBundle
 
-# Rows the core scores at once within a chunk: its working arrays (~2 KB a row: every field as float64, the
-# model's matrix, probabilities) are held per scoring thread, so a smaller slice lowers the run's peak memory
-# at no measurable cost in speed (`bench/batch.py`).
+# Rows the core scores at once within a chunk: its working arrays (every field as float64, the model's matrix,
+# the probabilities) are held per scoring thread, so a slice smaller than a chunk lowers the run's peak memory
+# at no measurable cost in speed (`bench/batch.py` prints both).
 SLICE_ROWS: Final = 32_768
 
 

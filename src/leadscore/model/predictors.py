@@ -160,11 +160,11 @@ class OneDalPredictor:
 def onedal_model(booster: xgb.Booster, daal4py: Any) -> Any:  # noqa: ANN401 - daal4py has no type information
     """The booster as a oneDAL model: the calls daal4py's converter makes, fed from the booster's own JSON.
 
-    `daal4py.mb.convert_model` parses a JSON text dump of every tree into Python node objects (about 1.4 s for
-    the packaged 1,000-tree model); reading the booster's arrays does the same in about a third of that, which
-    every process that loads the model saves (`bench/batch.py`). The model is the same, bit for bit: leaf values
-    and covers go through the dump's 9-digit decimal form, thresholds to the float below (oneDAL splits on <=,
-    XGBoost on <). A booster with a best iteration (early stopping) goes through daal4py's own converter.
+    `daal4py.mb.convert_model` parses a JSON text dump of every tree into Python node objects, most of the time
+    a process takes to load the model; reading the booster's arrays makes the same builder calls at a fraction
+    of that cost. The model is the same, bit for bit (a test pins it): leaf values and covers go through the
+    dump's 9-digit decimal form, thresholds to the float below (oneDAL splits on <=, XGBoost on <). A booster
+    with a best iteration (early stopping) goes through daal4py's own converter.
     """
     if hasattr(booster, "best_iteration"):
         return daal4py.mb.convert_model(booster).daal_model_
