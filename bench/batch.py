@@ -1,16 +1,17 @@
 """`leadscore score` on a large Parquet file beside the in-process predictor's own limit, and its memory.
 
 1. Writes LEADS synthetic leads (default 1 M) to a Parquet file in a temporary directory.
-2. Runs `leadscore score` on it as users run it (a subprocess, one worker per core) and samples the RSS (and PSS)
-   of the whole process tree (the command and its workers) every 0.1 s.
+2. Runs `leadscore score` on it as users run it (a subprocess, one scoring thread per core) and samples the RSS
+   (and PSS) of the whole process tree every 0.1 s.
 3. Measures the predictor's limit on the same rows in the same run: the model inputs encoded beforehand (not
    timed), then the oneDAL predictor the service uses, one process per core, each on its share of the rows.
 4. With --large-rows N (default 10 M; 0 skips): the same command on N rows, for its peak RSS; the file is deleted.
+5. With --csv: the same leads as a CSV file, scored by the same command (CSV in, Parquet out).
 
 Prints the figures and writes them as JSON (--json). The machine may be shared: figures are as measured.
 
     uv run python bench/batch.py                      # 1 M leads, then 10 M for the memory check
-    uv run python bench/batch.py --leads 200000 --large-rows 0
+    uv run python bench/batch.py --leads 200000 --large-rows 0 --csv
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from run import _descendants  # bench/run.py, beside this script: the process tree as its benchmark walks it
 
@@ -57,6 +59,14 @@ def write_leads(path: Path, rows: int) -> None:
         seed += 1
     if writer is not None:
         writer.close()
+
+
+def write_csv(source: Path, path: Path) -> None:
+    """The leads of a Parquet file as CSV, row group by row group."""
+    file = pq.ParquetFile(source)
+    with pacsv.CSVWriter(path, file.schema_arrow) as writer:
+        for group in range(file.num_row_groups):
+            writer.write_table(file.read_row_group(group))
 
 
 def _rss_bytes(pid: int) -> int:
@@ -170,7 +180,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=1_000_000, help="Leads in the timed file.")
     parser.add_argument("--large-rows", type=int, default=10_000_000, help="Rows of the memory check (0: skip).")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Worker processes.")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Scoring threads of the command.")
+    parser.add_argument("--csv", action="store_true", help="Also score the leads as a CSV file.")
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine_cores": os.cpu_count(), "load_average": os.getloadavg()}
@@ -191,6 +202,15 @@ def main() -> None:
             results["score"]["rows_per_cpu_s"] / results["predictor_limit"]["rows_per_cpu_s"], 3
         )
         results["extrapolated_seconds_10m"] = round(10_000_000 / results["score"]["rows_per_s"], 1)
+        if args.csv:
+            text = workdir / "leads.csv"
+            write_csv(source, text)
+            results["score_csv"] = run_score(text, workdir / "scores-csv.parquet", args.workers)
+            results["csv_of_predictor_limit"] = round(
+                results["score_csv"]["rows_per_s"] / results["predictor_limit"]["rows_per_s"], 3
+            )
+            print("score_csv:", json.dumps(results["score_csv"]), flush=True)
+            text.unlink()
         source.unlink()
         if args.large_rows:
             large = workdir / "large.parquet"

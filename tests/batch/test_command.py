@@ -1,10 +1,12 @@
-"""`leadscore score` run for real: a process pool, the summary, and exit codes 0 (all scored), 1 (rejects), 2."""
+"""`leadscore score` run for real: threads, the summary, exit codes 0 (all scored), 1 (rejects), 2, 130/143."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 from leadscore import score_table
 from leadscore.cli import app
 from tests.batch.conftest import AS_OF, lead_table
+from tests.support.waiting import wait_until
 
 
 def _score(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -27,10 +30,10 @@ def _score(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_two_workers_score_a_file_in_order(tmp_path, tiny_bundle):
-    """Two worker processes score the chunks; the output is in input order, as the core scores it; exit 0."""
+def test_two_threads_score_a_file_in_order(tmp_path, tiny_bundle):
+    """Two scoring threads score the chunks; the output is in input order, as the core scores it; exit 0."""
     leads = lead_table(3000, seed=9)
-    pq.write_table(leads, tmp_path / "in.parquet", row_group_size=500)  # each worker reads its own row groups
+    pq.write_table(leads, tmp_path / "in.parquet", row_group_size=500)
     result = _score(
         str(tmp_path / "in.parquet"),
         "--out",
@@ -93,3 +96,38 @@ def test_usage_errors_exit_2(tmp_path, monkeypatch, leads, args, message):
     result = CliRunner().invoke(app, ["score", *args, "--workers", "1"])
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def _children(pid: int) -> list[int]:
+    """The child processes of `pid` (of any of its threads)."""
+    found = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found += [int(c) for c in children.read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_leaves_no_output_and_no_process(tmp_path, tiny_bundle, sig, status):
+    """Interrupted mid-run: exit 128 + the signal, no output or rejects file (whole or partial), no child process."""
+    pq.write_table(lead_table(100_000, seed=3), tmp_path / "in.parquet", row_group_size=250)
+    out = tmp_path / "out.parquet"
+    command = [sys.executable, "-m", "leadscore", "score", str(tmp_path / "in.parquet"), "--out", str(out)]
+    command += ["--workers", "2", "--chunk-rows", "250", "--bundle", str(tiny_bundle), "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Chunks are being written: the run is under way.
+        wait_until(lambda: Path(f"{out}.partial").exists() or process.poll() is not None, timeout=120, what="a chunk")
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        assert _children(process.pid) == []  # threads, no worker processes
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == status, stderr
+    assert "no output written" in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]

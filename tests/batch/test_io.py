@@ -6,7 +6,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore.batch.io import BatchInputError, file_format, open_reader, read_part
+from leadscore.batch.io import BatchInputError, file_format, open_reader
 from leadscore.batch.options import FileFormat
 from tests.batch.conftest import lead_table
 
@@ -38,22 +38,20 @@ def test_chunks_have_fixed_boundaries_and_keep_every_row(tmp_path, name):
         pq.write_table(table, path, row_group_size=300)
     reader = open_reader(str(path), file_format(name), chunk_rows=128)
     chunks = list(reader.chunks())
-    assert [c.batch.num_rows for c in chunks] == [128] * 7 + [104]
+    assert [c.size for c in chunks] == [128] * 7 + [104]
     assert [c.start for c in chunks] == list(range(0, 1000, 128))
-    ids = [v for c in chunks for v in c.batch.column("lead_id").to_pylist()]
+    ids = [v for c in chunks for v in c.rows.column("lead_id").to_pylist()]
     assert ids == table.column("lead_id").to_pylist()
     assert chunks[-1].progress == reader.total
 
 
-def test_small_row_groups_are_handed_out_whole(tmp_path):
-    """Row groups no larger than two chunks become parts of whole row groups, read back in input order."""
+def test_small_row_groups_are_read_whole(tmp_path):
+    """Row groups no larger than two chunks are read whole, as many as fit in a chunk, in input order."""
     table = lead_table(1000)
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=100)
     chunks = list(open_reader(str(tmp_path / "in.parquet"), FileFormat.PARQUET, chunk_rows=250).chunks())
-    assert [(c.start, c.size, c.part.row_groups) for c in chunks] == [
-        (200 * i, 200, (2 * i, 2 * i + 1)) for i in range(5)
-    ]
-    ids = [v for c in chunks for v in read_part(c.part).column("lead_id").to_pylist()]
+    assert [(c.start, c.size, c.progress) for c in chunks] == [(200 * i, 200, 200 * (i + 1)) for i in range(5)]
+    ids = [v for c in chunks for v in c.rows.column("lead_id").to_pylist()]
     assert ids == table.column("lead_id").to_pylist()
 
 

@@ -15,6 +15,8 @@ from pydantic import ValidationError
 from leadscore import score_table
 from leadscore.api.schemas import Lead
 from leadscore.batch import score_file
+from leadscore.batch.run import Summary
+from leadscore.errors import LeadscoreError
 from tests.batch.conftest import AS_OF, lead_table
 from tests.support.lake import local_settings, table_rows
 from tests.support.leads import synthetic_leads
@@ -45,6 +47,36 @@ def test_parquet_rows_keep_their_order_across_chunks(tmp_path, leads, tiny_bundl
     assert out["confidence"].equals(expected["confidence"])
     assert (summary.rows, summary.scored, summary.rejected) == (1000, 1000, 0)
     assert summary.scores == {s: pc.sum(pc.equal(expected["score"], s)).as_py() for s in range(1, 6)}
+
+
+def test_threads_keep_order_and_row_numbers_across_chunks_and_slices(tmp_path, leads, tiny_bundle, monkeypatch):
+    """Two threads, chunks cut into slices for the core: every row keeps its place and its input row number."""
+    monkeypatch.setattr("leadscore.batch.work.SLICE_ROWS", 97)
+    pq.write_table(leads, tmp_path / "in.parquet", row_group_size=300)
+    summary = score_file(
+        tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=250, workers=2, as_of=AS_OF, bundle=tiny_bundle
+    )
+    out = pq.read_table(tmp_path / "out.parquet")
+    expected = _expected(leads, tiny_bundle)
+    assert out["row"].to_pylist() == list(range(leads.num_rows))
+    assert out["lead_id"].equals(leads["lead_id"])
+    assert out["confidence"].equals(expected["confidence"])
+    assert summary.workers == 2
+
+
+def test_a_failed_run_leaves_no_output(tmp_path, leads):
+    """A run that fails after it started (here: no model) leaves no output or rejects file, whole or partial."""
+    pq.write_table(leads, tmp_path / "in.parquet")
+    with pytest.raises(LeadscoreError, match="does not exist"):
+        score_file(tmp_path / "in.parquet", tmp_path / "out.csv", workers=2, bundle=tmp_path / "no-bundle")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+@pytest.mark.parametrize(("rows", "rate"), [(12, False), (250_000, True)])
+def test_the_summary_gives_a_rate_for_runs_of_many_rows(rows, rate):
+    """rows/s is said for a run of many rows only: for a few, it would measure the model's loading."""
+    summary = Summary("in", "out", "rej", rows, rows, 0, dict.fromkeys(range(1, 6), 0), 2.5, 2, "1.0.0", "now")
+    assert ("rows/s" in summary.text()) is rate
 
 
 def test_csv_gives_the_scores_of_parquet(tmp_path, leads, tiny_bundle):

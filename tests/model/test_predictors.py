@@ -137,6 +137,23 @@ def test_onedal_matches_xgboost_at_every_batch_size(tiny_scorer, block):
         assert disagreement(reference[:n], out) is None
 
 
+def test_direct_conversion_is_daal4pys_model_bit_for_bit(default_scorer):
+    """The oneDAL model read from the booster's arrays predicts exactly as daal4py's own converter's model."""
+    import daal4py  # noqa: PLC0415 - the optional accelerator
+
+    booster = default_scorer.booster
+    matrix = probe_matrix(booster, rows=2000)
+
+    def predict(model: object) -> np.ndarray:
+        algorithm = daal4py.gbt_classification_prediction(
+            nClasses=5, fptype="float", resultsToEvaluate="computeClassProbabilities"
+        )
+        return np.asarray(algorithm.compute(matrix, model).probabilities)
+
+    ours = predict(predictors.onedal_model(booster, daal4py))
+    assert np.array_equal(ours, predict(daal4py.mb.convert_model(booster).daal_model_))
+
+
 def test_empty_batch(tiny_scorer):
     """Zero rows give a (0, 5) answer, not an error."""
     predictor = OneDalPredictor(tiny_scorer.booster)

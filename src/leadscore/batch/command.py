@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures.process import BrokenProcessPool
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -16,6 +19,28 @@ from leadscore.errors import LeadscoreError
 
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
+# Interrupted (SIGINT, SIGTERM): 128 + the signal's number, as shells report it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the run stops as on Ctrl-C (no output left under its name).
+
+    A BaseException, as KeyboardInterrupt: no `except Exception` on the way may take it for an error.
+    """
+
+
+@contextmanager
+def _sigterm_stops_the_run() -> Iterator[None]:
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -41,7 +66,7 @@ def score(
         str | None,
         typer.Option(help="CSV of the rows refused (row, lead_id, field, message); default <out>.rejects.csv."),
     ] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Scoring processes; default: one per core.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Scoring threads; default: one per core.")] = None,
     chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk.")] = DEFAULT_CHUNK_ROWS,
     as_of: Annotated[
         str | None, typer.Option(help="Time recency features are measured from (ISO 8601); default: now.")
@@ -61,7 +86,8 @@ def score(
 
     Rows that fail validation are not scored: they go to the rejects file (1-based row number, field, message).
 
-    Exit status: 0 when every row was scored, 1 when some were rejected, 2 for usage errors or a failed run.
+    Exit status: 0 when every row was scored, 1 when some were rejected, 2 for usage errors or a failed run,
+    130 / 143 when interrupted (SIGINT / SIGTERM: no output file is left under its name).
     """
     import pyarrow as pa  # noqa: PLC0415 - keeps `leadscore --help` fast
 
@@ -73,27 +99,34 @@ def score(
     if model_dir is None and os.environ.get("LEADSCORE_MODEL_DIR"):
         model_dir = Path(os.environ["LEADSCORE_MODEL_DIR"])
     try:
-        summary = score_file(
-            input,
-            out,
-            input_format=input_format,
-            output_format=out_format,
-            rejects=rejects,
-            workers=workers,
-            chunk_rows=chunk_rows,
-            as_of=_as_of(as_of),
-            explain=explain,
-            bundle=model_dir,
-            record=record,
-            run_id=run_id,
-            progress=not quiet,
-        )
+        with _sigterm_stops_the_run():
+            summary = score_file(
+                input,
+                out,
+                input_format=input_format,
+                output_format=out_format,
+                rejects=rejects,
+                workers=workers,
+                chunk_rows=chunk_rows,
+                as_of=_as_of(as_of),
+                explain=explain,
+                bundle=model_dir,
+                record=record,
+                run_id=run_id,
+                progress=not quiet,
+            )
     except LeadscoreError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
-    except (OSError, pa.ArrowException, BrokenProcessPool) as exc:  # a store or file failing mid-run, a dead worker
+    except (OSError, pa.ArrowException) as exc:  # a store or file failing mid-run
         typer.echo(f"error: the run failed: {exc}", err=True)
         raise typer.Exit(EXIT_USAGE) from exc
+    except KeyboardInterrupt:
+        typer.echo("interrupted: no output written", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except _Terminated:
+        typer.echo("terminated: no output written", err=True)
+        raise typer.Exit(EXIT_TERMINATED) from None
     typer.echo(summary.text())
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")

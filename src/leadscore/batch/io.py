@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Final, Protocol
 from urllib.parse import urlparse
@@ -27,6 +28,7 @@ from leadscore.lake._compat import s3_checksums_when_required
 # The columns a batch reads: the API's lead fields by the same names (custom features as flat columns).
 LEAD_COLUMNS: Final = ("lead_id", *(f.name for f in INPUT_FIELDS))
 _CSV_BLOCK_BYTES: Final = 4 << 20
+PARTIAL_SUFFIX: Final = ".partial"  # an output file being written, renamed when finished
 
 
 class BatchInputError(LeadscoreError):
@@ -64,41 +66,17 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class ParquetPart:
-    """Whole row groups of a Parquet file, read where they are scored (no copy of the rows between processes)."""
-
-    path: str
-    row_groups: tuple[int, ...]
-    columns: tuple[str, ...]
-    rows: int
-
-
-# A worker's open Parquet files (footer read once per file and process).
-_PARTS: dict[str, pq.ParquetFile] = {}
-
-
-def read_part(part: ParquetPart) -> pa.Table:
-    """The rows of `part`."""
-    file = _PARTS.get(part.path)
-    if file is None:
-        fs, inner = filesystem(part.path)
-        file = _PARTS[part.path] = pq.ParquetFile(fs.open_input_file(inner), pre_buffer=False)
-    return file.read_row_groups(list(part.row_groups), columns=list(part.columns), use_threads=False)
-
-
-@dataclass(frozen=True, slots=True)
 class Chunk:
-    """Consecutive input rows start..start+size-1 (0-based data rows of the input): as a batch, or a Parquet part."""
+    """Consecutive input rows start..start+size-1 (0-based data rows of the input)."""
 
     start: int
-    batch: pa.RecordBatch | None
+    rows: pa.Table | pa.RecordBatch
     progress: int  # how far the reader is, in the reader's unit (rows or bytes)
-    part: ParquetPart | None = None
 
     @property
     def size(self) -> int:
         """Rows in the chunk."""
-        return self.batch.num_rows if self.batch is not None else self.part.rows if self.part is not None else 0
+        return int(self.rows.num_rows)
 
 
 class Reader(Protocol):
@@ -138,10 +116,8 @@ def _joined(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 class ParquetReader:
     """A Parquet file's lead columns in chunks (the total is in its metadata).
 
-    Where the row groups are no larger than two chunks, a chunk is a run of whole row groups that the scoring
-    worker reads itself: this process then only hands out row-group numbers (decoding and passing the rows
-    between processes took a sixth of a run's CPU and most of this process's memory). Larger row groups are
-    read here and cut into chunks.
+    Where the row groups are no larger than two chunks, a chunk is a run of whole row groups, read as they are
+    (no slicing and joining of batches); larger row groups are read in batches and cut into chunks.
     """
 
     unit = "rows"
@@ -157,7 +133,6 @@ class ParquetReader:
         self._columns = [c for c in (*LEAD_COLUMNS, "custom_features") if c in names]
         self.total: int | None = self._file.metadata.num_rows
         self._chunk_rows = chunk_rows
-        self._path = path
 
     def chunks(self) -> Iterator[Chunk]:
         """The rows in chunks, in order."""
@@ -185,8 +160,8 @@ class ParquetReader:
             yield self._part(start, groups, held)
 
     def _part(self, start: int, groups: list[int], rows: int) -> Chunk:
-        part = ParquetPart(self._path, tuple(groups), tuple(self._columns), rows)
-        return Chunk(start, None, start + rows, part)
+        table = self._file.read_row_groups(groups, columns=self._columns)
+        return Chunk(start, table, start + rows)
 
 
 class CsvReader:
@@ -239,34 +214,63 @@ class Writer(Protocol):
         ...
 
     def close(self) -> None:
-        """Finish the file."""
+        """Finish the file: it appears under its name now, whole."""
+        ...
+
+    def abort(self) -> None:
+        """Drop what was written: a failed or interrupted run leaves no file under the output's name."""
         ...
 
 
-class ParquetWriter:
+class _Staged:
+    """A file written as `<path>.partial` and moved to `path` once finished (a rename on a local disk).
+
+    A run that fails or is interrupted never leaves a truncated file under the output's name: it deletes the
+    partial file, and one killed outright (SIGKILL, power loss) leaves it under the `.partial` name.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._fs, self._inner = filesystem(path)
+        _make_parent(self._fs, self._inner)
+        self._partial = self._inner + PARTIAL_SUFFIX
+
+    def _finish(self) -> None:
+        self._fs.move(self._partial, self._inner)
+
+    def _discard(self) -> None:
+        with suppress(OSError):
+            self._fs.delete_file(self._partial)
+
+
+class ParquetWriter(_Staged):
     """A Parquet output file, one row group per chunk written."""
 
     def __init__(self, path: str, schema: pa.Schema) -> None:
-        fs, inner = filesystem(path)
-        _make_parent(fs, inner)
-        self._writer = pq.ParquetWriter(inner, schema, filesystem=fs, compression="zstd")
+        super().__init__(path)
+        self._writer = pq.ParquetWriter(self._partial, schema, filesystem=self._fs, compression="zstd")
 
     def write(self, table: pa.Table) -> None:
         """Append rows."""
         self._writer.write_table(table)
 
     def close(self) -> None:
-        """Finish the file (its footer)."""
+        """Finish the file (its footer) and give it its name."""
         self._writer.close()
+        self._finish()
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        with suppress(OSError, pa.ArrowException):
+            self._writer.close()
+        self._discard()
 
 
-class CsvWriter:
+class CsvWriter(_Staged):
     """A CSV output file with a header line."""
 
     def __init__(self, path: str, schema: pa.Schema) -> None:
-        fs, inner = filesystem(path)
-        _make_parent(fs, inner)
-        self._stream = fs.open_output_stream(inner)
+        super().__init__(path)
+        self._stream = self._fs.open_output_stream(self._partial)
         self._schema = _csv_schema(schema)
         self._writer = pacsv.CSVWriter(self._stream, self._schema)
 
@@ -275,9 +279,17 @@ class CsvWriter:
         self._writer.write_table(_csv_table(table, self._schema))
 
     def close(self) -> None:
-        """Finish the file."""
+        """Finish the file and give it its name."""
         self._writer.close()
         self._stream.close()
+        self._finish()
+
+    def abort(self) -> None:
+        """Close and delete the partial file."""
+        with suppress(OSError, pa.ArrowException):
+            self._writer.close()
+            self._stream.close()
+        self._discard()
 
 
 def _csv_schema(schema: pa.Schema) -> pa.Schema:

@@ -1,19 +1,24 @@
-"""Rescore a whole file: read it in chunks, score them on a process pool, write the results in input order.
+"""Rescore a whole file: read it in chunks, score them in threads of this process, write them in input order.
 
-Memory stays flat whatever the file size: a bounded number of chunks is in flight (read, being scored, or waiting
-to be written in order), and the output, the rejects file and the lake receive each chunk as it is done.
+One process: a reader thread reads chunks ahead, scoring threads (one per core) score them (the predictor and
+most of the core's kernels release the GIL), and the calling thread writes them in input order. The model loads
+once, in its own thread, while the first chunks are read. Against a pool of processes (each loading the model,
+chunks pickled between them) this costs less CPU and less memory, as `bench/batch.py` measures.
+
+Memory stays flat whatever the file size: a bounded number of chunks is in flight (read ahead, being scored, or
+waiting to be written in order), and the output, the rejects file and the lake receive each chunk as it is done.
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,18 +27,24 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leadscore.batch.io import Writer, file_format, open_reader, open_writer
+from leadscore.batch.io import Chunk, Reader, Writer, file_format, open_reader, open_writer
 from leadscore.batch.options import DEFAULT_CHUNK_ROWS, FileFormat
 from leadscore.batch.progress import ProgressBar
-from leadscore.batch.record import Recorder, check_run_id, new_run_id
-from leadscore.batch.work import Done, Task, load_model, run_task, score_chunk, start_worker
+from leadscore.batch.work import Done, Task, load_model, score_chunk
 from leadscore.features.spec import SCORES
 
 if TYPE_CHECKING:
+    from leadscore.batch.record import Recorder
+    from leadscore.columnar import ModelBundle
     from leadscore.config import Settings
 
-# Chunks in flight per worker: one being scored, one read ahead (more only costs memory).
-_IN_FLIGHT_PER_WORKER: Final = 2
+# Chunks submitted and not yet written: one per scoring thread and one more (done, or waiting for a thread);
+# one more read ahead of them. Enough to keep the cores busy while a chunk is written (writing is fast) and to
+# read ahead while the model loads; more only costs memory (a chunk of input columns is tens of MB).
+_IN_FLIGHT_EXTRA: Final = 1
+_READ_AHEAD: Final = 1
+# A run shorter than this says no rows/s: its rate would measure start-up (loading the model), not scoring.
+_RATE_FROM_ROWS: Final = 10_000
 _REJECTS_SCHEMA: Final = pa.schema(
     [("row", pa.int64()), ("lead_id", pa.string()), ("field", pa.string()), ("message", pa.string())]
 )
@@ -51,7 +62,7 @@ class Summary:
     rejected: int
     scores: dict[int, int]  # leads per score 1..5
     seconds: float
-    workers: int
+    workers: int  # scoring threads
     model_version: str | None
     as_of: str
     run_id: str | None = None  # set when the run was recorded in the lake
@@ -74,9 +85,10 @@ class Summary:
 
     def text(self) -> str:
         """The summary as a few lines for people."""
+        rate = f"{self.rows_per_second:,.0f} rows/s, " if self.rows >= _RATE_FROM_ROWS else ""
         lines = [
             f"scored {self.scored:,} of {self.rows:,} rows in {self.seconds:.1f} s "
-            f"({self.rows_per_second:,.0f} rows/s, {self.workers} worker(s), model {self.model_version})",
+            f"({rate}{self.workers} scoring thread(s), model {self.model_version})",
             f"rejected {self.rejected:,}" + (f": see {self.rejects}" if self.rejected else ""),
         ]
         if self.scored:
@@ -125,37 +137,79 @@ class _Tally:
             self.model_version = scored["model_version"][0].as_py()
 
 
-@contextmanager
-def _scorer(workers: int, bundle: Path | None) -> Iterator[Callable[[Task], Future[Done]]]:
-    """Submit chunks to `workers` processes (each loads the bundle once); one worker scores in this process."""
-    if workers == 1:
-        model = load_model(bundle)
+class _End:
+    """The reader's last item: no more chunks."""
 
-        def here(task: Task) -> Future[Done]:
-            future: Future[Done] = Future()
-            future.set_result(score_chunk(task, model))
-            return future
 
-        yield here
-        return
-    # spawn: a fork of a process whose Arrow and OpenMP threads are running may deadlock in the child.
-    pool = ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=start_worker,
-        initargs=(bundle,),
-    )
-    try:
-        yield lambda task: pool.submit(run_task, task)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+class _Pipeline:
+    """Chunks read ahead in a reader thread, scored by `threads` threads, handed back in input order.
+
+    The model loads in its own thread as the pipeline starts: the first chunks are read meanwhile (reading and
+    decompressing Parquet release the GIL), and scoring threads wait for it.
+    """
+
+    def __init__(self, reader: Reader, threads: int, bundle: Path | None) -> None:
+        self._reader = reader
+        self._threads = threads
+        self._stop = threading.Event()
+        self._chunks: queue.Queue[Chunk | _End | BaseException] = queue.Queue(_READ_AHEAD)
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="leadscore-load")
+        self._model: Future[ModelBundle] = self._loader.submit(load_model, bundle)
+        self._scoring = ThreadPoolExecutor(threads, thread_name_prefix="leadscore-score")
+        self._reading = threading.Thread(target=self._read, name="leadscore-read", daemon=True)
+        self._reading.start()
+
+    def _put(self, item: Chunk | _End | BaseException) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def _read(self) -> None:
+        try:
+            for chunk in self._reader.chunks():
+                if not self._put(chunk):
+                    return
+            self._put(_End())
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which raises it
+            self._put(exc)
+
+    def _score(self, task: Task) -> Done:
+        return score_chunk(task, self._model.result())
+
+    def results(self, task_of: Callable[[Chunk], Task]) -> Iterator[tuple[Done, int]]:
+        """Every chunk scored, in input order, with the reader's position after it."""
+        pending: deque[tuple[Future[Done], int]] = deque()
+        while True:
+            item = self._chunks.get()
+            if isinstance(item, _End):
+                break
+            if isinstance(item, BaseException):
+                raise item
+            pending.append((self._scoring.submit(self._score, task_of(item)), item.progress))
+            while len(pending) > self._threads + _IN_FLIGHT_EXTRA:
+                future, position = pending.popleft()
+                yield future.result(), position
+        while pending:
+            future, position = pending.popleft()
+            yield future.result(), position
+
+    def close(self) -> None:
+        """Stop reading, drop the chunks not yet scored, wait for the chunks being scored (a second at most)."""
+        self._stop.set()
+        self._scoring.shutdown(wait=True, cancel_futures=True)
+        self._loader.shutdown(wait=True)
+        self._reading.join()
 
 
 class _LazyWriter:
     """The output file, opened with the schema of the first scored chunk.
 
-    The schema is the core's (`leadscore.columnar.output_schema`), but importing the core would load the model
-    stack into this process, which only reads and writes when a pool scores; an empty input asks the core.
+    The schema is the core's (`leadscore.columnar.output_schema`); importing the core here, before the run starts,
+    would hold up reading ahead while the model stack is imported (in the loader thread); an empty input asks it.
     """
 
     def __init__(self, path: str, fmt: FileFormat) -> None:
@@ -173,6 +227,10 @@ class _LazyWriter:
 
             self._writer = open_writer(self._path, self._format, output_schema(explain))
         self._writer.close()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
 
 
 def score_file(
@@ -206,9 +264,10 @@ def score_file(
     workers = workers or os.cpu_count() or 1
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    recorder = None
+    recorder: Recorder | None = None
     environment = ""
     if record:
+        from leadscore.batch.record import Recorder, check_run_id, new_run_id  # noqa: PLC0415 - pyiceberg
         from leadscore.config import load_settings  # noqa: PLC0415 - only a recorded run needs the settings
 
         settings = settings or load_settings()
@@ -218,38 +277,38 @@ def score_file(
         recorder.open()  # before any scoring: an unreachable lake fails the run at once
     reader = open_reader(source, in_format, chunk_rows)
     if reader.unit == "rows" and reader.total is not None:
-        # No more workers than chunks: a small file is scored here, without starting (and loading) a pool.
+        # No more threads than chunks.
         workers = max(1, min(workers, math.ceil(reader.total / chunk_rows)))
     tally = _Tally()
     writer = _LazyWriter(target, out_format)
     rejects_writer = open_writer(rejects_path, FileFormat.CSV, _REJECTS_SCHEMA)
     bar = ProgressBar(enabled=progress, unit=reader.unit, total=reader.total)
+    recorded_run = run_id if record else None
+
+    def task_of(chunk: Chunk) -> Task:
+        return Task(chunk.start, chunk.rows, moment, explain, recorded_run, environment)
+
+    finished = False
     try:
-        with bar, _scorer(workers, bundle) as submit:
-            pending: deque[tuple[Future[Done], int]] = deque()
-
-            def finish() -> None:
-                future, position = pending.popleft()
-                done = future.result()
-                writer.write(done.scored)
-                rejects_writer.write(_rejects_of(done.scored))
-                tally.add(done.scored)
-                if recorder is not None and done.lake is not None:
-                    recorder.add(done.start, done.start + done.scored.num_rows, done.lake)
-                bar.update(position, tally.rows)
-
-            for chunk in reader.chunks():
-                task = Task(
-                    chunk.start, chunk.batch, moment, explain, run_id if record else None, environment, chunk.part
-                )
-                pending.append((submit(task), chunk.progress))
-                while len(pending) >= workers * _IN_FLIGHT_PER_WORKER:
-                    finish()
-            while pending:
-                finish()
-    finally:
+        with bar:
+            pipeline = _Pipeline(reader, workers, bundle)
+            try:
+                for done, position in pipeline.results(task_of):
+                    writer.write(done.scored)
+                    rejects_writer.write(_rejects_of(done.scored))
+                    tally.add(done.scored)
+                    if recorder is not None and done.lake is not None:
+                        recorder.add(done.start, done.start + done.scored.num_rows, done.lake)
+                    bar.update(position, tally.rows)
+            finally:
+                pipeline.close()
         writer.close(explain)
         rejects_writer.close()
+        finished = True
+    finally:
+        if not finished:  # failed or interrupted: no output file under its name
+            writer.abort()
+            rejects_writer.abort()
     return Summary(
         input=source,
         output=target,
