@@ -15,6 +15,8 @@ from leadscore.config import Settings
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
 from leadscore.training.synth import synthesize
 from leadscore.training.train import TrainConfig, train_bundle
+from tests.support.rgw import RgwServer, start_rgw
+from tests.support.scheduling import check_grouped, group_for_xdist
 from tests.support.server import ServerProcess, start_server
 
 
@@ -77,8 +79,31 @@ def server(tmp_path: Path, tiny_bundle: Path) -> Iterator[ServerProcess]:
     process.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path) -> Iterator[ServerProcess]:
+    """One `leadscore serve` process (as `server`) for the tests of a module that only send requests and read answers.
+
+    A test that stops, signals or reconfigures the server, or reads its log or lake, takes `server` instead.
+    """
+    process = start_server(tmp_path_factory.mktemp("server"), env={"LEADSCORE_MODEL_DIR": str(tiny_bundle)})
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RgwServer]:
+    """One real S3-protocol server (Ceph RADOS Gateway) on 127.0.0.1 for every test of the run that needs S3.
+
+    Defined here, at the root, so that the lake, batch and Spark tests share one cluster per test process (a
+    fixture imported into another conftest would be a second fixture, and a second cluster).
+    """
+    with start_rgw(tmp_path_factory.mktemp("rgw")) as server:
+        yield server
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect load tests of the other environment (`ENV`, default dev); they run in their own pass."""
+    """Deselect load tests of the other environment (`ENV`, default dev); group the rest for pytest-xdist."""
     env = os.environ.get("ENV", "dev").lower()
     keep, drop = [], []
     for item in items:
@@ -87,3 +112,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+    group_for_xdist(items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Check that pytest-xdist applied the groups (after its own collection hook has run)."""
+    check_grouped(session)

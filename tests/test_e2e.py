@@ -24,9 +24,9 @@ def post(server, body, **kwargs) -> httpx.Response:
     return httpx.post(f"{server.url}{SCORE}", json=body, timeout=30.0, **kwargs)
 
 
-def test_full_example_over_http(server):
+def test_full_example_over_http(shared_server):
     """The full example (all 34 custom features) scores with every response field right."""
-    response = post(server, EXAMPLE_REQUEST)
+    response = post(shared_server, EXAMPLE_REQUEST)
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "batch-scoring-001"
     body = response.json()
@@ -34,17 +34,17 @@ def test_full_example_over_http(server):
     assert body["scores"][0]["features_used"] == 50
 
 
-def test_500_lead_batch_over_http(server):
+def test_500_lead_batch_over_http(shared_server):
     """A 500-lead batch of realistic leads scores in order with every field right."""
     request = {"request_id": "e2e-batch-500", "leads": synthetic_leads(500, seed=17)}
-    response = post(server, request)
+    response = post(shared_server, request)
     assert response.status_code == 200
     check_score_response(response.json(), request, model_version="test-tiny")
 
 
-def test_validation_error_over_http(server):
+def test_validation_error_over_http(shared_server):
     """Over real HTTP a bad lead is a 422 in the envelope naming lead index and field."""
-    response = post(server, {"leads": [{}, {"email_engagement_score": 7}]})
+    response = post(shared_server, {"leads": [{}, {"email_engagement_score": 7}]})
     assert response.status_code == 422
     assert [(e["lead_index"], e["field"]) for e in response.json()["errors"]] == [(1, "email_engagement_score")]
 

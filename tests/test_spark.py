@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,7 @@ from leadscore.columnar import output_schema, score_table
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_bundle_dir
 from leadscore.spark import local_bundle_dir, score_dataframe, spark_schema
 from leadscore.training.synth import synthesize
-from tests.support.rgw import start_rgw
+from tests.support.rgw import RgwServer
 from tests.support.spark import local_spark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,27 +152,26 @@ def test_default_bundle_is_used_without_a_bundle(spark: SparkSession) -> None:
 
 
 def test_bundle_on_s3_is_downloaded_to_a_local_directory(
-    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_bundle: Path, rgw: RgwServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An s3:// bundle is copied to a local directory with all its files (a real S3 server)."""
     # Ceph RGW refuses the SDK's default aws-chunked uploads (see the lake's S3 settings).
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
     monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with start_rgw(tmp_path / "rgw") as rgw:
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", rgw.access_key)
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rgw.secret_key)
-        endpoint = rgw.endpoint.removeprefix("http://")
-        s3 = pafs.S3FileSystem(
-            endpoint_override=endpoint, scheme="http", region="us-east-1", allow_bucket_creation=True
-        )
-        s3.create_dir("models")
-        pafs.copy_files(
-            str(tiny_bundle), "models/v1", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=s3
-        )
-        monkeypatch.setenv("AWS_ENDPOINT_URL", rgw.endpoint)
-        monkeypatch.setenv("AWS_REGION", "us-east-1")
-        local = local_bundle_dir("s3://models/v1/")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", rgw.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rgw.secret_key)
+    endpoint = rgw.endpoint.removeprefix("http://")
+    s3 = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", region="us-east-1", allow_bucket_creation=True)
+    # A bucket of its own: the RGW server is the whole run's.
+    bucket = f"models-{uuid.uuid4().hex[:12]}"
+    s3.create_dir(bucket)
+    pafs.copy_files(
+        str(tiny_bundle), f"{bucket}/v1", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=s3
+    )
+    monkeypatch.setenv("AWS_ENDPOINT_URL", rgw.endpoint)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    local = local_bundle_dir(f"s3://{bucket}/v1/")
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in tiny_bundle.iterdir())
     assert (local / "model.ubj").read_bytes() == (tiny_bundle / "model.ubj").read_bytes()
 

@@ -127,7 +127,12 @@ def test_keyring_accepts_the_right_key():
     assert KeyRing([ENTRY, OTHER_ENTRY]).verify(KEY) == ENTRY
 
 
-@pytest.mark.parametrize("presented", [WRONG_KEY, "lsk_0123abcd_nope", "nonsense", "", KEY + "x", "x" * 10_000])
+# Fixed ids: the keys are random per process, and every xdist worker must collect the same test names.
+@pytest.mark.parametrize(
+    "presented",
+    [WRONG_KEY, "lsk_0123abcd_nope", "nonsense", "", KEY + "x", "x" * 10_000],
+    ids=["tampered", "unknown-id", "nonsense", "empty", "suffixed", "10000-chars"],
+)
 def test_keyring_refuses_other_keys(presented):
     """A wrong secret, an unknown id, garbage or an oversized value verifies to nothing."""
     assert KeyRing([ENTRY]).verify(presented) is None

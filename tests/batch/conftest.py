@@ -1,4 +1,4 @@
-"""Fixtures for batch tests: synthetic lead files, and the real S3 server of the lake tests."""
+"""Fixtures for batch tests: synthetic lead files, and a bucket on the session's real S3 server (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 
 from leadscore.training.contract import OUTCOME
 from leadscore.training.synth import synthesize
-from tests.lake.conftest import REGION, make_bucket, rgw  # noqa: F401 - the session's RGW server fixture
+from tests.lake.conftest import REGION, make_bucket
+from tests.support.rgw import RgwServer
 
 AS_OF: Final = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -29,7 +30,7 @@ def leads() -> pa.Table:
 
 
 @pytest.fixture
-def s3_bucket(rgw, monkeypatch: pytest.MonkeyPatch) -> tuple[str, pafs.S3FileSystem]:  # noqa: F811 - imported
+def s3_bucket(rgw: RgwServer, monkeypatch: pytest.MonkeyPatch) -> tuple[str, pafs.S3FileSystem]:
     """A fresh bucket on the RGW server and a client of it; the AWS variables that reach it are set for the test."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", rgw.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", rgw.secret_key)

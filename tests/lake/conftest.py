@@ -1,4 +1,4 @@
-"""Fixtures for lake tests: a real Ceph RGW S3 server on loopback with a bucket per test, and moto's Glue."""
+"""Fixtures for lake tests: a bucket per test on the session's Ceph RGW server (tests/conftest.py), and moto's Glue."""
 
 from __future__ import annotations
 
@@ -13,17 +13,10 @@ from pathlib import Path
 import httpx
 import pyarrow.fs as pafs
 import pytest
-from tests.support.rgw import RgwServer, start_rgw
+from tests.support.rgw import RgwServer
 from tests.support.server import free_port
 
 REGION = "us-east-1"
-
-
-@pytest.fixture(scope="session")
-def rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RgwServer]:
-    """One real S3-protocol server (Ceph RADOS Gateway) for the session, on 127.0.0.1."""
-    with start_rgw(tmp_path_factory.mktemp("rgw")) as server:
-        yield server
 
 
 def make_bucket(rgw: RgwServer) -> str:

@@ -65,9 +65,13 @@ def start_server(
     env: Mapping[str, str] | None = None,
     args: tuple[str, ...] = (),
     wait_ready: bool = True,
-    timeout: float = 60.0,
+    timeout: float = 180.0,
 ) -> ServerProcess:
-    """Start the server with `env` added to ours; wait until readiness answers 200 unless told not to."""
+    """Start the server with `env` added to ours; wait until readiness answers 200 unless told not to.
+
+    The deadline is generous: a two-worker start took over 60 s on a busy 2-core machine running two test
+    workers; a healthy start returns as soon as readiness answers, so only a broken one waits that long.
+    """
     port = free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, "LEADSCORE_SPOOL_DIR": str(tmp_path / "spool"),

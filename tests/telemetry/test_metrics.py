@@ -131,8 +131,10 @@ def test_warnings_are_counted_by_field(tiny_scorer):
     assert value("leadscore_lead_warnings_total", field="company_size") - before == 2
 
 
-def test_unknown_values_are_counted_by_field_and_value(tiny_scorer):
+def test_unknown_values_are_counted_by_field_and_value(tiny_scorer, monkeypatch):
     """Each value the category map does not know adds one to its (field, case-folded value) counter."""
+    # A fresh label budget: tests run before this one in the same process may have used the field's share.
+    monkeypatch.setattr(metrics, "_LABELLED", {})
     leads = [{"industry": "Underwater Basketry"}, {"industry": "UNDERWATER_BASKETRY"}, {"industry": "logistics"}]
     before = value("leadscore_unknown_category_values_total", field="industry", value="underwater basketry")
     metrics.Recorder()("POST", "/api/v1/scoring/score", 200, 0.01, scored_batch(tiny_scorer, leads))
