@@ -1,7 +1,7 @@
 """The columnar core's targets beside what the benchmarks measured, each against its reference from the same run.
 
 Reads the figures the benchmarks wrote (`bench/results/`): `latest.json` (bench/run.py: the API against the HTTP
-ceiling and MLServer, and the service's memory), `memory.json` when newer (bench/run.py --memory-only),
+ceiling and MLServer, and the service's memory), `memory.json` when it is the newer (bench/run.py --memory-only),
 `batch.json` (bench/batch.py: `leadscore score` against the predictor's limit, and its memory), `spark.json`
 (bench/spark.py: Spark local[2] against the predictor per core). Prints one line per target and writes them to
 `targets.json`. A target whose figures are missing says so; none is counted as met without its figure.
@@ -81,11 +81,11 @@ def _figure(run: dict[str, Any] | None, key: str, unit: str) -> str:
 def targets() -> list[Target]:
     """Every target, from the files the benchmarks wrote."""
     api, batch, spark = _load("latest.json"), _load("batch.json"), _load("spark.json")
-    memory = _load("memory.json")
-    if _get(memory, "memory") is not None:
-        memory = _get(memory, "memory")
-    if memory is None:
-        memory = _get(api, "memory")
+    # The memory case of the newer run: `--memory-only` writes memory.json, a whole run latest.json.
+    alone = _load("memory.json")
+    memory = _get(api, "memory")
+    if _get(alone, "memory") is not None and (memory is None or str(_get(alone, "when")) > str(_get(api, "when"))):
+        memory = _get(alone, "memory")
     big_ours, big_peer = _run_of(api, "500-lead", 32, None), _run_of(api, "500-lead", 32, "mlserver")
     one_ours, one_peer = _run_of(api, "1-lead", 32, None), _run_of(api, "1-lead", 32, "mlserver")
     ceiling = _run_of(api, "http-ceiling", 32, None)
