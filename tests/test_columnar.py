@@ -121,6 +121,8 @@ BAD_VALUES: list[tuple[str, object]] = [
     ("job_title", "t" * 300),
     ("last_campaign_interaction", "yesterday"),
     ("last_campaign_interaction", "2024-02-30T10:00:00Z"),
+    ("last_campaign_interaction", "2024-02-30"),
+    ("last_campaign_interaction", "2024-08-20Z"),
     ("existing_customer", "maybe"),
     ("lead_id", "i" * 129),
     ("custom_feature_3", 1e31),
@@ -146,6 +148,16 @@ def test_bad_value_is_rejected_with_the_apis_message(tiny_scorer: Scorer, name: 
     assert out[1]["score"] is None
     assert out[1]["confidence"] is None
     assert (out[1]["error_field"], out[1]["error_message"]) == api_first_error(api_lead)
+
+
+def test_a_date_alone_scores_as_its_midnight_utc(tiny_scorer: Scorer) -> None:
+    """A date alone (a CRM's "last activity date") scores as that day's midnight UTC written in full, as in the API."""
+    table = pa.table({"last_campaign_interaction": ["2024-08-20", "2024-08-20T00:00:00Z"]})
+    out = score_table(table, bundle=tiny_scorer, as_of=AS_OF).to_pylist()
+    assert out[0]["error_field"] is None
+    assert (out[0]["score"], out[0]["confidence"]) == (out[1]["score"], out[1]["confidence"])
+    api = parse_score_request(orjson.dumps({"leads": [{"last_campaign_interaction": "2024-08-20"}]}))
+    assert api.leads[0].last_campaign_interaction == datetime(2024, 8, 20, tzinfo=UTC)
 
 
 def test_first_error_in_the_apis_order_is_reported(tiny_scorer: Scorer) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from leadscore.api.decode import parse_leads
 from leadscore.api.schemas import EXAMPLE_REQUEST, field_error, parse_score_request, to_columns
 from leadscore.errors import MalformedRequest, ValidationFailed
 from leadscore.features.spec import INPUT_FIELDS
@@ -68,3 +69,18 @@ def test_to_columns_flattens_custom_features():
     assert columns["lead_id"] == ["a", None]
     assert columns["custom_feature_2"] == [0.5, None]
     assert columns["industry"] == [None, "Retail"]
+
+
+def test_a_date_alone_is_read_as_its_midnight_utc() -> None:
+    """A timestamp sent as a date alone is that day's midnight UTC, on the fast decoder as in the contract."""
+    body = json.dumps({"leads": [{"last_campaign_interaction": "2025-01-02"}]}).encode()
+    assert parse_score_request(body).leads[0].last_campaign_interaction == datetime(2025, 1, 2, tzinfo=UTC)
+    assert parse_leads(body).columns["last_campaign_interaction"] == [datetime(2025, 1, 2, tzinfo=UTC)]
+
+
+def test_a_date_with_a_zone_but_no_time_is_refused() -> None:
+    """`2025-01-02Z` is no ISO 8601 form the contract takes: a 422 naming the field."""
+    body = json.dumps({"leads": [{"last_campaign_interaction": "2025-01-02Z"}]}).encode()
+    with pytest.raises(ValidationFailed) as failure:
+        parse_score_request(body)
+    assert "last_campaign_interaction" in str(failure.value.errors)

@@ -40,7 +40,8 @@ def _as_utc(value: datetime) -> datetime:
         raise ValueError("timestamp is out of range once converted to UTC") from exc
 
 
-ISO_DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?$")
+# A date alone (`2025-01-02`, as CRMs export "last activity date") is that day's midnight, UTC.
+ISO_DATETIME: Final = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?)?$")
 
 
 def _require_iso_text(value: object) -> object:
