@@ -37,6 +37,7 @@ from leadscore.lake import flush
 from leadscore.lake.records import serialize
 from leadscore.lake.spool import frame
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
+from leadscore.scoring import score_arrays
 
 
 def _cpu(run: Callable[[], Any]) -> tuple[float, Any]:
@@ -59,8 +60,6 @@ def stages(scorer: Scorer, bodies: list[bytes], repeats: int) -> tuple[dict[str,
             )
             spent["predict"], _ = _cpu(lambda encoded=encoded: scorer.predict_proba(encoded.matrix))
             # The route's own function for the rest (it encodes and predicts again; only its output is used).
-            from leadscore.scoring import score_arrays  # noqa: PLC0415 - beside the stages it is made of
-
             batch = score_arrays(scorer, parsed.leads, now)
             spent["lake_rows"], group = _cpu(
                 lambda batch=batch, parsed=parsed: lake_rows(

@@ -43,31 +43,21 @@ def _partitions(files: list[DataFile]) -> list[tuple[int, int, int, int]]:
     return sorted((*(int(v) for v in f.partition), f.record_count) for f in files)
 
 
-def test_rows_of_one_day_are_written_as_pyiceberg_writes_them(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """Rows sharing their day skip pyiceberg's split and give the files, partition and rows its own writer gives."""
+def test_streamed_rows_of_one_day_are_the_files_pyiceberg_writes(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """Rows sharing their day skip pyiceberg's split and give the partition and rows its own writer gives."""
     table = load_table(local_settings(tmp_path).lake_table_config())
     at = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
-    rows = pa.Table.from_batches(
-        [to_record_batch([scored_rows(tiny_scorer, 4, "a", at), scored_rows(tiny_scorer, 3, "b", at)])]
-    )
-    ours = list(_compat.write_data_files(table.transaction(), rows))
+    batch = to_record_batch([scored_rows(tiny_scorer, 4, "a", at), scored_rows(tiny_scorer, 3, "b", at)])
+    files = _compat.StreamingDataFiles(table.metadata, table.io, ARROW_SCHEMA)
+    files.write(batch)
+    ours = files.finish()
     theirs = list(
-        _dataframe_to_data_files(table_metadata=table.metadata, df=rows, io=table.io, write_uuid=uuid.uuid4())
+        _dataframe_to_data_files(
+            table_metadata=table.metadata, df=pa.Table.from_batches([batch]), io=table.io, write_uuid=uuid.uuid4()
+        )
     )
     assert _partitions(ours) == _partitions(theirs) == [(2026, 3, 14, 7)]
-    assert pq.read_table(ours[0].file_path).equals(pq.read_table(theirs[0].file_path))
-
-
-def test_rows_of_two_days_are_split_by_day(tmp_path: Path, tiny_scorer: Scorer) -> None:
-    """Rows of different days still go to one file per day (pyiceberg's own split)."""
-    table = load_table(local_settings(tmp_path).lake_table_config())
-    groups = [
-        scored_rows(tiny_scorer, 2, "a", datetime(2026, 3, 14, 23, 59, tzinfo=UTC)),
-        scored_rows(tiny_scorer, 5, "b", datetime(2026, 3, 15, 0, 1, tzinfo=UTC)),
-    ]
-    rows = pa.Table.from_batches([to_record_batch(groups)])
-    files = list(_compat.write_data_files(table.transaction(), rows))
-    assert _partitions(files) == [(2026, 3, 14, 2), (2026, 3, 15, 5)]
+    assert pq.read_table(urlparse(ours[0].file_path).path).equals(pq.read_table(urlparse(theirs[0].file_path).path))
 
 
 def test_streamed_data_files_carry_the_table_field_ids(tmp_path: Path, tiny_scorer: Scorer) -> None:

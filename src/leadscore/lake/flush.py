@@ -8,7 +8,6 @@ already named by a snapshot is skipped, so a row reaches the table once.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 
+from leadscore.heap import trim_heap
 from leadscore.lake.records import RowGroup, deserialize_groups, segment_rows, serialize, to_record_batch
 from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
 from leadscore.lake.spool import read_segment
@@ -194,7 +194,7 @@ def commit_segments(
     # The commit's Arrow buffers are freed by now, but the allocators keep them mapped for the next commit; handing
     # them back keeps the committer child small between commits, which is most of the time.
     pa.default_memory_pool().release_unused()
-    release_freed_heap()
+    trim_heap()  # the decoded records' and pyiceberg's manifests' heap
     return CommitReport(tuple(reports), snapshot_id, time.perf_counter() - started, expired, expiry_error)
 
 
@@ -214,16 +214,6 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-def release_freed_heap() -> None:
-    """Hand the heap freed by a commit back to the system (glibc only; elsewhere nothing to do).
-
-    A commit's Python objects (decoded records, pyiceberg's manifests) leave freed heap that glibc keeps mapped in
-    the committer for its whole life otherwise (README, Memory).
-    """
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _expire_now_and_then(config: TableConfig, table: Table) -> tuple[int, str | None]:

@@ -9,12 +9,10 @@ disagrees, the service keeps XGBoost's predictor and says why.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import logging
 from collections import deque
-from contextlib import suppress
 from dataclasses import dataclass
 from importlib import metadata
 from itertools import pairwise
@@ -24,6 +22,8 @@ from typing import Any, Final, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 import xgboost as xgb
+
+from leadscore.heap import trim_heap
 
 Matrix = npt.NDArray[np.float32]
 PredictorMode = Literal["auto", "xgboost"]
@@ -284,8 +284,7 @@ def release_freed_memory() -> None:
     otherwise stay in every worker's RSS for its whole life (`bench/README.md` has the measured figures).
     """
     gc.collect()
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1) -> Selection:
