@@ -140,6 +140,7 @@ def test_onedal_matches_xgboost_at_every_batch_size(tiny_scorer, block):
 def test_direct_conversion_is_daal4pys_model_bit_for_bit(default_scorer):
     """The oneDAL model read from the booster's arrays predicts exactly as daal4py's own converter's model."""
     import daal4py  # noqa: PLC0415 - the optional accelerator
+    import daal4py.mb  # noqa: PLC0415 - daal4py's own converter, not loaded by the service (model/lean.py)
 
     booster = default_scorer.booster
     matrix = probe_matrix(booster, rows=2000)

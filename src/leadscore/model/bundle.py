@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import xgboost as xgb
 
 from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
+from leadscore.model.lean import xgb
 from leadscore.model.predictors import PredictorMode, XGBoostPredictor, release_freed_memory, select_predictor
 
 if TYPE_CHECKING:

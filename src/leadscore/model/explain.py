@@ -27,7 +27,8 @@ from typing import Any, Final
 import numba
 import numpy as np
 import numpy.typing as npt
-import xgboost as xgb
+
+from leadscore.model.lean import xgb
 
 FloatMatrix = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]

@@ -10,6 +10,7 @@ disagrees, the service keeps XGBoost's predictor and says why.
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import logging
 from collections import deque
@@ -19,11 +20,12 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
-import xgboost as xgb
 
 from leadscore.heap import trim_heap
+from leadscore.model.lean import import_daal4py, xgb
 
 Matrix = npt.NDArray[np.float32]
 PredictorMode = Literal["auto", "xgboost"]
@@ -115,8 +117,15 @@ class OneDalPredictor:
     booster oneDAL cannot represent) when it cannot be built.
     """
 
-    def __init__(self, booster: xgb.Booster, nthread: int = 1, block_rows: int | None = None) -> None:
-        import daal4py  # noqa: PLC0415 - optional accelerator: a missing one must mean fallback, not a crash
+    def __init__(
+        self,
+        booster: xgb.Booster,
+        nthread: int = 1,
+        block_rows: int | None = None,
+        trees: list[dict[str, Any]] | None = None,
+    ) -> None:
+        # Optional accelerator, imported here: a missing one must mean fallback, not a crash.
+        daal4py = import_daal4py()
 
         config = json.loads(booster.save_config())
         objective = config["learner"]["learner_train_param"]["objective"]
@@ -126,7 +135,7 @@ class OneDalPredictor:
         daal4py.daalinit(nthread)
         self._daal4py: Any = daal4py
         self.classes = _num_classes(booster)
-        self._model: Any = onedal_model(booster, daal4py)
+        self._model: Any = onedal_model(booster, daal4py, trees)
         self.features = booster.num_features()
         self.block_rows = block_rows
         self._name = f"{ONEDAL_NAME} {metadata.version('daal')}"
@@ -157,17 +166,25 @@ class OneDalPredictor:
         return np.asarray(probabilities[:n], dtype=np.float32)
 
 
-def onedal_model(booster: xgb.Booster, daal4py: Any) -> Any:  # noqa: ANN401 - daal4py has no type information
+def booster_trees(booster: xgb.Booster) -> list[dict[str, Any]]:
+    """The booster's trees as its JSON model has them: decoded once per load (7 MB for the packaged model)."""
+    model: dict[str, Any] = msgspec.json.decode(booster.save_raw("json"))
+    trees: list[dict[str, Any]] = model["learner"]["gradient_booster"]["model"].get("trees", [])  # none: gblinear
+    return trees
+
+
+def onedal_model(booster: xgb.Booster, daal4py: Any, trees: list[dict[str, Any]] | None = None) -> Any:  # noqa: ANN401
     """The booster as a oneDAL model: the calls daal4py's converter makes, fed from the booster's own JSON.
 
     `daal4py.mb.convert_model` parses a JSON text dump of every tree into Python node objects, most of the time
     a process takes to load the model; reading the booster's arrays makes the same builder calls at a fraction
     of that cost. The model is the same, bit for bit (a test pins it): leaf values and covers go through the
     dump's 9-digit decimal form, thresholds to the float below (oneDAL splits on <=, XGBoost on <). A booster
-    with a best iteration (early stopping) goes through daal4py's own converter.
+    with a best iteration (early stopping) goes through daal4py's own converter. `trees`: `booster_trees`, when
+    the caller has them already.
     """
     if hasattr(booster, "best_iteration"):
-        return daal4py.mb.convert_model(booster).daal_model_
+        return importlib.import_module("daal4py.mb").convert_model(booster).daal_model_
     learner = json.loads(booster.save_config())["learner"]
     if learner["learner_train_param"]["booster"] != "gbtree":
         raise TypeError(f"only gbtree boosters convert to oneDAL, not {learner['learner_train_param']['booster']}")
@@ -180,7 +197,7 @@ def onedal_model(booster: xgb.Booster, daal4py: Any) -> Any:  # noqa: ANN401 - d
     )
     if isinstance(base, list) and len(base) <= 1:
         base = base[0] if base else 0.5
-    trees = json.loads(booster.save_raw("json"))["learner"]["gradient_booster"]["model"]["trees"]
+    trees = booster_trees(booster) if trees is None else trees
     iterations = len(trees) // classes
     builder = daal4py.gbt_clf_model_builder(n_features=features, n_iterations=iterations, n_classes=classes)
     label = 0
@@ -215,11 +232,12 @@ def onedal_model(booster: xgb.Booster, daal4py: Any) -> Any:  # noqa: ANN401 - d
     return builder.model(base_score=base if isinstance(base, float) else None)
 
 
-def probe_matrix(booster: xgb.Booster, rows: int = 400, seed: int = 20240601) -> Matrix:
+def probe_matrix(
+    booster: xgb.Booster, rows: int = 400, seed: int = 20240601, trees: list[dict[str, Any]] | None = None
+) -> Matrix:
     """Inputs that reach every kind of branch: split values exactly, one float step either side, missing."""
-    model = json.loads(booster.save_raw("json"))
     thresholds: dict[int, list[float]] = {}
-    for tree in model["learner"]["gradient_booster"]["model"]["trees"]:
+    for tree in booster_trees(booster) if trees is None else trees:
         for feature, value, left in zip(
             tree["split_indices"], tree["split_conditions"], tree["left_children"], strict=True
         ):
@@ -301,8 +319,10 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
         )
         return Selection(reference)
     try:
-        candidate = OneDalPredictor(booster, nthread, default_block_rows(cpu_vendor()))
-        problem = self_check(reference, candidate, probe_matrix(booster))
+        trees = booster_trees(booster)
+        candidate = OneDalPredictor(booster, nthread, default_block_rows(cpu_vendor()), trees)
+        problem = self_check(reference, candidate, probe_matrix(booster, trees=trees))
+        del trees
     except _BUILD_ERRORS as exc:
         reason = f"oneDAL predictor could not be built: {type(exc).__name__}: {exc}"
     else:
