@@ -98,3 +98,20 @@ def test_streamed_rows_of_two_days_go_to_one_file_per_day(tmp_path: Path, tiny_s
         )
     )
     assert _partitions(files.finish()) == [(2026, 3, 14, 5), (2026, 3, 15, 4)]
+
+
+def test_streamed_files_dictionary_encode_text_columns_only(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """In the committer's files, text columns have dictionary pages and number columns none."""
+    table = load_table(local_settings(tmp_path).lake_table_config())
+    files = _compat.StreamingDataFiles(table.metadata, table.io, ARROW_SCHEMA)
+    files.write(to_record_batch([scored_rows(tiny_scorer, 20, "a")]))
+    (data_file,) = files.finish()
+    group = pq.ParquetFile(urlparse(data_file.file_path).path).metadata.row_group(0)
+    dictionary = {
+        group.column(i).path_in_schema: group.column(i).dictionary_page_offset is not None
+        for i in range(group.num_columns)
+    }
+    assert dictionary["model_version"] is True
+    assert dictionary["raw_industry"] is True
+    assert dictionary["confidence"] is False
+    assert dictionary["engineered_log_account_revenue"] is False

@@ -143,6 +143,14 @@ def test_unknown_values_are_counted_by_field_and_value(tiny_scorer, monkeypatch)
     assert value("leadscore_unknown_category_values_total", field="industry", value="logistics") == 0
 
 
+def test_an_unknown_value_repeated_across_leads_counts_every_lead(tiny_scorer, monkeypatch):
+    """A value sent by many leads (in several forms) is one label whose count is every lead that sent it."""
+    monkeypatch.setattr(metrics, "_LABELLED", {})
+    leads = [{"geography": "Atlantis"}] * 40 + [{"geography": "ATLANTIS"}] * 2 + [{"geography": "Lemuria"}]
+    summary = metrics.summarize(scored_batch(tiny_scorer, leads))
+    assert summary.unknown_values == {("geography", "atlantis"): 42, ("geography", "lemuria"): 1}
+
+
 def test_unknown_value_labels_are_bounded_per_field(monkeypatch):
     """Past MAX_VALUE_LABELS distinct values of a field, unknown values share the `_other` label."""
     monkeypatch.setattr(metrics, "_LABELLED", {})
