@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from leadscore.cli import app
 from leadscore.lake.flush import commit_segments
 from leadscore.lake.records import serialize
-from leadscore.lake.spool import frame
+from leadscore.lake.spool import OUTCOMES_SUBDIR, frame
+from leadscore.lake_commands import EXIT_BACKLOG_LEFT, spool_exit_status
 from leadscore.model.bundle import Scorer
 from tests.support.lake import local_settings, scored_rows, table_rows
 
@@ -164,3 +165,14 @@ def test_the_lake_tools_run_in_prod_without_api_keys(lake_env: Path, monkeypatch
     query = runner.invoke(app, ["lake", "query", "SELECT 1 AS one", "--output", "json"])
     assert query.exit_code == 1  # the prod table does not exist here: a clear error, not a traceback
     assert "no lake table" in query.output
+
+
+def test_a_stop_that_leaves_outcomes_on_their_spool_exits_with_the_backlog_status(tmp_path: Path) -> None:
+    """Outcomes left on their spool (below the predictions' one) make the exit status 75, as predictions do."""
+    spool = tmp_path / "spool"
+    assert spool_exit_status(spool) == 0
+    left = spool / OUTCOMES_SUBDIR / "w-stopped"
+    left.mkdir(parents=True)
+    (left / "segment-1.seg").write_bytes(frame(b"an acknowledged outcome"))
+    assert spool_exit_status(spool) == EXIT_BACKLOG_LEFT == 75
+    assert (left / "segment-1.seg").exists()  # counted, not consumed: the next server on the spool commits it

@@ -102,6 +102,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
                 scorer=loaded,
                 lifecycle=lifecycle,
                 lake=sink,
+                outcomes=outcomes.sink,
                 keyring=keyring,
                 batcher=PredictionBatcher(loaded),
             )

@@ -64,17 +64,27 @@ def _table(settings: Settings) -> Table:
 
 
 def spool_exit_status(spool_dir: Path) -> int:
-    """0 when a stopped server left no rows on its spool; else log what it left and return EXIT_BACKLOG_LEFT."""
-    from leadscore.lake.spool import leftover_segments  # noqa: PLC0415
+    """0 when a stopped server left nothing on its spools; else log what it left and return EXIT_BACKLOG_LEFT.
+
+    Both spools count: the predictions' (`spool_dir`) and the outcomes' (its `outcomes` directory).
+    """
+    from leadscore.lake.spool import OUTCOMES_SUBDIR, leftover_segments  # noqa: PLC0415
     from leadscore.telemetry.logging import get_logger  # noqa: PLC0415
 
-    segments, size = leftover_segments(spool_dir)
-    if not segments:
-        return 0
-    get_logger("leadscore.cli").error(
-        "exit_with_lake_backlog", segments=segments, bytes=size, spool=str(spool_dir), exit_code=EXIT_BACKLOG_LEFT
-    )
-    return EXIT_BACKLOG_LEFT
+    status = 0
+    for table, root in (("predictions", spool_dir), ("outcomes", spool_dir / OUTCOMES_SUBDIR)):
+        segments, size = leftover_segments(root)
+        if segments:
+            get_logger("leadscore.cli").error(
+                "exit_with_lake_backlog",
+                table=table,
+                segments=segments,
+                bytes=size,
+                spool=str(root),
+                exit_code=EXIT_BACKLOG_LEFT,
+            )
+            status = EXIT_BACKLOG_LEFT
+    return status
 
 
 @lake_app.command("ddl")

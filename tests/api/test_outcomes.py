@@ -145,3 +145,17 @@ def test_the_openapi_document_describes_the_route_and_its_body(client: TestClien
     schemas = document["components"]["schemas"]
     assert schemas["OutcomesRequest"]["properties"]["outcomes"]["items"] == {"$ref": "#/components/schemas/OutcomeIn"}
     assert "occurred_at" in schemas["OutcomeIn"]["required"]
+
+
+def test_health_reports_the_outcomes_backlog_beside_the_predictions(client: TestClient) -> None:
+    """/health has an `outcomes` block with the lake's fields: acknowledged outcomes are waiting or committed."""
+    assert client.post("/api/v1/outcomes", json={"outcomes": [_outcome(f"H{i}") for i in range(3)]}).status_code == 202
+
+    def accounted() -> bool:
+        outcomes = client.get("/api/v1/health").json()["outcomes"]
+        return bool(outcomes["backlog_rows"] + outcomes["committed_rows"] == 3)
+
+    wait_until(accounted, 30, 0.1, "the 3 outcomes in the health's outcomes backlog or commits")
+    health = client.get("/api/v1/health").json()
+    assert set(health["outcomes"]) == set(health["lake"])
+    assert health["outcomes"]["uri"] != health["lake"]["uri"]

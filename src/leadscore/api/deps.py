@@ -45,6 +45,7 @@ class State(TypedDict):
     scorer: Scorer
     lifecycle: Lifecycle
     lake: LakeSink | None
+    outcomes: LakeSink | None  # the outcomes' sink: open when the lake is
     batcher: PredictionBatcher
     keyring: KeyRing
 
@@ -72,4 +73,12 @@ async def _lake(request: Request) -> LakeSink | None:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ScorerDep = Annotated[Scorer, Depends(_scorer)]
 LifecycleDep = Annotated[Lifecycle, Depends(_lifecycle)]
+
+
+async def _outcomes(request: Request) -> LakeSink | None:
+    outcomes: LakeSink | None = request.state.outcomes
+    return outcomes
+
+
 LakeDep = Annotated[LakeSink | None, Depends(_lake)]
+OutcomesSinkDep = Annotated[LakeSink | None, Depends(_outcomes)]

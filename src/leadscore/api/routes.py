@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 
 from leadscore.api.decode import parse_leads
-from leadscore.api.deps import LakeDep, LifecycleDep, ScorerDep, SettingsDep, State
+from leadscore.api.deps import LakeDep, LifecycleDep, OutcomesSinkDep, ScorerDep, SettingsDep, State
 from leadscore.api.middleware import request_context
 from leadscore.api.recording import lake_rows
 from leadscore.api.schemas import (
@@ -192,8 +192,10 @@ async def ready(scorer: ScorerDep, lifecycle: LifecycleDep, lake: LakeDep) -> Re
 
 # Status and versions help an attacker more than a load balancer (which uses live/ready): key required.
 @router.get("/health", tags=["health"], dependencies=[RequireApiKey], responses=error_responses(401, 500, 503))
-async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsDep, lake: LakeDep) -> HealthResponse:
-    """Status, model version, uptime and package version."""
+async def health(
+    scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsDep, lake: LakeDep, outcomes: OutcomesSinkDep
+) -> HealthResponse:
+    """Status, model version, uptime and package version; the lake's backlog, for predictions and outcomes."""
     return HealthResponse(
         status="ok" if scorer.ready and not lifecycle.draining else "degraded",
         ready=scorer.ready and not lifecycle.draining,
@@ -202,6 +204,7 @@ async def health(scorer: ScorerDep, lifecycle: LifecycleDep, settings: SettingsD
         version=package_version("leadscore"),
         environment=settings.env.value,
         lake=lake.status() if lake is not None else None,
+        outcomes=outcomes.status() if outcomes is not None else None,
     )
 
 

@@ -256,6 +256,10 @@ class HealthResponse(BaseModel):
     version: str = Field(description="Version of the leadscore package.")
     environment: str = Field(description="Deployment environment (dev or prod).")
     lake: dict[str, Any] | None = Field(description="The lake's backlog and upload state; null when it is off.")
+    outcomes: dict[str, Any] | None = Field(
+        default=None,
+        description="The outcomes' backlog and upload state (the fields of `lake`); null when the lake is off.",
+    )
 
 
 class ModelResponse(BaseModel):

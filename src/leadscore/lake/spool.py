@@ -37,6 +37,8 @@ _HEADER: Final = struct.Struct("<4sII")
 OPEN_SUFFIX: Final = ".open"
 CLOSED_SUFFIX: Final = ".seg"
 LOCK_FILE: Final = "LOCK"
+# The outcomes' spool is this directory below the predictions' (outcomes/table.py): one root to mount and to adopt.
+OUTCOMES_SUBDIR: Final = "outcomes"
 log = get_logger("leadscore.lake.spool")
 T = TypeVar("T")
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from leadscore.lake.schema import PARTITION_KEYS
+from leadscore.lake.spool import OUTCOMES_SUBDIR
 from leadscore.lake.table import LakeNotFound, TableConfig, append_segments, load_table
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ COMMENTS: Final = {
     "day": "Day of occurred_at (partition).",
 }
 LOCAL_TABLE_NAME: Final = "lead_outcomes"
-SPOOL_SUBDIR: Final = "outcomes"
+SPOOL_SUBDIR: Final = OUTCOMES_SUBDIR
 _SEPARATOR: Final = "\x1f"
 
 
