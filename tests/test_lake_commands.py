@@ -15,6 +15,8 @@ from leadscore.lake.records import serialize
 from leadscore.lake.spool import OUTCOMES_SUBDIR, frame
 from leadscore.lake_commands import EXIT_BACKLOG_LEFT, spool_exit_status
 from leadscore.model.bundle import Scorer
+from leadscore.outcomes.sink import serialize as outcomes_serialize
+from leadscore.outcomes.table import load_outcomes_table, outcome_batch, read_outcomes
 from tests.support.lake import local_settings, scored_rows, table_rows
 
 runner = CliRunner()
@@ -176,3 +178,24 @@ def test_a_stop_that_leaves_outcomes_on_their_spool_exits_with_the_backlog_statu
     (left / "segment-1.seg").write_bytes(frame(b"an acknowledged outcome"))
     assert spool_exit_status(spool) == EXIT_BACKLOG_LEFT == 75
     assert (left / "segment-1.seg").exists()  # counted, not consumed: the next server on the spool commits it
+
+
+def test_requeue_of_the_outcomes_commits_their_quarantined_segment(lake_env: Path, tmp_path: Path) -> None:
+    """`lake requeue --table outcomes` commits a segment of the outcomes' quarantine to the outcomes table."""
+    settings = local_settings(tmp_path)
+    load_outcomes_table(settings)  # the table a server made
+    quarantine = tmp_path / "spool" / OUTCOMES_SUBDIR / "quarantine"
+    quarantine.mkdir(parents=True)
+    batch = outcome_batch(
+        {"lead_id": ["Q1", "Q2"], "outcome": [5, None], "converted": [True, False], "occurred_at": [DAY, DAY]},
+        received_at=DAY,
+        request_id="requeued-outcomes",
+        source="api",
+    )
+    (quarantine / "w-q-000000000003.seg").write_bytes(frame(outcomes_serialize([batch])))
+    result = runner.invoke(app, ["lake", "requeue", "--table", "outcomes"])
+    assert result.exit_code == 0, result.output
+    (outcome,) = json.loads(result.stdout)
+    assert (outcome["segment"], outcome["rows_committed"], outcome["released"]) == ("w-q-000000000003", 2, True)
+    assert not list(quarantine.glob("*.seg"))
+    assert sorted(read_outcomes(settings).column("lead_id").to_pylist()) == ["Q1", "Q2"]

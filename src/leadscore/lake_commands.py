@@ -202,11 +202,21 @@ def lake_forget(
     typer.echo(json.dumps({"deleted_rows": deleted, "lead_ids": lead_id or [], "request_ids": request_id or []}))
 
 
+class RequeueTable(StrEnum):
+    """Whose quarantine `lake requeue` re-drives."""
+
+    PREDICTIONS = "predictions"
+    OUTCOMES = "outcomes"
+
+
 @lake_app.command("requeue")
 def lake_requeue(
     segment: Annotated[
         list[str] | None, typer.Option(help="A quarantined segment id (repeatable); default: all of them.")
     ] = None,
+    table: Annotated[
+        RequeueTable, typer.Option(help="The predictions' quarantine, or the outcomes' (<spool>/outcomes/quarantine).")
+    ] = RequeueTable.PREDICTIONS,
 ) -> None:
     """Commit the readable rows of quarantined segments that no snapshot holds yet.
 
@@ -216,6 +226,17 @@ def lake_requeue(
     from leadscore.lake.quarantine import requeue  # noqa: PLC0415
 
     settings = _settings()
-    _table(settings)  # the table must exist
-    results = requeue(settings.lake_config(), segment or None)
+    if table is RequeueTable.OUTCOMES:
+        from leadscore.lake.table import LakeNotFound  # noqa: PLC0415
+        from leadscore.outcomes.sink import OUTCOMES  # noqa: PLC0415
+        from leadscore.outcomes.table import load_outcomes_table, outcomes_lake_config  # noqa: PLC0415
+
+        try:
+            load_outcomes_table(settings, create=False)  # the table must exist
+        except LakeNotFound as exc:
+            raise _fail(str(exc)) from exc
+        results = requeue(outcomes_lake_config(settings), segment or None, OUTCOMES)
+    else:
+        _table(settings)  # the table must exist
+        results = requeue(settings.lake_config(), segment or None)
     typer.echo(json.dumps(results, indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from leadscore.lake.flush import commit_segments
+from leadscore.lake.flush import PREDICTIONS, Layout, commit_segments
 from leadscore.lake.spool import fsync_dir
 
 if TYPE_CHECKING:
@@ -25,15 +25,20 @@ def quarantine_count(spool_dir: Path) -> int:
     return len(list(directory.glob("*.seg"))) if directory.is_dir() else 0
 
 
-def requeue(config: LakeConfig, segment_ids: list[str] | None = None) -> list[dict[str, Any]]:
-    """Commit the rows of quarantined segments not yet in the table; release those that now read whole."""
+def requeue(
+    config: LakeConfig, segment_ids: list[str] | None = None, layout: Layout = PREDICTIONS
+) -> list[dict[str, Any]]:
+    """Commit the rows of quarantined segments not yet in the table; release those that now read whole.
+
+    `config` and `layout` name the sink whose quarantine it is: the predictions' (the default) or the outcomes'.
+    """
     directory = quarantine_dir(config.spool_dir)
     paths = sorted(directory.glob("*.seg")) if directory.is_dir() else []
     if segment_ids is not None:
         paths = [p for p in paths if p.stem in segment_ids]
     results: list[dict[str, Any]] = []
     for path in paths:
-        report = commit_segments(config.table, [(path.stem, str(path))]).segments[0]
+        report = commit_segments(config.table, [(path.stem, str(path))], layout).segments[0]
         released = not report.faulty
         if released:
             path.unlink()
