@@ -145,6 +145,16 @@ def train(
         bool,
         typer.Option(help="Train a challenger on the lake's production scores and the outcomes after them (no DATA)."),
     ] = False,
+    window_days: Annotated[
+        float | None,
+        typer.Option(min=0.01, help="--from-lake: days after a score an outcome labels it (default 90)."),
+    ] = None,
+    holdout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.05, max=0.5, help="--from-lake: share of labelled leads held out to compare the models (default 0.2)."
+        ),
+    ] = None,
 ) -> None:
     """Train a model bundle and print its evaluation on a held-out split (progress on stderr)."""
     from leadscore.features.picklists import load_category_map  # noqa: PLC0415
@@ -154,6 +164,8 @@ def train(
 
     if (data is None) == (not from_lake):
         raise _fail("give a DATA file or --from-lake (one of them)")
+    if not from_lake and (window_days is not None or holdout is not None):
+        raise _fail("--window-days and --holdout choose the lake's training set: they go with --from-lake")
     if data is not None and not data.is_file():
         raise _fail(f"no such file: {data}")
     options: dict[str, Any] = {}
@@ -165,7 +177,7 @@ def train(
         options["as_of"] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     config = TrainConfig(num_boost_round=rounds, max_depth=max_depth, seed=seed, version=version, **options)
     if data is None:
-        _train_from_lake(out, config, force)
+        _train_from_lake(out, config, force, window_days, holdout)
         return
     try:
         # Before reading the data: a wrong --out must not cost the time of a training run.
@@ -189,11 +201,21 @@ def train(
     typer.echo(json.dumps({"version": manifest.version, "bundle": str(out), "metrics": metrics}, indent=2))
 
 
-def _train_from_lake(out: Path, config: TrainConfig, force: bool) -> None:
-    from leadscore.training.from_lake import train_from_lake  # noqa: PLC0415
+def _train_from_lake(
+    out: Path, config: TrainConfig, force: bool, window_days: float | None, holdout: float | None
+) -> None:
+    from leadscore.training.from_lake import HOLDOUT_FRACTION, WINDOW_DAYS, train_from_lake  # noqa: PLC0415
 
     try:
-        report = train_from_lake(load_settings(), out, config, force=force, progress=lambda x: typer.echo(x, err=True))
+        report = train_from_lake(
+            load_settings(),
+            out,
+            config,
+            window_days=WINDOW_DAYS if window_days is None else window_days,
+            holdout_fraction=HOLDOUT_FRACTION if holdout is None else holdout,
+            force=force,
+            progress=lambda x: typer.echo(x, err=True),
+        )
     except LeadscoreError as exc:
         raise _fail(exc.message) from exc
     typer.echo(json.dumps(report.as_dict(), indent=2))

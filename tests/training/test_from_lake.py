@@ -111,6 +111,47 @@ def test_champion_and_challenger_are_judged_on_the_same_held_out_leads(
     assert load_bundle(out).version == "challenger-1"
 
 
+@pytest.fixture
+def labelled_lake_env(tmp_path: Path, tiny_bundle: Path, tiny_scorer: Scorer) -> dict[str, str]:
+    """A lake of 300 scored leads with an outcome a day after each score; the environment that names it."""
+    settings = local_settings(tmp_path, model_dir=tiny_bundle)
+    leads = score_into_lake(settings, tiny_scorer, 300, SCORED_AT)
+    record_outcomes(settings, leads.lead_ids, leads.truth.tolist(), SCORED_AT + DAY)
+    return {
+        "LEADSCORE_LAKE_URI": settings.lake_uri,
+        "LEADSCORE_SPOOL_DIR": str(settings.spool_dir),
+        "LEADSCORE_MODEL_DIR": str(tiny_bundle),
+        "LEADSCORE_PREDICTOR": "xgboost",
+    }
+
+
+def test_the_holdout_option_sets_the_compared_share(tmp_path: Path, labelled_lake_env: dict[str, str]) -> None:
+    """`train --from-lake --holdout 0.3` compares the models on 30% of the labelled leads (90 of 300)."""
+    args = ["train", "--from-lake", "--out", str(tmp_path / "c"), "--rounds", "3", "--holdout", "0.3"]
+    result = CliRunner().invoke(app, args, env=labelled_lake_env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["data"]["held_out"] == 90
+
+
+def test_the_window_option_bounds_which_outcomes_label_a_score(
+    tmp_path: Path, labelled_lake_env: dict[str, str]
+) -> None:
+    """With `--window-days 0.5`, outcomes a day after their scores label nothing: the run says so and fails."""
+    args = ["train", "--from-lake", "--out", str(tmp_path / "c"), "--rounds", "3", "--window-days", "0.5"]
+    result = CliRunner().invoke(app, args, env=labelled_lake_env)
+    assert result.exit_code != 0
+    assert "only 0 production leads have an outcome after their score (within 0.5 days)" in result.output
+
+
+def test_lake_options_without_from_lake_are_refused(tmp_path: Path) -> None:
+    """--holdout with a DATA file is an error that says the option belongs to --from-lake."""
+    data = tmp_path / "leads.csv"
+    data.write_text("outcome\n1\n")
+    result = CliRunner().invoke(app, ["train", str(data), "--holdout", "0.3"])
+    assert result.exit_code != 0
+    assert "they go with --from-lake" in result.output
+
+
 def test_train_from_lake_makes_a_bundle_the_server_serves(tmp_path: Path, tiny_bundle: Path) -> None:
     """Leads scored and outcomes posted through a real server train a challenger that a new server then serves."""
     leads, truth = api_leads(200, seed=4)
