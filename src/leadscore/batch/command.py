@@ -92,12 +92,14 @@ def score(
     import pyarrow as pa  # noqa: PLC0415 - keeps `leadscore --help` fast
 
     from leadscore.batch.run import score_file  # noqa: PLC0415
+    from leadscore.heap import reuse_freed_heap  # noqa: PLC0415
 
     if run_id is not None and not record:
         raise typer.BadParameter("--run-id names a recorded run: add --record", param_hint="--run-id")
     model_dir = bundle
     if model_dir is None and os.environ.get("LEADSCORE_MODEL_DIR"):
         model_dir = Path(os.environ["LEADSCORE_MODEL_DIR"])
+    reuse_freed_heap()  # this process's own heap: the run reallocates the same arrays chunk after chunk
     try:
         with _sigterm_stops_the_run():
             summary = score_file(
