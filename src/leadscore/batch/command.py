@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from leadscore.batch.options import DEFAULT_CHUNK_ROWS, FileFormat
+from leadscore.batch.options import DEFAULT_CHUNK_ROWS, RECORDED_CHUNK_ROWS, FileFormat
 from leadscore.errors import LeadscoreError
 
 EXIT_REJECTED = 1
@@ -67,7 +67,12 @@ def score(
         typer.Option(help="CSV of the rows refused (row, lead_id, field, message); default <out>.rejects.csv."),
     ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Scoring threads; default: one per core.")] = None,
-    chunk_rows: Annotated[int, typer.Option(min=1, help="Rows per chunk.")] = DEFAULT_CHUNK_ROWS,
+    chunk_rows: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help=f"Rows per chunk; default {DEFAULT_CHUNK_ROWS:,} ({RECORDED_CHUNK_ROWS:,} with --record)."
+        ),
+    ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="Time recency features are measured from (ISO 8601); default: now.")
     ] = None,

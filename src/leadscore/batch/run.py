@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from leadscore.batch.io import Chunk, Reader, Writer, file_format, open_reader, open_writer
-from leadscore.batch.options import DEFAULT_CHUNK_ROWS, FileFormat
+from leadscore.batch.options import FileFormat, chunk_rows_for
 from leadscore.batch.progress import ProgressBar
 from leadscore.batch.work import Done, Task, load_model, score_chunk
 from leadscore.features.spec import SCORES
@@ -241,7 +241,7 @@ def score_file(
     output_format: FileFormat | None = None,
     rejects: str | os.PathLike[str] | None = None,
     workers: int | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     as_of: datetime | None = None,
     explain: bool = False,
     bundle: Path | None = None,
@@ -255,6 +255,7 @@ def score_file(
     `as_of`: the time recency features are measured from (default: now, the same for every row).
     `record`: write the predictions to the lake as a batch run (`run_id`: the run's id; the same id again adds
     nothing already recorded). `settings`: where the lake is (default: the LEADSCORE_* environment).
+    `chunk_rows`: rows read and scored at a time (default `DEFAULT_CHUNK_ROWS`, `RECORDED_CHUNK_ROWS` when recorded).
     """
     started = time.perf_counter()
     source, target = os.fspath(input), os.fspath(output)
@@ -275,7 +276,7 @@ def score_file(
         environment = settings.env.value
         recorder = Recorder(settings.lake_table_config(), run_id)
         recorder.open()  # before any scoring: an unreachable lake fails the run at once
-    reader = open_reader(source, in_format, chunk_rows)
+    reader = open_reader(source, in_format, chunk_rows := chunk_rows_for(chunk_rows, record=record))
     if reader.unit == "rows" and reader.total is not None:
         # No more threads than chunks.
         workers = max(1, min(workers, math.ceil(reader.total / chunk_rows)))
