@@ -4,7 +4,7 @@ Both libraries import scikit-learn at import time when it is installed (it is: t
 `xgboost.compat` for its scikit-learn estimator classes, and `daal4py/__init__` for `daal4py.mb` and
 `daal4py.sklearn`. scikit-learn in turn imports SciPy's statistics. Scoring calls only the booster and the
 `_daal4py` extension; the rest costs every process that loads the model about 0.7 s of start-up and 65 MB of RSS
-(measured here: `bench/run.py --memory-only` and README, Memory). So a scoring process imports them here, with
+(bench/README.md, third round). So a scoring process imports them here, with
 scikit-learn hidden while they load, and imports it for real later if it ever needs it (training does).
 
 This leans on two facts of those libraries, both checked by tests (`tests/model/test_lean.py`): XGBoost falls
