@@ -115,7 +115,9 @@ def test_an_interrupted_run_leaves_no_output_and_no_process(tmp_path, tiny_bundl
     pq.write_table(lead_table(100_000, seed=3), tmp_path / "in.parquet", row_group_size=250)
     out = tmp_path / "out.parquet"
     command = [sys.executable, "-m", "leadscore", "score", str(tmp_path / "in.parquet"), "--out", str(out)]
-    command += ["--workers", "2", "--chunk-rows", "250", "--bundle", str(tiny_bundle), "--quiet"]
+    # 2,000 chunks of 50 rows: the run lasts ~10 s after its first chunk, time for the signal to land mid-run even
+    # on a busy machine (250-row chunks gave ~2 s, and a starved test process once signalled a finished run).
+    command += ["--workers", "2", "--chunk-rows", "50", "--bundle", str(tiny_bundle), "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Chunks are being written: the run is under way.
