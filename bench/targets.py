@@ -78,6 +78,26 @@ def _figure(run: dict[str, Any] | None, key: str, unit: str) -> str:
     return f"{value:,.0f} {unit}" if isinstance(value, int | float) else "not measured"
 
 
+def _against(
+    name: str,
+    ours: dict[str, Any] | None,
+    reference: dict[str, Any] | None,
+    label: str,
+    key: str,
+    unit: str,
+    bar: float,
+) -> Target:
+    """An API target: our run's `key` over the reference run's (named `label`), both from latest.json."""
+    return Target(
+        name,
+        _figure(ours, key, unit),
+        f"{label} {_figure(reference, key, unit)}",
+        _ratio(_get(ours, key), _get(reference, key)),
+        bar,
+        source="latest.json",
+    )
+
+
 def targets() -> list[Target]:
     """Every target, from the files the benchmarks wrote."""
     api, batch, spark = _load("latest.json"), _load("batch.json"), _load("spark.json")
@@ -122,29 +142,32 @@ def targets() -> list[Target]:
             0.7,
             source="spark.json",
         ),
-        Target(
+        _against(
             "API 500 leads, 32 connections, lake on, vs MLServer",
-            _figure(big_ours, "leads_per_s", "leads/s"),
-            "MLServer " + _figure(big_peer, "leads_per_s", "leads/s"),
-            _ratio(_get(big_ours, "leads_per_s"), _get(big_peer, "leads_per_s")),
+            big_ours,
+            big_peer,
+            "MLServer",
+            "leads_per_s",
+            "leads/s",
             2.0,
-            source="latest.json",
         ),
-        Target(
+        _against(
             "API 1 lead, 32 connections, lake on, vs HTTP ceiling",
-            _figure(one_ours, "requests_per_s", "req/s"),
-            "ceiling " + _figure(ceiling, "requests_per_s", "req/s"),
-            _ratio(_get(one_ours, "requests_per_s"), _get(ceiling, "requests_per_s")),
+            one_ours,
+            ceiling,
+            "ceiling",
+            "requests_per_s",
+            "req/s",
             0.5,
-            source="latest.json",
         ),
-        Target(
+        _against(
             "API 1 lead, 32 connections, lake on, vs MLServer",
-            _figure(one_ours, "requests_per_s", "req/s"),
-            "MLServer " + _figure(one_peer, "requests_per_s", "req/s"),
-            _ratio(_get(one_ours, "requests_per_s"), _get(one_peer, "requests_per_s")),
+            one_ours,
+            one_peer,
+            "MLServer",
+            "requests_per_s",
+            "req/s",
             5.0,
-            source="latest.json",
         ),
         Target(
             "service, 1 worker, peak RSS of every process (MiB)",

@@ -9,9 +9,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from leadscore.lake.sink import LakeSink
+from leadscore.lake.spool import OUTCOMES_SUBDIR
 from leadscore.model.bundle import Scorer
 from leadscore.outcomes.sink import decode, open_outcomes_sink, serialize
-from leadscore.outcomes.table import SPOOL_SUBDIR, load_outcomes_table, outcome_batch, read_outcomes
+from leadscore.outcomes.table import load_outcomes_table, outcome_batch, read_outcomes
 from tests.support.lake import local_settings, scored_rows, table_rows
 
 _AT = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -43,7 +44,7 @@ def test_recorded_outcomes_reach_the_outcomes_table(tmp_path: Path) -> None:
     asyncio.run(sink.record(_batch(["L3"])))
     assert sink.close(30)
     assert read_outcomes(settings).column("lead_id").to_pylist() == ["L1", "L2", "L3"]
-    assert sink.config.spool_dir == settings.spool_dir / SPOOL_SUBDIR
+    assert sink.config.spool_dir == settings.spool_dir / OUTCOMES_SUBDIR
 
 
 def test_a_dead_process_outcomes_are_adopted_by_the_next(tmp_path: Path) -> None:

@@ -134,11 +134,6 @@ class StreamingDataFiles:
         self._same_columns: tuple[pa.Schema, pa.Schema] | None = None
         self._text_columns = [f.name for f in self._file_schema.fields if isinstance(f.field_type, StringType)]
 
-    @property
-    def paths(self) -> list[str]:
-        """Every file opened so far (to delete when the commit is given up)."""
-        return [f.path for f in self._files.values()]
-
     def write(self, batch: pa.RecordBatch) -> None:
         """Add the batch's rows to the files of their partitions."""
         from pyiceberg.io.pyarrow import _determine_partitions  # noqa: PLC0415 - internal, see the module docstring

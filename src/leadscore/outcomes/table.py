@@ -61,7 +61,6 @@ COMMENTS: Final = {
     "day": "Day of occurred_at (partition).",
 }
 LOCAL_TABLE_NAME: Final = "lead_outcomes"
-SPOOL_SUBDIR: Final = OUTCOMES_SUBDIR
 _SEPARATOR: Final = "\x1f"
 
 
@@ -99,7 +98,7 @@ def outcomes_lake_config(settings: Settings) -> LakeConfig:
     """
     return replace(
         settings.lake_config(),
-        spool_dir=settings.spool_dir / SPOOL_SUBDIR,
+        spool_dir=settings.spool_dir / OUTCOMES_SUBDIR,
         table=outcomes_table_config(settings),
         commit_in_subprocess=False,
     )
