@@ -114,7 +114,14 @@ def test_an_interrupted_run_leaves_no_output_and_no_process(tmp_path, tiny_bundl
     """Interrupted mid-run: exit 128 + the signal, no output or rejects file (whole or partial), no child process."""
     pq.write_table(lead_table(100_000, seed=3), tmp_path / "in.parquet", row_group_size=250)
     out = tmp_path / "out.parquet"
-    command = [sys.executable, "-m", "leadscore", "score", str(tmp_path / "in.parquet"), "--out", str(out)]
+    # The child starts with SIGINT and SIGTERM at their defaults, unblocked: a child inherits an ignored or blocked
+    # signal from the test process, and under the full suite's xdist workers SIGINT was once not delivered at all.
+    reset = (
+        "import signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM}); "
+        "signal.signal(signal.SIGINT, signal.default_int_handler); from leadscore.cli import main; "
+        "sys.argv[0] = 'leadscore'; main()"
+    )
+    command = [sys.executable, "-c", reset, "score", str(tmp_path / "in.parquet"), "--out", str(out)]
     # 2,000 chunks of 50 rows: the run lasts ~10 s after its first chunk, time for the signal to land mid-run even
     # on a busy machine (250-row chunks gave ~2 s, and a starved test process once signalled a finished run).
     command += ["--workers", "2", "--chunk-rows", "50", "--bundle", str(tiny_bundle), "--quiet"]
