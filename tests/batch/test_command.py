@@ -61,6 +61,15 @@ def test_two_threads_score_a_file_in_order(tmp_path, tiny_bundle):
     assert "scored 3,000 of 3,000 rows" in result.stdout
 
 
+def test_a_clean_run_writes_nothing_on_stderr(tmp_path, tiny_bundle):
+    """Off a terminal, a run with nothing wrong leaves stderr empty: the model's info lines are the service's logs."""
+    pq.write_table(lead_table(200), tmp_path / "in.parquet")
+    result = _score(str(tmp_path / "in.parquet"), "--out", str(tmp_path / "out.csv"), "--bundle", str(tiny_bundle))
+    assert result.returncode == 0, result.stderr
+    assert "scored 200 of 200 rows" in result.stdout
+    assert result.stderr == ""
+
+
 def test_rejected_rows_exit_1(tmp_path, tiny_bundle):
     """Some rows refused: the others are scored, the rejects written, and the exit status is 1."""
     leads = lead_table(50)
@@ -76,7 +85,13 @@ def test_rejected_rows_exit_1(tmp_path, tiny_bundle):
     assert "rejected 1" in result.stdout
     rejects = pacsv.read_csv(tmp_path / "out.csv.rejects.csv")
     assert rejects.to_pylist() == [
-        {"row": 1, "lead_id": "lead-0", "field": "account_revenue", "message": "Input should be a valid number"}
+        {
+            "row": 0,
+            "data_row": 1,
+            "lead_id": "lead-0",
+            "field": "account_revenue",
+            "message": "Input should be a valid number",
+        }
     ]
 
 

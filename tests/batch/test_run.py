@@ -109,7 +109,7 @@ def test_crm_boolean_text_means_what_it_says(tmp_path, tiny_bundle):
 
 
 def test_refused_rows_go_to_the_rejects_file(tmp_path, tiny_bundle):
-    """Rows the API would refuse are not scored: the rejects file names their 1-based row, field and message."""
+    """Rows the API would refuse are not scored: the rejects file names their row, data row, field and message."""
     leads = lead_table(300)
     sessions = [str(v) if v is not None else "" for v in leads["website_sessions"].to_pylist()]
     sessions[2], sessions[150] = "-2", "many"
@@ -118,9 +118,16 @@ def test_refused_rows_go_to_the_rejects_file(tmp_path, tiny_bundle):
     with (tmp_path / "out.parquet.rejects.csv").open(newline="") as f:
         rejects = list(csv.DictReader(f))
     assert rejects == [
-        {"row": "3", "lead_id": "lead-2", "field": "website_sessions", "message": _api_message("website_sessions", -2)},
         {
-            "row": "151",
+            "row": "2",
+            "data_row": "3",
+            "lead_id": "lead-2",
+            "field": "website_sessions",
+            "message": _api_message("website_sessions", -2),
+        },
+        {
+            "row": "150",
+            "data_row": "151",
             "lead_id": "lead-150",
             "field": "website_sessions",
             "message": "Input should be a valid integer",
@@ -129,6 +136,7 @@ def test_refused_rows_go_to_the_rejects_file(tmp_path, tiny_bundle):
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.num_rows == 300
     assert [i for i, s in enumerate(out["score"].to_pylist()) if s is None] == [2, 150]
+    assert [out["lead_id"][int(r["row"])].as_py() for r in rejects] == [r["lead_id"] for r in rejects]
     assert (summary.scored, summary.rejected) == (298, 2)
 
 

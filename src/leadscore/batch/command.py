@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -64,7 +65,9 @@ def score(
     ] = None,
     rejects: Annotated[
         str | None,
-        typer.Option(help="CSV of the rows refused (row, lead_id, field, message); default <out>.rejects.csv."),
+        typer.Option(
+            help="CSV of the rows refused (row, data_row, lead_id, field, message); default <out>.rejects.csv."
+        ),
     ] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Scoring threads; default: one per core.")] = None,
     chunk_rows: Annotated[
@@ -89,7 +92,8 @@ def score(
 ) -> None:
     """Score every lead of a CSV or Parquet file (a CRM export), writing the scores in input order.
 
-    Rows that fail validation are not scored: they go to the rejects file (1-based row number, field, message).
+    Rows that fail validation are not scored: they go to the rejects file (the output's `row`, the
+    1-based data row, field, message).
 
     Exit status: 0 when every row was scored, 1 when some were rejected, 2 for usage errors or a failed run,
     130 / 143 when interrupted (SIGINT / SIGTERM: no output file is left under its name).
@@ -105,6 +109,9 @@ def score(
     if model_dir is None and os.environ.get("LEADSCORE_MODEL_DIR"):
         model_dir = Path(os.environ["LEADSCORE_MODEL_DIR"])
     reuse_freed_heap()  # this process's own heap: the run reallocates the same arrays chunk after chunk
+    # The model's info lines (which predictor it chose) are for the service's logs; the summary names the model.
+    # Its warnings (a fallback to XGBoost's predictor) still show.
+    logging.getLogger("leadscore.model").setLevel(logging.WARNING)
     try:
         with _sigterm_stops_the_run():
             summary = score_file(

@@ -46,7 +46,13 @@ _READ_AHEAD: Final = 1
 # A run shorter than this says no rows/s: its rate would measure start-up (loading the model), not scoring.
 _RATE_FROM_ROWS: Final = 10_000
 _REJECTS_SCHEMA: Final = pa.schema(
-    [("row", pa.int64()), ("lead_id", pa.string()), ("field", pa.string()), ("message", pa.string())]
+    [
+        ("row", pa.int64()),
+        ("data_row", pa.int64()),
+        ("lead_id", pa.string()),
+        ("field", pa.string()),
+        ("message", pa.string()),
+    ]
 )
 
 
@@ -106,10 +112,12 @@ def default_rejects(output: str) -> str:
 
 
 def _rejects_of(scored: pa.Table) -> pa.Table:
+    """The refused rows: `row` is the output's (0-based, to join the two files on), `data_row` counts from 1."""
     refused = scored.filter(pc.is_valid(scored["error_field"]))
     return pa.Table.from_arrays(
         [
-            pc.add(refused["row"], pa.scalar(1, pa.int64())),  # 1-based data row of the input
+            refused["row"],
+            pc.add(refused["row"], pa.scalar(1, pa.int64())),  # as a person counts the data rows
             refused["lead_id"],
             refused["error_field"],
             refused["error_message"],
