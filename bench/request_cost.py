@@ -56,11 +56,11 @@ def stages(scorer: Scorer, bodies: list[bytes], repeats: int) -> tuple[dict[str,
             spent = {}
             spent["decode"], parsed = _cpu(lambda body=body: parse_leads(body))
             spent["encode"], encoded = _cpu(
-                lambda parsed=parsed, now=now: encode_arrays(parsed.leads, now, None, scorer.categories)
+                lambda parsed=parsed, now=now: encode_arrays(parsed.lead_arrays(), now, None, scorer.categories)
             )
             spent["predict"], _ = _cpu(lambda encoded=encoded: scorer.predict_proba(encoded.matrix))
             # The route's own function for the rest (it encodes and predicts again; only its output is used).
-            batch = score_arrays(scorer, parsed.leads, now)
+            batch = score_arrays(scorer, parsed.lead_arrays(), now)
             spent["lake_rows"], group = _cpu(
                 lambda batch=batch, parsed=parsed: lake_rows(
                     batch,

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from leadscore.features.encode import LeadArrays
 from leadscore.model.bundle import Scorer, load_bundle
 from leadscore.scoring import SMALL_REQUEST_ROWS, ExplainQueue, PredictionBatcher, score_columns
 
@@ -27,7 +26,7 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 def test_large_requests_skip_the_batcher(tiny_scorer: Scorer) -> None:
     """A request above the small-request size is scored on its own, at once."""
     batcher = PredictionBatcher(tiny_scorer, small_rows=4)
-    batch = asyncio.run(batcher.score(LeadArrays.of(_columns(10), 10), NOW))
+    batch = asyncio.run(batcher.score(_columns(10), 10, NOW))
     assert batch.probabilities.shape == (10, 5)
     assert batcher.batched_requests == 0
     assert batcher.calls == 1
@@ -38,7 +37,7 @@ def test_batch_is_scored_when_it_reaches_its_row_cap(tiny_scorer: Scorer) -> Non
     batcher = PredictionBatcher(tiny_scorer, small_rows=4, max_rows=6)
 
     async def run() -> None:
-        await asyncio.gather(*(batcher.score(LeadArrays.of(_columns(3), 3), NOW) for _ in range(4)))
+        await asyncio.gather(*(batcher.score(_columns(3), 3, NOW) for _ in range(4)))
 
     asyncio.run(run())
     assert batcher.calls == 2
@@ -53,7 +52,7 @@ def test_batched_scoring_matches_direct_scoring(tiny_scorer: Scorer) -> None:
     columns = to_columns(ScoreRequest.model_validate({"leads": [EXAMPLE_LEAD]}).leads)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     direct = score_columns(tiny_scorer, columns, 1, now)
-    batched = asyncio.run(PredictionBatcher(tiny_scorer).score(LeadArrays.of(columns, 1), now))
+    batched = asyncio.run(PredictionBatcher(tiny_scorer).score(columns, 1, now))
     np.testing.assert_array_equal(direct.probabilities, batched.probabilities)
     assert batched.scores.tolist() == direct.scores.tolist()
     assert batched.confidence[0] == pytest.approx(direct.confidence[0])
@@ -80,7 +79,7 @@ def test_small_requests_scored_together_match_each_scored_alone(tiny_scorer: Sco
     batcher = PredictionBatcher(tiny_scorer)
 
     async def run() -> list[object]:
-        return await asyncio.gather(*(batcher.score(LeadArrays.of(columns, n), at) for columns, n, at in requests))
+        return await asyncio.gather(*(batcher.score(columns, n, at) for columns, n, at in requests))
 
     together = asyncio.run(run())
     assert batcher.calls == 1
@@ -109,9 +108,7 @@ def test_errors_of_a_shared_scoring_reach_every_request(tiny_scorer: Scorer) -> 
     now = datetime(2026, 1, 1, tzinfo=UTC)
 
     async def run() -> list[object]:
-        return await asyncio.gather(
-            *(batcher.score(LeadArrays.of(columns, 1), now) for _ in range(3)), return_exceptions=True
-        )
+        return await asyncio.gather(*(batcher.score(columns, 1, now) for _ in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(run()))
 

@@ -161,17 +161,16 @@ class PredictionBatcher:
         self.batched_requests = 0
         self.explanations = ExplainQueue()  # the batches this one scored, explained when asked
 
-    async def score(self, leads: LeadArrays, scored_at: datetime) -> ScoredBatch:
-        """`score_arrays`, shared with the other small requests of the same loop turn."""
-        n = leads.size
+    async def score(self, columns: RawColumns, n: int, scored_at: datetime) -> ScoredBatch:
+        """`score_columns` of `n` leads, shared with the other small requests of the same loop turn."""
         if n > self.small_rows:
             self.calls += 1
-            return score_arrays(self.scorer, leads, scored_at)
+            return score_columns(self.scorer, columns, n, scored_at)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ScoredBatch] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._score_pending)
-        self._pending.append(_ToScore(leads, scored_at, future))
+        self._pending.append(_ToScore(columns, n, scored_at, future))
         self._rows += n
         if self._rows >= self.max_rows:
             self._score_pending()
@@ -192,7 +191,7 @@ class PredictionBatcher:
             return
         start = 0
         for request in pending:
-            end = start + request.leads.size
+            end = start + request.size
             if not request.future.done():
                 request.future.set_result(batch.rows(start, end, request.scored_at))
             start = end
@@ -200,7 +199,8 @@ class PredictionBatcher:
 
 @dataclass(frozen=True, slots=True)
 class _ToScore:
-    leads: LeadArrays
+    columns: RawColumns
+    size: int
     scored_at: datetime
     future: asyncio.Future[ScoredBatch]
 
@@ -209,7 +209,7 @@ def _score_together(scorer: Scorer, pending: list[_ToScore]) -> ScoredBatch:
     """One batch for the leads of several requests, in request order."""
     if len(pending) == 1:
         only = pending[0]
-        return score_arrays(scorer, only.leads, only.scored_at)
-    leads = LeadArrays.concat([request.leads for request in pending])
-    now_per_lead = np.repeat([r.scored_at.timestamp() for r in pending], [r.leads.size for r in pending])
+        return score_columns(scorer, only.columns, only.size, only.scored_at)
+    leads = LeadArrays.joined([(request.columns, request.size) for request in pending])
+    now_per_lead = np.repeat([r.scored_at.timestamp() for r in pending], [r.size for r in pending])
     return score_arrays(scorer, leads, pending[0].scored_at, now_per_lead)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from leadscore.features.encode import encode
+from leadscore.features.encode import LeadArrays, encode, encode_arrays
 from leadscore.features.jobtitle import FUNCTION_INDEX, LEVEL_ORDINAL
 from leadscore.features.picklists import picklist_key
 from leadscore.features.spec import ENGINEERED_NAMES, INPUT_FIELDS, N_MODEL_INPUTS
@@ -171,3 +171,15 @@ def test_features_used_counts_present_inputs():
         NOW,
     )
     assert encoded.features_used.tolist() == [5, 1, 0]
+
+
+def test_joined_requests_encode_as_each_request_alone():
+    """Requests' columns joined into one set of arrays encode, lead for lead, as each request's own arrays do."""
+    parts = [
+        (columns(1, industry=["Software"], website_sessions=[3], last_campaign_interaction=[NOW]), 1),
+        (columns(2, industry=[None, "Retail"], job_title=["VP Sales", None], form_fills=[1, None]), 2),
+        (columns(1, industry=["Software"], geography=["Atlantis"]), 1),
+    ]
+    joined = encode_arrays(LeadArrays.joined(parts), NOW).matrix
+    alone = np.vstack([encode_arrays(LeadArrays.of(part, n), NOW).matrix for part, n in parts])
+    np.testing.assert_array_equal(joined, alone)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
@@ -104,19 +104,20 @@ def _strict_timestamps(values: Sequence[Any]) -> list[datetime | None] | None:
 
 @dataclass(frozen=True, slots=True)
 class ParsedRequest:
-    """A valid scoring request: the leads as the encoder's arrays, and as columns (field name -> value per lead).
+    """A valid scoring request: the leads as columns (field name -> value per lead), validated and typed.
 
-    The arrays are what is scored; the columns are the values as sent, for the lake's raw inputs and the reasons.
+    The scoring turns them into the encoder's arrays (`LeadArrays.of`, or `LeadArrays.joined` for a micro-batch of
+    small requests); they are also the values as sent, for the lake's raw inputs and the reasons.
     """
 
     request_id: str | None
     columns: Mapping[str, Sequence[Any]]
     size: int
     explain: bool | None = None
-    leads: LeadArrays = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "leads", LeadArrays.of(self.columns, self.size))
+    def lead_arrays(self) -> LeadArrays:
+        """The leads as the encoder's arrays."""
+        return LeadArrays.of(self.columns, self.size)
 
 
 def _fast_parse(body: bytes) -> ParsedRequest | None:

@@ -132,7 +132,7 @@ async def score(request: Request) -> Response:
         ctx.set_request_id(payload.request_id)
     ctx.leads = payload.size
     columns = payload.columns
-    batch = await batcher.score(payload.leads, datetime.now(UTC))
+    batch = await batcher.score(columns, payload.size, datetime.now(UTC))
     wants_explain = settings.explain_default if payload.explain is None else payload.explain
     explanations = await batcher.explanations.explain(scorer, batch) if wants_explain else None
     explained = render_reasons(explanations, columns) if explanations is not None else None

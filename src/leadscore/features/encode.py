@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, Final, NamedTuple
 
 import numpy as np
@@ -51,6 +51,7 @@ OTHER_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind not in _NUMER
 # Inputs read as strings (dictionary-encoded) and as timestamps (Unix seconds).
 TEXT_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind in (Kind.CATEGORY, Kind.TEXT))
 TIMESTAMP_INPUTS: Final = tuple(f.name for f in INPUT_FIELDS if f.kind is Kind.TIMESTAMP)
+_ARRAY_INPUTS: Final = (*NUMERIC_INPUTS, *TIMESTAMP_INPUTS, *TEXT_INPUTS)  # the columns LeadArrays.of reads
 # Model inputs that are a raw numeric input as given (same name in the spec): derived, not listed.
 _AS_GIVEN: Final = tuple(f.name for f in ENGINEERED_FEATURES if f.name in CORE_BY_NAME)
 _AS_GIVEN_COLUMNS: Final = np.array([_COLUMN[name] for name in _AS_GIVEN], dtype=np.intp)
@@ -143,25 +144,16 @@ class LeadArrays:
     timestamps: FloatArray  # (len(TIMESTAMP_INPUTS), n): Unix seconds, NaN = missing
 
     @classmethod
-    def concat(cls, parts: Sequence[LeadArrays]) -> LeadArrays:
-        """The leads of `parts`, in order (text dictionaries joined, indices shifted)."""
+    def joined(cls, parts: Sequence[tuple[RawColumns, int]]) -> LeadArrays:
+        """The leads of several requests' validated columns ((columns, leads) pairs), in order, as one set of arrays.
+
+        The Python columns are joined first and the arrays built once: building them per request and joining the
+        arrays cost 35 us per 1-lead request in a micro-batch of 32, this 8 (numpy's fixed cost per call dominates).
+        """
         if len(parts) == 1:
-            return parts[0]
-        text: dict[str, TextColumn] = {}
-        for name in TEXT_INPUTS:
-            values: list[str] = []
-            indices = []
-            for part in parts:
-                column = part.text[name]
-                indices.append(np.where(column.indices >= 0, column.indices + len(values), -1))
-                values.extend(column.values)
-            text[name] = TextColumn(np.concatenate(indices), values)
-        return cls(
-            size=sum(p.size for p in parts),
-            text=text,
-            numeric=np.concatenate([p.numeric for p in parts], axis=1),
-            timestamps=np.concatenate([p.timestamps for p in parts], axis=1),
-        )
+            return cls.of(*parts[0])
+        columns = {name: list(chain.from_iterable(part[name] for part, _ in parts)) for name in _ARRAY_INPUTS}
+        return cls.of(columns, sum(n for _, n in parts))
 
     @classmethod
     def of(cls, columns: RawColumns, n: int) -> LeadArrays:
