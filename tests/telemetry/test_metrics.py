@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -168,6 +169,29 @@ def test_summary_of_a_batch(tiny_scorer):
     assert sum(summary.score_counts) == summary.leads == 25
     assert summary.confidence_sum == pytest.approx(float(batch.confidence.sum()))
     assert summary.confidence_min == pytest.approx(float(batch.confidence.min()))
+
+
+@pytest.mark.parametrize("leads", [1, 2, 8])
+def test_summary_of_a_few_leads_is_the_array_summary(tiny_scorer, monkeypatch, leads):
+    """A small batch summed in Python gets the summary the array path gives the same batch."""
+    batch = scored_batch(tiny_scorer, synthetic_leads(leads, seed=leads))
+    few = metrics.summarize(batch)
+    monkeypatch.setattr(metrics, "_FEW_LEADS", 0)
+    arrays = metrics.summarize(batch)
+    assert few.confidence_sum == pytest.approx(arrays.confidence_sum, rel=1e-12)
+    assert dataclasses.replace(few, confidence_sum=0.0) == dataclasses.replace(arrays, confidence_sum=0.0)
+
+
+def test_a_confidence_on_a_bucket_bound_counts_in_that_bucket(tiny_scorer, monkeypatch):
+    """Prometheus's `le`: a confidence equal to a bound lands in that bound's bucket, on both paths."""
+    batch = scored_batch(tiny_scorer, synthetic_leads(1, seed=3))
+    bound = metrics.CONFIDENCE_BUCKETS[3]
+    on_bound = dataclasses.replace(batch, confidence=np.array([bound]))
+    few = metrics.summarize(on_bound).confidence_buckets
+    monkeypatch.setattr(metrics, "_FEW_LEADS", 0)
+    assert few == metrics.summarize(on_bound).confidence_buckets
+    assert few[3] == 1
+    assert sum(few) == 1
 
 
 def test_recorder_without_prometheus_feeds_only_emf(tiny_scorer):

@@ -15,8 +15,10 @@ which a scored batch satisfies without this module importing it.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -290,20 +292,44 @@ def value_label(field_name: str, value: str) -> str:
 
 def summarize(batch: Scored) -> BatchSummary:
     """The summary of `batch`."""
-    confidence = batch.confidence
     warnings = batch.encoded.warnings
+    if batch.size <= _FEW_LEADS:
+        score_counts, buckets, total, low, high = _figures_of_few(batch)
+    else:
+        confidence = batch.confidence
+        score_counts = np.bincount(batch.scores, minlength=SCORES[-1] + 1)[SCORES[0] :].tolist()
+        buckets = bucket_counts(_CONFIDENCE_BOUNDS, confidence)
+        total, low, high = float(confidence.sum()), float(confidence.min()), float(confidence.max())
     return BatchSummary(
         leads=batch.size,
-        score_counts=np.bincount(batch.scores, minlength=SCORES[-1] + 1)[SCORES[0] :].tolist(),
-        confidence_buckets=bucket_counts(_CONFIDENCE_BOUNDS, confidence),
-        confidence_sum=float(confidence.sum()),
-        confidence_min=float(confidence.min()),
-        confidence_max=float(confidence.max()),
+        score_counts=score_counts,
+        confidence_buckets=buckets,
+        confidence_sum=total,
+        confidence_min=low,
+        confidence_max=high,
         prediction_seconds=batch.prediction_ms / 1000.0,
         # Warnings are one per bad input: counted one by one, which costs nothing on clean traffic.
         warnings=dict(Tally(w.field for w in warnings)) if warnings else {},
         unknown_values=_unknown_values(warnings) if warnings else {},
     )
+
+
+# Up to this many leads, a batch's figures are summed in Python: five array calls on one lead cost 7 us, more
+# than the rest of its metrics (a 1-lead request's summary: 8.7 -> 2 us).
+_FEW_LEADS: Final = 8
+_CONFIDENCE_BOUND_LIST: Final = [float(b) for b in CONFIDENCE_BUCKETS]
+
+
+def _figures_of_few(batch: Scored) -> tuple[list[int], list[int], float, float, float]:
+    """Per-score counts, confidence bucket counts, sum, min and max, as the array path computes them."""
+    score_counts = [0] * len(SCORES)
+    for score in batch.scores.tolist():
+        score_counts[score - SCORES[0]] += 1
+    buckets = [0] * (len(_CONFIDENCE_BOUND_LIST) + 1)
+    confidence: list[float] = batch.confidence.tolist()
+    for value in confidence:
+        buckets[bisect_left(_CONFIDENCE_BOUND_LIST, value)] += 1  # np.searchsorted's side="left": Prometheus's le
+    return score_counts, buckets, math.fsum(confidence), min(confidence), max(confidence)
 
 
 def _unknown_values(warnings: Iterable[Any]) -> dict[tuple[str, str], int]:
