@@ -38,7 +38,8 @@ def test_a_crm_csv_imports_its_booleans_and_names_its_rejects(tmp_path: Path, la
     assert result.stderr.splitlines() == [
         "row 5: give outcome (1..5), converted (true/false) or both",
         "row 6, converted: Input should be a valid boolean",
-        "row 6, occurred_at: Input should be an ISO 8601 date-time string with a zone (Z or +hh:mm)",
+        "row 6, occurred_at: Input should be an ISO 8601 date-time string with a zone (Z or +hh:mm); "
+        "a date alone: --date-as-end-of-day reads it as the end of that day (UTC)",
     ]
     summary = json.loads(result.stdout)
     assert (summary["rows"], summary["imported"], summary["duplicates"], summary["rejected_rows"]) == (7, 4, 1, 2)
@@ -64,3 +65,16 @@ def test_a_missing_file_is_a_usage_error(tmp_path: Path, lake_env: dict[str, str
     result = CliRunner().invoke(app, ["outcomes", "import", str(tmp_path / "nope.csv")], env=lake_env)
     assert result.exit_code == 2
     assert "no such file" in result.stderr
+
+
+def test_close_dates_import_as_the_end_of_their_day(tmp_path: Path, lake_env: dict[str, str]) -> None:
+    """--date-as-end-of-day: a CRM's close date is imported as the last moment of that day, UTC; exit 0."""
+    path = tmp_path / "closed.csv"
+    path.write_text("lead_id,converted,occurred_at\nL1,true,2026-11-29\nL2,false,2026-11-30T09:00:00Z\n")
+    result = CliRunner().invoke(app, ["outcomes", "import", "--date-as-end-of-day", str(path)], env=lake_env)
+    assert result.exit_code == 0, result.output
+    rows = read_outcomes(Settings(lake_uri=lake_env["LEADSCORE_LAKE_URI"])).sort_by("lead_id")
+    assert [t.isoformat() for t in rows["occurred_at"].to_pylist()] == [  # the table's timestamps are UTC
+        "2026-11-29T23:59:59.999999",
+        "2026-11-30T09:00:00",
+    ]

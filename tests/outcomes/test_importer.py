@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from leadscore.errors import LeadscoreError
-from leadscore.outcomes.importer import crm_bool, import_outcomes, read_items
+from leadscore.outcomes.importer import END_OF_DAY_HINT, crm_bool, end_of_day, import_outcomes, read_items
 from leadscore.outcomes.table import read_outcomes
 from tests.support.lake import local_settings
 
@@ -54,3 +54,33 @@ def test_strict_imports_nothing_when_a_row_is_rejected(tmp_path: Path) -> None:
     report = import_outcomes(settings, path, strict=True)
     assert (report.imported, report.rejected_rows) == (0, 1)
     assert read_outcomes(settings).num_rows == 0
+
+
+def test_a_date_alone_is_refused_with_a_hint_by_default(tmp_path: Path) -> None:
+    """Without the option a date alone is the contract's error, plus the option that would read it."""
+    path = tmp_path / "o.csv"
+    path.write_text("lead_id,outcome,occurred_at\nL1,4,2026-11-29\n")
+    report = import_outcomes(local_settings(tmp_path), path)
+    assert report.imported == 0
+    assert [(p.index, p.field) for p in report.rejected] == [(0, "occurred_at")]
+    assert report.rejected[0].message.endswith(END_OF_DAY_HINT)
+
+
+def test_a_parquet_date_column_reads_as_the_end_of_each_day(tmp_path: Path) -> None:
+    """A Parquet date32 occurred_at, with the option: each day's last microsecond in UTC."""
+    path = tmp_path / "o.parquet"
+    pq.write_table(pa.table({"lead_id": ["L1"], "converted": [True], "occurred_at": [date(2026, 11, 1)]}), path)
+    items, _ = read_items(path, end_of_day_dates=True)
+    assert items[0]["occurred_at"] == "2026-11-01T23:59:59.999999+00:00"
+
+
+def test_today_reads_as_now_not_as_a_future_moment() -> None:
+    """Today's date is read as the moment given as now: the end of today is still to come."""
+    now = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
+    assert end_of_day("2026-12-01", now) == now.isoformat()
+    assert end_of_day("2026-11-30", now) == (datetime(2026, 12, 1, tzinfo=UTC) - timedelta(microseconds=1)).isoformat()
+
+
+def test_a_date_that_does_not_exist_is_left_for_the_contract() -> None:
+    """2026-02-30 is no day: it stays as it was and the contract refuses it."""
+    assert end_of_day("2026-02-30", datetime(2026, 12, 1, tzinfo=UTC)) == "2026-02-30"

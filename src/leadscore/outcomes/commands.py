@@ -33,6 +33,13 @@ def import_file(
         str | None, typer.Option(help="Source of rows without their own `source` (default: import).")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Import nothing when any row is rejected.")] = False,
+    date_as_end_of_day: Annotated[
+        bool,
+        typer.Option(
+            "--date-as-end-of-day",
+            help="Read an occurred_at that is a date alone (a CRM close date) as the end of that day, UTC.",
+        ),
+    ] = False,
 ) -> None:
     """Import outcomes (CRM booleans yes/no, 1/0, true/false read right); rejects are named by row and field."""
     from leadscore.lake.errors import LakeError  # noqa: PLC0415 - keeps `leadscore --help` fast
@@ -41,7 +48,9 @@ def import_file(
     if not file.is_file():
         raise _fail(f"no such file: {file}", 2)
     try:
-        report = import_outcomes(load_settings(), file, source=source, strict=strict)
+        report = import_outcomes(
+            load_settings(), file, source=source, strict=strict, end_of_day_dates=date_as_end_of_day
+        )
     except LeadscoreError as exc:
         raise _fail(exc.message, 2) from exc
     except LakeError as exc:

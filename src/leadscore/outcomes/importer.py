@@ -4,13 +4,18 @@ CSV cells are text: a CRM's `converted` column (`true/false`, `yes/no`, `1/0`, e
 into the contract's types here, then every row goes through the same contract as the API (`validate_outcomes`).
 Valid rows are committed to the outcomes table at once, in one snapshot; rejected rows are reported by row number
 (1 = the first data row) and field.
+
+A date alone (a Salesforce `CloseDate`) says which day, not when: the contract refuses it, as the API does. With
+`end_of_day`, it is read as the last moment of that day in UTC (now, for today): every score of that day comes before
+it, so a lead scored the morning its deal closed is labelled by that outcome (midnight would be before that score).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,6 +31,8 @@ SOURCE: Final = "import"
 FIELDS: Final = tuple(OutcomeIn.model_fields)
 _TRUE: Final = frozenset({"true", "yes", "1"})
 _FALSE: Final = frozenset({"false", "no", "0"})
+_DATE_ALONE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+END_OF_DAY_HINT: Final = "a date alone: --date-as-end-of-day reads it as the end of that day (UTC)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +91,25 @@ def _occurred_at(value: object) -> object:
     """A Parquet timestamp as ISO text (one without a zone is UTC, as the lake's are); text as it is."""
     if isinstance(value, datetime):
         return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()  # a Parquet date: the text a CSV would hold
     if isinstance(value, str):
         return value.strip() or None
     return value
+
+
+def is_date_alone(value: object) -> bool:
+    """Whether an occurred_at cell (as read) is a calendar date with no time."""
+    return isinstance(value, str) and _DATE_ALONE.match(value) is not None
+
+
+def end_of_day(value: str, now: datetime) -> str:
+    """The last microsecond of the day `value` (YYYY-MM-DD) in UTC, or `now` when that is still to come."""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        return value  # no such day (2026-02-30): the contract names it
+    return min(datetime.combine(day, time.max, tzinfo=UTC), now).isoformat()
 
 
 def _text(value: object) -> object:
@@ -105,8 +128,11 @@ _READERS: Final = {
 }
 
 
-def read_items(path: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
-    """The file's rows as contract items (names matched case-insensitively), and the columns it ignores."""
+def read_items(path: Path, end_of_day_dates: bool = False) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The file's rows as contract items (names matched case-insensitively), and the columns it ignores.
+
+    `end_of_day_dates`: an occurred_at that is a date alone is read as the end of that day (see the module docstring).
+    """
     table = read_table(path)
     by_name = {name.strip().lower(): name for name in table.column_names}
     missing = [name for name in ("lead_id", "occurred_at") if name not in by_name]
@@ -117,14 +143,36 @@ def read_items(path: Path) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
         )
     columns = {field: table.column(by_name[field]).to_pylist() for field in FIELDS if field in by_name}
     items = [{field: _READERS[field](values[i]) for field, values in columns.items()} for i in range(table.num_rows)]
+    if end_of_day_dates:
+        now = datetime.now(UTC)
+        for item in items:
+            value = item["occurred_at"]
+            if isinstance(value, str) and is_date_alone(value):
+                item["occurred_at"] = end_of_day(value, now)
     ignored = tuple(name for key, name in by_name.items() if key not in FIELDS)
     return items, ignored
 
 
-def import_outcomes(settings: Settings, path: Path, source: str | None = None, strict: bool = False) -> ImportReport:
-    """Validate every row of `path` and commit the valid ones (none at all when `strict` and any is rejected)."""
-    items, ignored = read_items(path)
+def import_outcomes(
+    settings: Settings,
+    path: Path,
+    source: str | None = None,
+    strict: bool = False,
+    end_of_day_dates: bool = False,
+) -> ImportReport:
+    """Validate every row of `path` and commit the valid ones (none at all when `strict` and any is rejected).
+
+    `end_of_day_dates`: read an occurred_at that is a date alone as the end of that day (else it is refused, with a
+    hint naming the option).
+    """
+    items, ignored = read_items(path, end_of_day_dates)
     valid, problems = validate_outcomes(items)
+    problems = [
+        replace(p, message=f"{p.message}; {END_OF_DAY_HINT}")
+        if p.field == "occurred_at" and is_date_alone(items[p.index].get("occurred_at"))
+        else p
+        for p in problems
+    ]
     request_id = f"import-{uuid.uuid4().hex[:16]}"
     imported = duplicates = 0
     snapshot_id = None
