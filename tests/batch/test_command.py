@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -68,6 +69,17 @@ def test_a_clean_run_writes_nothing_on_stderr(tmp_path, tiny_bundle):
     assert result.returncode == 0, result.stderr
     assert "scored 200 of 200 rows" in result.stdout
     assert result.stderr == ""
+
+
+def test_a_run_in_process_leaves_the_model_logger_as_it_was(tmp_path, tiny_bundle):
+    """The run quiets the model's info lines only while it runs: a program that calls it keeps its log levels."""
+    pq.write_table(lead_table(50), tmp_path / "in.parquet")
+    logger = logging.getLogger("leadscore.model")
+    before = logger.level
+    args = ["score", str(tmp_path / "in.parquet"), "--out", str(tmp_path / "out.csv"), "--bundle", str(tiny_bundle)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert logger.level == before
 
 
 def test_rejected_rows_exit_1(tmp_path, tiny_bundle):

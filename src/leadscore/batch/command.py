@@ -33,6 +33,22 @@ class _Terminated(BaseException):
 
 
 @contextmanager
+def _model_info_unlogged() -> Iterator[None]:
+    """The model's info lines (which predictor it chose) off for the run; its warnings (a fallback) still show.
+
+    The info lines are for the service's logs, and the summary names the model. The level is put back after: the
+    command may run inside another program (a test runner, a notebook).
+    """
+    logger = logging.getLogger("leadscore.model")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
 def _sigterm_stops_the_run() -> Iterator[None]:
     def stop(_signum: int, _frame: FrameType | None) -> None:
         raise _Terminated
@@ -109,11 +125,8 @@ def score(
     if model_dir is None and os.environ.get("LEADSCORE_MODEL_DIR"):
         model_dir = Path(os.environ["LEADSCORE_MODEL_DIR"])
     reuse_freed_heap()  # this process's own heap: the run reallocates the same arrays chunk after chunk
-    # The model's info lines (which predictor it chose) are for the service's logs; the summary names the model.
-    # Its warnings (a fallback to XGBoost's predictor) still show.
-    logging.getLogger("leadscore.model").setLevel(logging.WARNING)
     try:
-        with _sigterm_stops_the_run():
+        with _sigterm_stops_the_run(), _model_info_unlogged():
             summary = score_file(
                 input,
                 out,
