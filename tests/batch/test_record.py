@@ -8,8 +8,17 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pytest
 
-from leadscore.batch.record import Recorder, RunConflict, check_run_id, lake_rows, new_run_id
+from leadscore.batch.record import (
+    ROWS_PROPERTY,
+    RUN_PROPERTY,
+    Recorder,
+    RunConflict,
+    check_run_id,
+    lake_rows,
+    new_run_id,
+)
 from leadscore.errors import LeadscoreError
+from leadscore.lake._compat import ROW_GROUP_ROWS
 from leadscore.lake.records import deserialize, serialize, to_record_batch
 from leadscore.lake.schema import ARROW_SCHEMA
 from leadscore.lake.table import expire_snapshots, load_table
@@ -77,6 +86,57 @@ def test_other_chunk_boundaries_for_a_recorded_run_are_refused(tmp_path):
         recorder.add(1, 3, rows)
     assert table_rows(local_settings(tmp_path)).num_rows == 2
     assert (recorder.rows, recorder.skipped_rows) == (2, 2)
+
+
+def _chunk_rows(n: int) -> pa.Table:
+    return lake_rows(pa.record_batch({"form_fills": pa.array(range(n), pa.int64())}), _scored(n, set()), "run-7", "dev")
+
+
+def _run_snapshots(config) -> list[str]:
+    """The input rows each snapshot of run-7 names, oldest first."""
+    return [
+        s.summary.additional_properties[ROWS_PROPERTY]
+        for s in load_table(config).snapshots()
+        if s.summary is not None and s.summary.additional_properties.get(RUN_PROPERTY) == "run-7"
+    ]
+
+
+def test_chunks_share_a_commit_until_it_spans_the_commit_rows(tmp_path):
+    """Chunks of 2 rows with commits of 4: two chunks per snapshot, and `finish` commits the short last one."""
+    config = local_settings(tmp_path).lake_table_config()
+    recorder = Recorder(config, "run-7", commit_rows=4)
+    for start in (0, 2, 4, 6, 8):
+        recorder.add(start, start + 2, _chunk_rows(2))
+    assert _run_snapshots(config) == ["0-4", "4-8"]
+    recorder.finish()
+    assert _run_snapshots(config) == ["0-4", "4-8", "8-10"]
+    assert table_rows(local_settings(tmp_path)).num_rows == recorder.rows == 10
+
+
+def test_a_rerun_in_other_chunks_adds_nothing_recorded(tmp_path):
+    """A run recorded in 4-row commits, rerun with the same id in 2-row chunks: every chunk is skipped."""
+    config = local_settings(tmp_path).lake_table_config()
+    first = Recorder(config, "run-7", commit_rows=4)
+    for start in (0, 4):
+        first.add(start, start + 4, _chunk_rows(4))
+    again = Recorder(config, "run-7", commit_rows=4)
+    for start in (0, 2, 4, 6):
+        again.add(start, start + 2, _chunk_rows(2))
+    again.finish()
+    assert (again.rows, again.skipped_rows) == (0, 8)
+    assert table_rows(local_settings(tmp_path)).num_rows == 8
+
+
+def test_discarded_rows_leave_no_commit_and_no_file(tmp_path):
+    """Rows added and then discarded (a failed run) are in no snapshot, and their data files are deleted."""
+    settings = local_settings(tmp_path)
+    recorder = Recorder(settings.lake_table_config(), "run-7", commit_rows=10 * ROW_GROUP_ROWS)
+    recorder.add(0, ROW_GROUP_ROWS, _chunk_rows(ROW_GROUP_ROWS))  # a whole row group: its file is being written
+    assert list((tmp_path / "lake").rglob("*.parquet"))
+    recorder.discard()
+    recorder.finish()
+    assert table_rows(settings).num_rows == 0
+    assert not list((tmp_path / "lake").rglob("*.parquet"))
 
 
 def test_the_record_of_a_run_outlives_snapshot_expiry(tmp_path):

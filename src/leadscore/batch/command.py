@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from leadscore.batch.options import DEFAULT_CHUNK_ROWS, RECORDED_CHUNK_ROWS, FileFormat
+from leadscore.batch.options import DEFAULT_CHUNK_ROWS, RECORDED_COMMIT_ROWS, FileFormat
 from leadscore.errors import LeadscoreError
 
 EXIT_REJECTED = 1
@@ -89,7 +89,9 @@ def score(
     chunk_rows: Annotated[
         int | None,
         typer.Option(
-            min=1, help=f"Rows per chunk; default {DEFAULT_CHUNK_ROWS:,} ({RECORDED_CHUNK_ROWS:,} with --record)."
+            min=1,
+            help=f"Rows per chunk; default {DEFAULT_CHUNK_ROWS:,}. With --record: rows per lake commit too "
+            f"(default {RECORDED_COMMIT_ROWS:,} per commit).",
         ),
     ] = None,
     as_of: Annotated[

@@ -1,4 +1,4 @@
-"""A batch run's predictions in the lake: rows with `source = 'batch'` and the run's id, one commit per chunk.
+"""A batch run's predictions in the lake: rows with `source = 'batch'` and the run's id, a commit per span of chunks.
 
 Each commit names its run and input rows in its snapshot summary (as the online flusher names its spool segments),
 so running the same `--run-id` again skips the chunks already recorded: a row of a run reaches the table once.
@@ -20,15 +20,18 @@ from leadscore.errors import LeadscoreError
 from leadscore.features.encode import NUMERIC_INPUTS, TEXT_INPUTS, TIMESTAMP_INPUTS
 from leadscore.features.spec import INPUT_FIELDS, Kind
 from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
-from leadscore.lake.table import TableConfig, load_table
+from leadscore.lake.table import TableConfig, commit_files, data_files, load_table
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
+
+    from leadscore.lake._compat import StreamingDataFiles
 
 RUN_PROPERTY: Final = "leadscore.batch-run"
 ROWS_PROPERTY: Final = "leadscore.batch-rows"  # "start-end": 0-based input rows start..end-1
 _RUN_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _KIND: Final = {f.name: f.kind for f in INPUT_FIELDS}
+_WRITE_ROWS: Final = 8_192  # rows handed to the data files' writer at a time
 
 
 class RunConflict(LeadscoreError):
@@ -147,14 +150,20 @@ class Recorder:
     The input rows a run holds are kept in a table property (`leadscore.batch-run.<id>`, merged ranges such as
     `0-1000000`) set in the same commit as the rows, so the record is exact and outlives snapshot expiry; each
     commit's snapshot summary also names the run and its rows, as the online flusher names its segments.
+
+    Consecutive chunks share a commit until it spans `commit_rows` input rows (None: a commit per chunk): a run reads
+    small chunks (memory) and still makes few commits and files, with the boundaries of a run that read one chunk
+    per commit. Their rows stream into the commit's data files as they come; `finish()` commits the last ones.
     """
 
     config: TableConfig
     run_id: str
+    commit_rows: int | None = None
     rows: int = 0  # rows this run added
     skipped_rows: int = 0  # rows a previous run with the same id had recorded
     _done: list[tuple[int, int]] = field(default_factory=list)
     _table: Table | None = None
+    _open: _OpenCommit | None = None
 
     @property
     def _property(self) -> str:
@@ -166,11 +175,12 @@ class Recorder:
         self._done = _parse_ranges(self._table.properties.get(self._property))
 
     def add(self, start: int, end: int, rows: pa.Table) -> None:
-        """Commit the lake rows of input rows start..end-1 unless the run recorded them before."""
+        """Record the lake rows of input rows start..end-1 unless the run recorded them before (chunks in order)."""
         if self._table is None:
             self.open()
         assert self._table is not None  # noqa: S101 - set by open()
         if any(s <= start and end <= e for s, e in self._done):
+            self.finish()  # a commit never spans rows recorded before
             self.skipped_rows += rows.num_rows
             return
         if any(s < end and start < e for s, e in self._done):
@@ -178,11 +188,48 @@ class Recorder:
                 f"run {self.run_id} recorded part of input rows {start}..{end - 1} only: rerun it with the "
                 "--chunk-rows it was recorded with, or give a new --run-id"
             )
-        done = _merged([*self._done, (start, end)])
-        summary = {RUN_PROPERTY: self.run_id, ROWS_PROPERTY: f"{start}-{end}"}
-        with self._table.transaction() as tx:
-            tx.set_properties({self._property: _format_ranges(done)})
-            if rows.num_rows:
-                tx.append(rows, snapshot_properties=summary)
+        if self._open is None:
+            self._table.refresh()
+            self._open = _OpenCommit(start, data_files(self._table, ARROW_SCHEMA))
+        commit = self._open
+        try:
+            for batch in rows.to_batches(max_chunksize=_WRITE_ROWS):
+                commit.files.write(batch)
+        except BaseException:
+            self.discard()
+            raise
+        commit.end, commit.rows = end, commit.rows + rows.num_rows
+        if self.commit_rows is None or commit.end - commit.start >= self.commit_rows:
+            self.finish()
+
+    def finish(self) -> None:
+        """Commit the rows added since the last commit (nothing when there are none)."""
+        commit, self._open = self._open, None
+        if commit is None or self._table is None:
+            return
+        done = _merged([*self._done, (commit.start, commit.end)])
+        summary = {RUN_PROPERTY: self.run_id, ROWS_PROPERTY: f"{commit.start}-{commit.end}"}
+        recorded = {self._property: _format_ranges(done)}
+        if commit.rows:
+            # The service's streaming writer: pyiceberg's `append` splits a chunk by partition and converts it whole.
+            commit_files(self._table, commit.files, summary, recorded)
+        else:  # every row of these chunks was rejected: no data files, the rows are still the run's
+            commit.files.discard()
+            with self._table.transaction() as tx:
+                tx.set_properties(recorded)
         self._done = done
-        self.rows += rows.num_rows
+        self.rows += commit.rows
+
+    def discard(self) -> None:
+        """Drop the rows added since the last commit, and their files (a failed or interrupted run)."""
+        commit, self._open = self._open, None
+        if commit is not None:
+            commit.files.discard()
+
+
+@dataclass
+class _OpenCommit:
+    start: int  # input rows start..end-1 of the chunks added to it
+    files: StreamingDataFiles
+    end: int = 0
+    rows: int = 0  # lake rows written (rejected rows are none)

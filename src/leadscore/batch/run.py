@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from leadscore.batch.io import Chunk, Reader, Writer, file_format, open_reader, open_writer
-from leadscore.batch.options import FileFormat, chunk_rows_for
+from leadscore.batch.options import FileFormat, chunk_rows_for, commit_rows_for
 from leadscore.batch.progress import ProgressBar
 from leadscore.batch.work import Done, Task, load_model, score_chunk
 from leadscore.features.spec import SCORES
@@ -241,6 +241,20 @@ class _LazyWriter:
             self._writer.abort()
 
 
+def _recorder(
+    settings: Settings | None, run_id: str | None, moment: datetime, chunk_rows: int | None
+) -> tuple[Recorder, str, str]:
+    """The run's recorder, opened (an unreachable lake fails the run before any scoring), its id and environment."""
+    from leadscore.batch.record import Recorder, check_run_id, new_run_id  # noqa: PLC0415 - pyiceberg
+    from leadscore.config import load_settings  # noqa: PLC0415 - only a recorded run needs the settings
+
+    settings = settings or load_settings()
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id(moment)
+    recorder = Recorder(settings.lake_table_config(), run_id, commit_rows_for(chunk_rows))
+    recorder.open()
+    return recorder, run_id, settings.env.value
+
+
 def score_file(
     input: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -263,7 +277,8 @@ def score_file(
     `as_of`: the time recency features are measured from (default: now, the same for every row).
     `record`: write the predictions to the lake as a batch run (`run_id`: the run's id; the same id again adds
     nothing already recorded). `settings`: where the lake is (default: the LEADSCORE_* environment).
-    `chunk_rows`: rows read and scored at a time (default `DEFAULT_CHUNK_ROWS`, `RECORDED_CHUNK_ROWS` when recorded).
+    `chunk_rows`: rows read and scored at a time (default `DEFAULT_CHUNK_ROWS`); a recorded run commits a chunk at
+    a time when it is given, else `RECORDED_COMMIT_ROWS` input rows at a time.
     """
     started = time.perf_counter()
     source, target = os.fspath(input), os.fspath(output)
@@ -273,18 +288,8 @@ def score_file(
     workers = workers or os.cpu_count() or 1
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    recorder: Recorder | None = None
-    environment = ""
-    if record:
-        from leadscore.batch.record import Recorder, check_run_id, new_run_id  # noqa: PLC0415 - pyiceberg
-        from leadscore.config import load_settings  # noqa: PLC0415 - only a recorded run needs the settings
-
-        settings = settings or load_settings()
-        run_id = check_run_id(run_id) if run_id is not None else new_run_id(moment)
-        environment = settings.env.value
-        recorder = Recorder(settings.lake_table_config(), run_id)
-        recorder.open()  # before any scoring: an unreachable lake fails the run at once
-    reader = open_reader(source, in_format, chunk_rows := chunk_rows_for(chunk_rows, record=record))
+    recorder, run_id, environment = _recorder(settings, run_id, moment, chunk_rows) if record else (None, None, "")
+    reader = open_reader(source, in_format, chunk_rows := chunk_rows_for(chunk_rows))
     if reader.unit == "rows" and reader.total is not None:
         # No more threads than chunks.
         workers = max(1, min(workers, math.ceil(reader.total / chunk_rows)))
@@ -309,6 +314,8 @@ def score_file(
                     if recorder is not None and done.lake is not None:
                         recorder.add(done.start, done.start + done.scored.num_rows, done.lake)
                     bar.update(position, tally.rows)
+                if recorder is not None:
+                    recorder.finish()  # the last chunks' commit
             finally:
                 pipeline.close()
         writer.close(explain)
@@ -318,6 +325,8 @@ def score_file(
         if not finished:  # failed or interrupted: no output file under its name
             writer.abort()
             rejects_writer.abort()
+            if recorder is not None:
+                recorder.discard()  # rows not yet committed: their data files go
     return Summary(
         input=source,
         output=target,

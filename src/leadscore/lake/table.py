@@ -8,7 +8,7 @@ derived from `leadscore.lake.schema` and evolved in place (columns are only ever
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -267,7 +267,17 @@ def data_files(table: Table, schema: pa.Schema) -> _compat.StreamingDataFiles:
 
 
 def commit_data_files(table: Table, files: _compat.StreamingDataFiles, segment_ids: Sequence[str]) -> int | None:
-    """Close `files` and add them in one commit whose summary names `segment_ids`; returns the new snapshot's id.
+    """Close `files` and add them in one commit whose summary names `segment_ids`; returns the new snapshot's id."""
+    return commit_files(table, files, {SEGMENTS_PROPERTY: ",".join(segment_ids)})
+
+
+def commit_files(
+    table: Table,
+    files: _compat.StreamingDataFiles,
+    snapshot_properties: Mapping[str, str],
+    table_properties: Mapping[str, str] | None = None,
+) -> int | None:
+    """Close `files` and add them in one commit (with `table_properties` set in it); the new snapshot's id.
 
     When the commit is refused for good (a conflict past pyiceberg's retries) or the files cannot be written, they
     are deleted: a store under a long outage does not fill with files no snapshot reads. A commit whose outcome is
@@ -280,8 +290,9 @@ def commit_data_files(table: Table, files: _compat.StreamingDataFiles, segment_i
         raise
     try:
         with table.transaction() as tx:
-            properties = {SEGMENTS_PROPERTY: ",".join(segment_ids)}
-            with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
+            if table_properties:
+                tx.set_properties(dict(table_properties))
+            with tx.update_snapshot(snapshot_properties=dict(snapshot_properties)).fast_append() as append:
                 for data_file in written:
                     append.append_data_file(data_file)
     except (CommitFailedException, ValidationException):
