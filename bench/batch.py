@@ -7,11 +7,14 @@
    timed), then the oneDAL predictor the service uses, one process per core, each on its share of the rows.
 4. With --large-rows N (default 10 M; 0 skips): the same command on N rows, for its peak RSS; the file is deleted.
 5. With --csv: the same leads as a CSV file, scored by the same command (CSV in, Parquet out).
+6. With --record: the same command with `--record`, into a local lake in the temporary directory (its memory must
+   stay under the same 1 GB; writing the lake costs about as much as scoring).
 
 Prints the figures and writes them as JSON (--json). The machine may be shared: figures are as measured.
 
     uv run python bench/batch.py                      # 1 M leads, then 10 M for the memory check
     uv run python bench/batch.py --leads 200000 --large-rows 0 --csv
+    uv run python bench/batch.py --large-rows 0 --record
 """
 
 from __future__ import annotations
@@ -93,14 +96,21 @@ def _pss_bytes(pid: int) -> int:
     return 0
 
 
-def run_score(source: Path, out: Path, workers: int) -> dict[str, Any]:
-    """`leadscore score` as a subprocess: wall time, rows/s and the peak RSS of its process tree."""
+def run_score(source: Path, out: Path, workers: int, lake: Path | None = None) -> dict[str, Any]:
+    """`leadscore score` as a subprocess: wall time, rows/s and the peak RSS of its process tree.
+
+    `lake`: a recorded run (`--record`) into a local lake there.
+    """
     summary_file = out.with_suffix(".summary.json")
     command = [sys.executable, "-m", "leadscore", "score", str(source), "--out", str(out), "--quiet"]
     command += ["--workers", str(workers), "--summary-json", str(summary_file)]
+    env = dict(os.environ)
+    if lake is not None:
+        command.append("--record")
+        env.update(LEADSCORE_LAKE_URI=str(lake / "lake"), LEADSCORE_SPOOL_DIR=str(lake / "spool"))
     cpu_before = _children_cpu()
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peak = peak_pss = 0
     while process.poll() is None:
         tree = [process.pid, *_descendants(process.pid)]
@@ -182,6 +192,7 @@ def main() -> None:
     parser.add_argument("--large-rows", type=int, default=10_000_000, help="Rows of the memory check (0: skip).")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Scoring threads of the command.")
     parser.add_argument("--csv", action="store_true", help="Also score the leads as a CSV file.")
+    parser.add_argument("--record", action="store_true", help="Also score them with --record (a local lake).")
     parser.add_argument("--json", type=Path, help="Also write the figures to this file.")
     args = parser.parse_args()
     results: dict[str, Any] = {"machine_cores": os.cpu_count(), "load_average": os.getloadavg()}
@@ -211,6 +222,9 @@ def main() -> None:
             )
             print("score_csv:", json.dumps(results["score_csv"]), flush=True)
             text.unlink()
+        if args.record:
+            results["score_recorded"] = run_score(source, workdir / "scores-rec.parquet", args.workers, workdir)
+            print("score_recorded:", json.dumps(results["score_recorded"]), flush=True)
         source.unlink()
         if args.large_rows:
             large = workdir / "large.parquet"
