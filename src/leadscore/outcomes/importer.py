@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from leadscore.errors import LeadscoreError
 from leadscore.outcomes.schema import OutcomeIn, Problem, to_columns, validate_outcomes
@@ -98,7 +98,7 @@ def _occurred_at(value: object) -> object:
     return value
 
 
-def is_date_alone(value: object) -> bool:
+def is_date_alone(value: object) -> TypeGuard[str]:
     """Whether an occurred_at cell (as read) is a calendar date with no time."""
     return isinstance(value, str) and _DATE_ALONE.match(value) is not None
 
@@ -147,7 +147,7 @@ def read_items(path: Path, end_of_day_dates: bool = False) -> tuple[list[dict[st
         now = datetime.now(UTC)
         for item in items:
             value = item["occurred_at"]
-            if isinstance(value, str) and is_date_alone(value):
+            if is_date_alone(value):
                 item["occurred_at"] = end_of_day(value, now)
     ignored = tuple(name for key, name in by_name.items() if key not in FIELDS)
     return items, ignored
