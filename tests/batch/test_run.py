@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from leadscore import score_table
 from leadscore.api.schemas import Lead
 from leadscore.batch import score_file
+from leadscore.batch.options import FileFormat
 from leadscore.batch.run import Summary
 from leadscore.errors import LeadscoreError
 from tests.batch.conftest import AS_OF, lead_table
@@ -211,3 +212,25 @@ def test_explain_adds_the_reasons(tmp_path, tiny_bundle, name):
         assert out["reason_raising_fields"].to_pylist() == ["|".join(r) or None for r in raising]
     else:
         assert out["reason_raising_fields"].to_pylist() == raising
+
+
+def test_a_run_interrupted_while_its_output_opens_leaves_no_partial_file(tmp_path, monkeypatch):
+    """A signal between the `.partial` file's creation and its writer being kept: abort still deletes the file.
+
+    Seen once under load: SIGINT right as the first chunk was written left `out.parquet.partial`.
+    """
+    from leadscore.batch import run  # noqa: PLC0415
+
+    real_open = run.open_writer
+
+    def interrupted(*args: object) -> object:
+        real_open(*args)  # the file exists now
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "open_writer", interrupted)
+    writer = run._LazyWriter(str(tmp_path / "out.parquet"), FileFormat.PARQUET)
+    with pytest.raises(KeyboardInterrupt):
+        writer.write(pa.table({"row": pa.array([0], pa.int64())}))
+    assert (tmp_path / "out.parquet.partial").exists()
+    writer.abort()
+    assert list(tmp_path.iterdir()) == []

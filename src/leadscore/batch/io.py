@@ -307,6 +307,17 @@ def _csv_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def remove_partial(path: str) -> None:
+    """Delete `<path>.partial` if it is there.
+
+    A writer interrupted while it opened (a signal between the file's creation and the writer's return) has no
+    writer object to abort it.
+    """
+    fs, inner = filesystem(path)
+    with suppress(OSError):
+        fs.delete_file(inner + PARTIAL_SUFFIX)
+
+
 def open_writer(path: str, fmt: FileFormat, schema: pa.Schema) -> Writer:
     """A writer of `schema` rows to `path`."""
     try:

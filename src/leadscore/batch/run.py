@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from leadscore.batch.io import Chunk, Reader, Writer, file_format, open_reader, open_writer
+from leadscore.batch.io import Chunk, Reader, Writer, file_format, open_reader, open_writer, remove_partial
 from leadscore.batch.options import FileFormat, chunk_rows_for, commit_rows_for
 from leadscore.batch.progress import ProgressBar
 from leadscore.batch.work import Done, Task, load_model, score_chunk
@@ -239,6 +239,8 @@ class _LazyWriter:
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
+        else:  # never opened, or interrupted while opening: its partial file may exist all the same
+            remove_partial(self._path)
 
 
 def _recorder(
