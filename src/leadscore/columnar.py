@@ -89,9 +89,23 @@ _OUTPUT_FIELDS: Final = (
 )
 
 
+# The output columns whose values repeat from row to row, the ones Parquet's dictionary encoding pays for. The
+# others (row numbers, ids, confidences, contributions) are near unique: encoding them costs the writer 60% of its
+# time for a larger file (1 M rows: 0.26 -> 0.10 CPU-s, 12.1 -> 8.8 MB).
+_REPEATING: Final = frozenset(
+    {"score", "model_version", "scored_at", "error_field", "error_message", "explained"}
+    | {"reason_raising_fields", "reason_lowering_fields"}
+)
+
+
 def output_schema(explain: bool) -> pa.Schema:
     """The schema of `score_table`'s result (with the explain columns when `explain`)."""
     return pa.schema([*_OUTPUT_FIELDS, *(EXPLAIN_FIELDS if explain else ())])
+
+
+def dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns of `schema` worth dictionary-encoding in a Parquet file (those whose values repeat)."""
+    return [name for name in schema.names if name in _REPEATING]
 
 
 # --- reading and checking the columns ----------------------------------------------------------------------------

@@ -243,11 +243,17 @@ class _Staged:
 
 
 class ParquetWriter(_Staged):
-    """A Parquet output file, one row group per chunk written."""
+    """A Parquet output file, one row group per chunk written; `dictionary`: the columns to dictionary-encode."""
 
-    def __init__(self, path: str, schema: pa.Schema) -> None:
+    def __init__(self, path: str, schema: pa.Schema, dictionary: list[str] | None = None) -> None:
         super().__init__(path)
-        self._writer = pq.ParquetWriter(self._partial, schema, filesystem=self._fs, compression="zstd")
+        self._writer = pq.ParquetWriter(
+            self._partial,
+            schema,
+            filesystem=self._fs,
+            compression="zstd",
+            use_dictionary=True if dictionary is None else dictionary,
+        )
 
     def write(self, table: pa.Table) -> None:
         """Append rows."""
@@ -318,11 +324,11 @@ def remove_partial(path: str) -> None:
         fs.delete_file(inner + PARTIAL_SUFFIX)
 
 
-def open_writer(path: str, fmt: FileFormat, schema: pa.Schema) -> Writer:
-    """A writer of `schema` rows to `path`."""
+def open_writer(path: str, fmt: FileFormat, schema: pa.Schema, dictionary: list[str] | None = None) -> Writer:
+    """A writer of `schema` rows to `path`; `dictionary`: the Parquet columns to dictionary-encode (default all)."""
     try:
         if fmt is FileFormat.PARQUET:
-            return ParquetWriter(path, schema)
+            return ParquetWriter(path, schema, dictionary)
         return CsvWriter(path, schema)
     except OSError as exc:
         raise BatchInputError(f"cannot write {path}: {exc}") from exc

@@ -225,16 +225,22 @@ class _LazyWriter:
         self._writer: Writer | None = None
 
     def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self._writer = open_writer(self._path, self._format, table.schema)
-        self._writer.write(table)
+        writer = self._writer or self._open(table.schema)
+        writer.write(table)
+
+    def _open(self, schema: pa.Schema) -> Writer:
+        from leadscore.columnar import dictionary_columns  # noqa: PLC0415 - see the class docstring
+
+        self._writer = open_writer(self._path, self._format, schema, dictionary_columns(schema))
+        return self._writer
 
     def close(self, explain: bool) -> None:
         if self._writer is None:
             from leadscore.columnar import output_schema  # noqa: PLC0415 - see the class docstring
 
-            self._writer = open_writer(self._path, self._format, output_schema(explain))
-        self._writer.close()
+            self._open(output_schema(explain)).close()
+        else:
+            self._writer.close()
 
     def abort(self) -> None:
         if self._writer is not None:
