@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from leadscore.api.security import generate_key, parse_keys
 from leadscore.cli import app
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, load_bundle
+from leadscore.model.saved import ONEDAL_FILE
 from leadscore.training.contract import OUTCOME, read_table
 from leadscore.training.synth import synthesize, write_table
 
@@ -319,3 +320,19 @@ def test_importance_refuses_a_directory_without_a_bundle(runner, tmp_path):
     result = runner.invoke(app, ["importance", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a model bundle" in result.output
+
+
+def test_onedal_saves_the_model_of_an_existing_bundle(runner, bundle_copy):
+    """`leadscore onedal DIR` writes the oneDAL model for a bundle that has none, and the bundle then loads from it."""
+    (bundle_copy / ONEDAL_FILE).unlink()
+    result = runner.invoke(app, ["onedal", str(bundle_copy)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"bundle": str(bundle_copy), "saved": ONEDAL_FILE}
+    assert load_bundle(bundle_copy).predictor_model_source == "bundle"
+
+
+def test_onedal_refuses_a_directory_without_a_bundle(runner, tmp_path):
+    """`leadscore onedal` on a directory that is not a bundle exits 2 and says what is missing."""
+    result = runner.invoke(app, ["onedal", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "missing manifest.json" in result.output

@@ -239,6 +239,21 @@ def importance(
     typer.echo(json.dumps({"bundle": str(bundle), "importance": manifest.importance}, indent=2))
 
 
+@app.command()
+def onedal(
+    bundle: Annotated[Path, typer.Argument(help="Model bundle directory to save the oneDAL model in.")],
+) -> None:
+    """Save a bundle's model converted to oneDAL in it (`train` does it): each process that loads it starts sooner."""
+    from leadscore.model.bundle import save_bundle_onedal  # noqa: PLC0415
+    from leadscore.model.saved import ONEDAL_FILE  # noqa: PLC0415
+
+    try:
+        save_bundle_onedal(bundle)
+    except LeadscoreError as exc:
+        raise _fail(exc.message) from exc
+    typer.echo(json.dumps({"bundle": str(bundle), "saved": ONEDAL_FILE}))
+
+
 app.add_typer(lake_app, name="lake")
 app.add_typer(outcomes_app, name="outcomes")
 # `leadscore score`: rescoring a whole file (leadscore.batch).

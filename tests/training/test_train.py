@@ -19,6 +19,7 @@ from leadscore.model.bundle import (
     load_bundle,
     load_reference,
 )
+from leadscore.model.saved import ONEDAL_FILE
 from leadscore.training.contract import OUTCOME
 from leadscore.training.synth import synthesize
 from leadscore.training.train import TRAINING_REPORT_FILE, TrainConfig, train_bundle
@@ -27,12 +28,13 @@ TINY = TrainConfig(num_boost_round=3, max_depth=2, version="unit")
 
 
 def test_train_bundle_writes_a_loadable_bundle(tmp_path):
-    """train_bundle writes booster, manifest, category map and reference bins, and the result loads and is ready."""
+    """train_bundle writes booster, oneDAL model, manifest, map and reference bins; it loads from its oneDAL model."""
     manifest = train_bundle(synthesize(600, seed=2), tmp_path / "b", TINY, source="synth.parquet")
-    expected = {BOOSTER_FILE, MANIFEST_FILE, CATEGORY_MAP_FILE, REFERENCE_FILE, TRAINING_REPORT_FILE}
+    expected = {BOOSTER_FILE, ONEDAL_FILE, MANIFEST_FILE, CATEGORY_MAP_FILE, REFERENCE_FILE, TRAINING_REPORT_FILE}
     assert {p.name for p in (tmp_path / "b").iterdir()} == expected
     scorer = load_bundle(tmp_path / "b")
     assert scorer.ready
+    assert scorer.predictor_model_source == "bundle"
     assert scorer.version == manifest.version == "unit"
 
 

@@ -7,6 +7,7 @@ trained with; a bundle written before maps existed is served with the packaged d
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 from importlib import resources
@@ -21,10 +22,20 @@ from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
 from leadscore.model.lean import xgb
-from leadscore.model.predictors import PredictorMode, XGBoostPredictor, release_freed_memory, select_predictor
+from leadscore.model.predictors import (
+    PredictorMode,
+    SavedOneDal,
+    XGBoostPredictor,
+    release_freed_memory,
+    select_predictor,
+)
+from leadscore.model.saved import booster_digest, read_onedal, save_onedal
 
 if TYPE_CHECKING:
     from leadscore.model.explain import TreeExplainer
+
+# The standard library's logger, as in predictors.py (the model layer knows nothing of the service's telemetry).
+log = logging.getLogger(__name__)
 
 BOOSTER_FILE: Final = "model.ubj"
 MANIFEST_FILE: Final = "manifest.json"
@@ -122,9 +133,16 @@ def save_bundle(
     categories: CategoryMap,
     reference: dict[str, Any] | None = None,
 ) -> None:
-    """Write booster, category map, reference bins and manifest (last: a half-written bundle has none)."""
+    """Write booster, oneDAL model, category map, reference bins and manifest (last: a half-written bundle has none).
+
+    The oneDAL model (`leadscore.model.saved`) spares every process that loads the bundle the conversion; where it
+    cannot be made the bundle is written without it, and the reason logged.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     booster.save_model(str(directory / BOOSTER_FILE))
+    unsaved = save_onedal(directory, booster, booster_digest((directory / BOOSTER_FILE).read_bytes()))
+    if unsaved is not None:
+        log.warning("onedal_model_not_saved reason=%s", unsaved, extra={"reason": unsaved})
     (directory / CATEGORY_MAP_FILE).write_text(categories.to_json(), encoding="utf-8")
     if reference is not None:
         write_reference(directory, reference)
@@ -166,6 +184,7 @@ class Scorer:
         predictor: PredictorMode = "auto",
         categories: CategoryMap = PLAIN_CATEGORIES,
         warm_explainer: bool = True,
+        saved: SavedOneDal | None = None,
     ) -> None:
         self.booster = booster
         self.manifest = manifest
@@ -175,10 +194,12 @@ class Scorer:
         # One thread per prediction: the server runs one worker per core, and threads would fight them.
         self.booster.set_param({"nthread": nthread})
         self._local = threading.local()
-        selection = select_predictor(booster, predictor, nthread)
+        selection = select_predictor(booster, predictor, nthread, saved)
         self._predictor = selection.predictor
         self.predictor = selection.predictor.name
         self.predictor_fallback_reason = selection.fallback_reason
+        # "bundle": the oneDAL model saved in the bundle; "converted": converted at load; "": XGBoost's predictor.
+        self.predictor_model_source = selection.model_source
         # Extracted once, so explaining a request walks flat arrays, not the booster: at warm-up when
         # `warm_explainer`, else at the first explanation. It costs ~110 MB and ~1 s per process, plus numba's
         # import (~60 MB): processes that do not explain (batch scoring; the service unless it explains by default
@@ -241,8 +262,8 @@ def check_warm_up(probs: npt.NDArray[np.float32]) -> None:
         raise ModelBundleError("warm-up probabilities do not sum to 1")
 
 
-def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booster, Manifest, CategoryMap]:
-    """Booster, manifest and category map of a bundle, every file checked; ModelBundleError saying what is wrong."""
+def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booster, Manifest, CategoryMap, str]:
+    """Booster, manifest, category map and the booster file's SHA-256, every file checked; ModelBundleError if wrong."""
     manifest_path = directory / MANIFEST_FILE
     booster_path = directory / BOOSTER_FILE
     if not directory.is_dir():
@@ -263,6 +284,7 @@ def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booste
         raise ModelBundleError("model feature names do not match the feature spec")
     booster = xgb.Booster()
     try:
+        # From the path: XGBoost aborts the process on an empty buffer, where it raises for an empty file.
         booster.load_model(str(booster_path))
     except xgb.core.XGBoostError as exc:
         raise ModelBundleError(f"booster {booster_path.name} is corrupt: {exc}") from exc
@@ -272,7 +294,7 @@ def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booste
         categories = bundle_category_map(directory, category_map)
     except ConfigError as exc:
         raise ModelBundleError(exc.message) from exc
-    return booster, manifest, categories
+    return booster, manifest, categories, booster_digest(booster_path.read_bytes())
 
 
 def load_bundle(
@@ -289,13 +311,28 @@ def load_bundle(
     `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
     `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
     """
-    booster, manifest, categories = _read_bundle(directory, category_map)
-    scorer = Scorer(booster, manifest, predictor=predictor, categories=categories, warm_explainer=warm_explainer)
+    booster, manifest, categories, digest = _read_bundle(directory, category_map)
+    saved = None
+    if predictor == "auto":
+        saved, unused = read_onedal(directory, digest)
+        if unused is not None:
+            log.info("onedal_saved_model_unused reason=%s", unused, extra={"reason": f"saved oneDAL model: {unused}"})
+    scorer = Scorer(
+        booster, manifest, predictor=predictor, categories=categories, warm_explainer=warm_explainer, saved=saved
+    )
     try:
         scorer.warm_up()
     except xgb.core.XGBoostError as exc:
         raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
     return scorer
+
+
+def save_bundle_onedal(directory: Path) -> None:
+    """Save the oneDAL model of an existing bundle in it (`save_bundle` does it for new ones), or ModelBundleError."""
+    booster, _, _, digest = _read_bundle(directory, None)
+    unsaved = save_onedal(directory, booster, digest)
+    if unsaved is not None:
+        raise ModelBundleError(f"the oneDAL model was not saved: {unsaved}")
 
 
 def check_bundle(directory: Path, category_map: Path | None = None) -> Manifest:
@@ -304,7 +341,7 @@ def check_bundle(directory: Path, category_map: Path | None = None) -> Manifest:
     For a process that only checks the bundle before its workers load it (`serve`): it builds no fast path and
     logs no predictor choice, which would describe a predictor no request is served with.
     """
-    booster, manifest, _ = _read_bundle(directory, category_map)
+    booster, manifest, _, _ = _read_bundle(directory, category_map)
     try:
         check_warm_up(XGBoostPredictor(booster).predict(_warm_up_row()))
     except xgb.core.XGBoostError as exc:

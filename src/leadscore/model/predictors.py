@@ -114,7 +114,8 @@ class OneDalPredictor:
     """oneDAL's gradient-boosted-trees inference on a model converted from the booster.
 
     Raises one of the build errors (ImportError when daal4py is missing, TypeError or ValueError for a
-    booster oneDAL cannot represent) when it cannot be built.
+    booster oneDAL cannot represent) when it cannot be built. `archive`: the model converted before, in oneDAL's
+    serialised form (`archive()`, saved in the bundle by `leadscore.model.saved`), read back instead of converting.
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class OneDalPredictor:
         nthread: int = 1,
         block_rows: int | None = None,
         trees: list[dict[str, Any]] | None = None,
+        archive: bytes | None = None,
     ) -> None:
         # Optional accelerator, imported here: a missing one must mean fallback, not a crash.
         daal4py = import_daal4py()
@@ -135,8 +137,10 @@ class OneDalPredictor:
         daal4py.daalinit(nthread)
         self._daal4py: Any = daal4py
         self.classes = _num_classes(booster)
-        self._model: Any = onedal_model(booster, daal4py, trees)
+        self._model: Any = onedal_model(booster, daal4py, trees) if archive is None else restored(daal4py, archive)
         self.features = booster.num_features()
+        if int(self._model.NumberOfFeatures) != self.features:
+            raise ValueError(f"the oneDAL model has {self._model.NumberOfFeatures} inputs, the booster {self.features}")
         self.block_rows = block_rows
         self._name = f"{ONEDAL_NAME} {metadata.version('daal')}"
 
@@ -144,6 +148,11 @@ class OneDalPredictor:
     def name(self) -> str:
         """The engine, oneDAL, and its version."""
         return self._name
+
+    def archive(self) -> bytes:
+        """The model in oneDAL's serialised form (what daal4py pickles), for `OneDalPredictor(archive=...)`."""
+        state: bytes = self._model.__getstate__()
+        return state
 
     def predict(self, matrix: Matrix) -> Matrix:
         """The probabilities oneDAL computes for `matrix`."""
@@ -164,6 +173,14 @@ class OneDalPredictor:
         )
         probabilities = algorithm.compute(rows, self._model).probabilities
         return np.asarray(probabilities[:n], dtype=np.float32)
+
+
+def restored(daal4py: Any, archive: bytes) -> Any:  # noqa: ANN401 - daal4py is untyped
+    """A oneDAL model read back from its serialised form, as unpickling it would (without `pickle`)."""
+    cls = daal4py.gbt_classification_model
+    model = cls.__new__(cls)
+    model.__setstate__(archive)
+    return model
 
 
 def booster_trees(booster: xgb.Booster) -> list[dict[str, Any]]:
@@ -293,6 +310,16 @@ class Selection:
 
     predictor: Predictor
     fallback_reason: str | None = None
+    # Where the oneDAL model came from: "bundle" (its saved file) or "converted" (at load); "" for XGBoost's.
+    model_source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedOneDal:
+    """A oneDAL model converted from a bundle's booster when it was written, and the inputs to check it on."""
+
+    archive: bytes
+    probe: Matrix
 
 
 def release_freed_memory() -> None:
@@ -305,8 +332,14 @@ def release_freed_memory() -> None:
     trim_heap()
 
 
-def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1) -> Selection:
-    """The fastest predictor that gives XGBoost's answers on this machine; XGBoost's own when forced or on failure."""
+def select_predictor(
+    booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1, saved: SavedOneDal | None = None
+) -> Selection:
+    """The fastest predictor that gives XGBoost's answers on this machine; XGBoost's own when forced or on failure.
+
+    `saved`: the bundle's oneDAL model (`leadscore.model.saved`), checked like a converted one and used in its
+    place; where it fails the check or cannot be read back, the booster is converted as without it.
+    """
     reference = XGBoostPredictor(booster)
     if mode == "xgboost":
         # Said as it is: the caller asked for XGBoost's predictor (the setting, or a check that needs no fast path).
@@ -318,9 +351,19 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
             extra={"predictor": reference.name, "reason": reason},
         )
         return Selection(reference)
+    block_rows = default_block_rows(cpu_vendor())
+    if saved is not None:
+        try:
+            candidate = OneDalPredictor(booster, nthread, block_rows, archive=saved.archive)
+            problem = self_check(reference, candidate, saved.probe)
+        except _BUILD_ERRORS as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is None:
+            return _selected(candidate, "bundle")
+        log.warning("onedal_saved_model_unused reason=%s", problem, extra={"reason": f"saved oneDAL model: {problem}"})
     try:
         trees = booster_trees(booster)
-        candidate = OneDalPredictor(booster, nthread, default_block_rows(cpu_vendor()), trees)
+        candidate = OneDalPredictor(booster, nthread, block_rows, trees)
         problem = self_check(reference, candidate, probe_matrix(booster, trees=trees))
         del trees
     except _BUILD_ERRORS as exc:
@@ -328,13 +371,7 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
     else:
         release_freed_memory()
         if problem is None:
-            log.info(
-                "predictor_selected predictor=%s block_rows=%s",
-                candidate.name,
-                candidate.block_rows,
-                extra={"predictor": candidate.name, "block_rows": candidate.block_rows},
-            )
-            return Selection(candidate)
+            return _selected(candidate, "converted")
         reason = f"oneDAL predictor disagrees with XGBoost on the load-time self-check: {problem}"
     log.warning(
         "predictor_fallback predictor=%s reason=%s",
@@ -343,3 +380,15 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
         extra={"predictor": reference.name, "reason": reason},
     )
     return Selection(reference, reason)
+
+
+def _selected(candidate: OneDalPredictor, source: str) -> Selection:
+    """The oneDAL predictor chosen, logged with where its model came from (the bundle's file, or converted now)."""
+    log.info(
+        "predictor_selected predictor=%s block_rows=%s model=%s",
+        candidate.name,
+        candidate.block_rows,
+        source,
+        extra={"predictor": candidate.name, "block_rows": candidate.block_rows, "model_source": source},
+    )
+    return Selection(candidate, model_source=source)

@@ -1,0 +1,119 @@
+"""The oneDAL model saved in the bundle: converted once when the bundle is written, not in every process that loads it.
+
+Converting the booster to oneDAL and checking it costs ~0.65 s of every process start (decoding the booster's
+JSON, building the trees, the probe inputs, freeing the garbage): the CLI, each service worker, each Spark Python
+worker. The bundle keeps the converted model as oneDAL's own serialised form (what daal4py pickles, read back
+with the pickle protocol's `__setstate__`, never `pickle`), and the probe inputs it was checked on, in one NumPy
+`.npz` file read with `allow_pickle=False`.
+
+The file is used only for the booster it was made from (the SHA-256 of the booster file) and the oneDAL release
+that wrote it (its archive format is that release's), and only when the archive's bytes have the SHA-256 recorded
+beside them: oneDAL aborts the process (an uncaught C++ exception) on an archive it cannot parse, so no bytes
+reach it unchecked. Like the booster, the file is trusted content: whoever can rewrite it can rewrite the model. The
+loading process still checks it against XGBoost's own
+answers on the saved probe inputs, on its own CPU, exactly as a converted model is checked; a file that is stale,
+unreadable or disagrees is passed over with the reason logged, and the booster is converted as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+import zlib
+from importlib import metadata
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from leadscore.model.lean import xgb
+from leadscore.model.predictors import (
+    OneDalPredictor,
+    SavedOneDal,
+    XGBoostPredictor,
+    booster_trees,
+    probe_matrix,
+    self_check,
+)
+
+ONEDAL_FILE: Final = "model.onedal.npz"
+FORMAT: Final = "leadscore-onedal/1"
+
+
+def booster_digest(data: bytes) -> str:
+    """The SHA-256 of a booster file's bytes: which booster a saved model belongs to."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def daal_version() -> str | None:
+    """The installed oneDAL release, or None where it is not installed."""
+    try:
+        return metadata.version("daal")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def save_onedal(directory: Path, booster: xgb.Booster, digest: str) -> str | None:
+    """Write `directory/model.onedal.npz` for `booster` (whose file has SHA-256 `digest`); None, or why not.
+
+    Not written (the reason returned, nothing left behind) where oneDAL is not installed, cannot represent the
+    booster, or disagrees with XGBoost on the probe inputs: loading then converts, or keeps XGBoost's predictor.
+    """
+    version = daal_version()
+    try:
+        trees = booster_trees(booster)
+        predictor = OneDalPredictor(booster, trees=trees)
+        probe = probe_matrix(booster, trees=trees)
+        problem = self_check(XGBoostPredictor(booster), predictor, probe)
+    except (ImportError, OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        return f"disagrees with XGBoost: {problem}"
+    data = predictor.archive()
+    staged = directory / f".{ONEDAL_FILE}.new"
+    with staged.open("wb") as out:
+        np.savez_compressed(
+            out,
+            format=np.str_(FORMAT),
+            daal=np.str_(version),
+            booster_sha256=np.str_(digest),
+            archive_sha256=np.str_(hashlib.sha256(data).hexdigest()),
+            archive=np.frombuffer(data, dtype=np.uint8),
+            probe=probe,
+        )
+    staged.replace(directory / ONEDAL_FILE)  # a reader sees no file or a whole one
+    return None
+
+
+def _stale(written: dict[str, str], digest: str) -> str | None:
+    """Why a saved model with these labels is not for this booster and this oneDAL, or None when it is."""
+    if written["format"] != FORMAT:
+        return f"{ONEDAL_FILE} is in format {written['format']!r}, not {FORMAT!r}"
+    if written["booster_sha256"] != digest:
+        return f"{ONEDAL_FILE} was made from another booster"
+    if written["daal"] != (version := daal_version()):
+        return f"{ONEDAL_FILE} was written by oneDAL {written['daal']}, this is {version}"
+    return None
+
+
+def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str | None]:
+    """The bundle's saved oneDAL model for the booster with SHA-256 `digest`, or None and why it cannot be used."""
+    path = directory / ONEDAL_FILE
+    if not path.is_file():
+        return None, f"the bundle has no {ONEDAL_FILE}"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            stale = _stale({key: str(saved[key]) for key in ("format", "daal", "booster_sha256")}, digest)
+            if stale is not None:
+                return None, stale
+            archive = saved["archive"]
+            probe = saved["probe"]
+            archive_digest = str(saved["archive_sha256"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        return None, f"{ONEDAL_FILE} is unreadable: {type(exc).__name__}: {exc}"
+    if archive.dtype != np.uint8 or probe.dtype != np.float32 or probe.ndim != 2:
+        return None, f"{ONEDAL_FILE} holds arrays of other types"
+    data = archive.tobytes()
+    if hashlib.sha256(data).hexdigest() != archive_digest:
+        return None, f"{ONEDAL_FILE} holds an archive whose SHA-256 is not the one recorded with it"
+    return SavedOneDal(data, probe), None

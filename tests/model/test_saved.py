@@ -1,0 +1,183 @@
+"""The oneDAL model saved in a bundle: used where it is this booster's and this oneDAL's, passed over otherwise."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir, load_bundle
+from leadscore.model.predictors import OneDalPredictor, XGBoostPredictor, disagreement, probe_matrix
+from leadscore.model.saved import FORMAT, ONEDAL_FILE, booster_digest, read_onedal, save_onedal
+
+
+def rewrite(path: Path, **changes: np.ndarray) -> None:
+    """Write the .npz at `path` again with some of its arrays replaced."""
+    with np.load(path, allow_pickle=False) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    arrays.update(changes)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def digest_of(bundle: Path) -> str:
+    """The SHA-256 of a bundle's booster file."""
+    return booster_digest((bundle / BOOSTER_FILE).read_bytes())
+
+
+@pytest.fixture
+def captured(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """The model layer's log records, from INFO up."""
+    caplog.set_level(logging.INFO, logger="leadscore.model")
+    return caplog
+
+
+def test_a_bundle_loads_its_saved_model(tiny_bundle):
+    """A bundle written by training carries model.onedal.npz, and loading it uses that model (no conversion)."""
+    assert (tiny_bundle / ONEDAL_FILE).is_file()
+    scorer = load_bundle(tiny_bundle)
+    assert scorer.predictor.startswith("onedal")
+    assert scorer.predictor_model_source == "bundle"
+
+
+def test_the_saved_model_predicts_as_the_converted_one_bit_for_bit(default_scorer):
+    """The model read back from the default bundle's file gives exactly the probabilities of a fresh conversion."""
+    saved, reason = read_onedal(default_bundle_dir(), digest_of(default_bundle_dir()))
+    assert reason is None
+    assert saved is not None
+    booster = default_scorer.booster
+    matrix = probe_matrix(booster, rows=3000, seed=5)
+    restored = OneDalPredictor(booster, archive=saved.archive).predict(matrix)
+    assert np.array_equal(restored, OneDalPredictor(booster).predict(matrix))
+    assert disagreement(XGBoostPredictor(booster).predict(matrix), restored) is None
+
+
+def test_the_packaged_bundle_is_served_from_its_saved_model(default_scorer):
+    """The default bundle's file is this booster's and this oneDAL's (regenerate: `leadscore onedal <bundle dir>`)."""
+    assert default_scorer.predictor_model_source == "bundle", read_onedal(
+        default_bundle_dir(), digest_of(default_bundle_dir())
+    )[1]
+
+
+def test_a_saved_model_of_another_booster_is_passed_over(bundle_copy, captured):
+    """A booster replaced after the file was written makes the file stale: the booster is converted, and that said."""
+    with (bundle_copy / BOOSTER_FILE).open("ab") as booster:
+        booster.write(b" ")  # other bytes, the same model: UBJSON ignores trailing whitespace
+    scorer = load_bundle(bundle_copy)
+    assert scorer.predictor_model_source == "converted"
+    assert any("made from another booster" in r.getMessage() for r in captured.records)
+
+
+def test_a_saved_model_of_another_onedal_release_is_passed_over(bundle_copy):
+    """A file written by another oneDAL release is not read back: its archive format is that release's."""
+    rewrite(bundle_copy / ONEDAL_FILE, daal=np.str_("2019.0.0"))
+    saved, reason = read_onedal(bundle_copy, digest_of(bundle_copy))
+    assert saved is None
+    assert "written by oneDAL 2019.0.0" in (reason or "")
+    assert load_bundle(bundle_copy).predictor_model_source == "converted"
+
+
+def test_a_saved_model_in_another_format_is_passed_over(bundle_copy):
+    """A file labelled with another format version is not read."""
+    rewrite(bundle_copy / ONEDAL_FILE, format=np.str_("leadscore-onedal/0"))
+    assert read_onedal(bundle_copy, digest_of(bundle_copy)) == (
+        None,
+        f"{ONEDAL_FILE} is in format 'leadscore-onedal/0', not {FORMAT!r}",
+    )
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "crc"])
+def test_an_unreadable_saved_model_is_passed_over(bundle_copy, damage):
+    """A damaged file (cut short, not an archive, bytes flipped) is reported unreadable and the booster converted."""
+    path = bundle_copy / ONEDAL_FILE
+    data = bytearray(path.read_bytes())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    elif damage == "not a zip":
+        data = bytearray(b"not an archive")
+    else:
+        with zipfile.ZipFile(path) as archive:
+            member = archive.getinfo("archive.npy")
+        middle = member.header_offset + 30 + len(member.filename) + member.compress_size // 2
+        data[middle] ^= 0xFF
+    path.write_bytes(bytes(data))
+    saved, reason = read_onedal(bundle_copy, digest_of(bundle_copy))
+    assert saved is None
+    assert "unreadable" in (reason or "")
+    scorer = load_bundle(bundle_copy)
+    assert scorer.ready
+    assert scorer.predictor_model_source == "converted"
+
+
+def test_an_archive_that_is_not_the_recorded_one_never_reaches_onedal(bundle_copy):
+    """Archive bytes without their recorded SHA-256 are passed over before oneDAL parses them (it aborts on garbage)."""
+    rewrite(bundle_copy / ONEDAL_FILE, archive=np.frombuffer(b"garbage" * 100, dtype=np.uint8))
+    saved, reason = read_onedal(bundle_copy, digest_of(bundle_copy))
+    assert saved is None
+    assert "SHA-256 is not the one recorded" in (reason or "")
+    assert load_bundle(bundle_copy).predictor_model_source == "converted"
+
+
+def test_a_saved_model_that_disagrees_with_xgboost_is_not_used(bundle_copy, default_scorer, captured):
+    """A file that passes its labels but holds another model fails the load-time check: converted, with a warning."""
+    other = OneDalPredictor(default_scorer.booster).archive()
+    rewrite(
+        bundle_copy / ONEDAL_FILE,
+        archive=np.frombuffer(other, dtype=np.uint8),
+        archive_sha256=np.str_(hashlib.sha256(other).hexdigest()),
+    )
+    scorer = load_bundle(bundle_copy)
+    assert scorer.predictor_model_source == "converted"
+    assert scorer.predictor_fallback_reason is None
+    warnings = [r.getMessage() for r in captured.records if r.levelno == logging.WARNING]
+    assert [w.split()[0] for w in warnings] == ["onedal_saved_model_unused"]
+
+
+def test_the_saved_model_is_checked_on_its_probe_inputs(bundle_copy, monkeypatch):
+    """The load-time check runs on the saved probe inputs: a model that disagrees there is not used."""
+    honest = OneDalPredictor.predict
+    monkeypatch.setattr(OneDalPredictor, "predict", lambda self, m: honest(self, m)[:, ::-1].copy())
+    scorer = load_bundle(bundle_copy)
+    assert scorer.predictor_fallback_reason is not None
+    assert "disagrees" in scorer.predictor_fallback_reason
+
+
+def test_forced_xgboost_reads_no_saved_model(bundle_copy):
+    """predictor=xgboost serves XGBoost's predictor even where the bundle has a oneDAL model."""
+    scorer = load_bundle(bundle_copy, predictor="xgboost")
+    assert scorer.predictor == "xgboost.inplace_predict"
+    assert scorer.predictor_model_source == ""
+
+
+def test_nothing_is_saved_without_onedal(bundle_copy, tiny_scorer, monkeypatch):
+    """Where daal4py cannot be imported, saving returns why and leaves no file (staged or final)."""
+    (bundle_copy / ONEDAL_FILE).unlink()
+    monkeypatch.setitem(sys.modules, "daal4py", None)
+    reason = save_onedal(bundle_copy, tiny_scorer.booster, digest_of(bundle_copy))
+    assert reason is not None
+    assert reason.startswith("ModuleNotFoundError")
+    assert sorted(p.name for p in bundle_copy.iterdir() if "onedal" in p.name) == []
+
+
+def test_saving_replaces_the_file_whole(bundle_copy, tiny_scorer):
+    """Saving again writes the same bytes under the same name, through a staged file that is gone afterwards."""
+    before = (bundle_copy / ONEDAL_FILE).read_bytes()
+    assert save_onedal(bundle_copy, tiny_scorer.booster, digest_of(bundle_copy)) is None
+    assert (bundle_copy / ONEDAL_FILE).read_bytes() == before
+    assert sorted(p.name for p in bundle_copy.iterdir() if "onedal" in p.name) == [ONEDAL_FILE]
+
+
+def test_a_bundle_without_the_file_still_loads(bundle_copy, captured):
+    """A bundle written before saved models (no file) is converted at load, as before, and says so at info level."""
+    (bundle_copy / ONEDAL_FILE).unlink()
+    scorer = load_bundle(bundle_copy)
+    assert scorer.predictor_model_source == "converted"
+    infos = [r.getMessage() for r in captured.records if r.levelno == logging.INFO]
+    assert f"onedal_saved_model_unused reason=the bundle has no {ONEDAL_FILE}" in infos
