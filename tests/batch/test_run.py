@@ -234,3 +234,13 @@ def test_a_run_interrupted_while_its_output_opens_leaves_no_partial_file(tmp_pat
     assert (tmp_path / "out.parquet.partial").exists()
     writer.abort()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_output_dictionary_encodes_only_repeating_columns(tmp_path, tiny_bundle):
+    """Scores, versions, times and errors are dictionary-encoded; row numbers, ids and confidences are not."""
+    pq.write_table(lead_table(300), tmp_path / "in.parquet")
+    score_file(tmp_path / "in.parquet", tmp_path / "out.parquet", workers=1, as_of=AS_OF, bundle=tiny_bundle)
+    group = pq.ParquetFile(tmp_path / "out.parquet").metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(group.num_columns)}
+    dictionary = {name for name, used in encodings.items() if "RLE_DICTIONARY" in used}
+    assert dictionary == {"score", "model_version", "scored_at", "error_field", "error_message"}
