@@ -34,6 +34,9 @@ def test_two_workers_serve_and_stop_cleanly_on_sigterm(tmp_path: Path, tiny_bund
     """A 2-worker server scores on its port and, on SIGTERM, both workers shut down and it exits 0."""
     server = start_server(tmp_path, env={"LEADSCORE_MODEL_DIR": str(tiny_bundle)}, args=("--workers", "2"))
     try:
+        # Readiness answers once one worker is up: the other may still be starting (on a busy machine, for
+        # seconds), and a worker stopped while it starts logs no shutdown.
+        server.wait_for_log("Application startup complete", count=2)
         statuses = []
         for _ in range(20):
             with httpx.Client(timeout=5) as client:  # a new connection each time: spread over the workers

@@ -40,6 +40,14 @@ class ServerProcess:
         """Everything the server wrote so far."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 120.0) -> None:
+        """Wait until the log holds `text` `count` times (e.g. every worker's start); AssertionError past `timeout`."""
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            assert self.process.poll() is None, f"server exited with {self.process.returncode}:\n{self.log()[-4000:]}"
+            assert time.monotonic() < deadline, f"{count} x {text!r} not logged in {timeout} s:\n{self.log()[-4000:]}"
+            time.sleep(0.1)
+
     def signal(self, sig: int) -> None:
         """Send `sig` to the server process (ours, by PID)."""
         self.process.send_signal(sig)
