@@ -45,12 +45,63 @@ def test_scoring_a_table_never_imports_scikit_learn():
     assert seen["loaded"] == []
 
 
+def test_scoring_from_the_saved_model_never_imports_xgboost():
+    """A process serving the packaged bundle's saved oneDAL model imports XGBoost only when it explains."""
+    seen = run_python(
+        """
+        import json, sys
+        import pyarrow as pa
+        from leadscore.columnar import resolve_bundle, score_table
+        scorer = resolve_bundle(None)
+        table = pa.table({"lead_id": ["a"], "company_size": ["51-200"]})
+        scored = score_table(table, bundle=scorer)
+        before = "xgboost" in sys.modules
+        explained = score_table(table, bundle=scorer, explain=True)
+        print(json.dumps({
+            "source": scorer.predictor_model_source,
+            "xgboost_before_explaining": before,
+            "xgboost_after": "xgboost" in sys.modules,
+            "same_score": scored["score"][0].as_py() == explained["score"][0].as_py(),
+            "explained": explained["explained"][0].as_py(),
+        }))
+        """
+    )
+    assert seen == {
+        "source": "bundle",
+        "xgboost_before_explaining": False,
+        "xgboost_after": True,
+        "same_score": True,
+        "explained": True,
+    }
+
+
+def test_xgboosts_error_class_is_named_without_importing_xgboost():
+    """Before XGBoost is imported, `xgboost_error()` is a class nothing raises; afterwards it is XGBoost's own."""
+    seen = run_python(
+        """
+        import json, sys
+        from leadscore.model.lean import import_xgboost, xgboost_error
+        before = xgboost_error()
+        imported = "xgboost" in sys.modules
+        import_xgboost()
+        after = xgboost_error()
+        print(json.dumps({
+            "imported_by_asking": imported,
+            "before_is_xgboosts": before is import_xgboost().core.XGBoostError,
+            "after_is_xgboosts": after is import_xgboost().core.XGBoostError,
+        }))
+        """
+    )
+    assert seen == {"imported_by_asking": False, "before_is_xgboosts": False, "after_is_xgboosts": True}
+
+
 def test_scikit_learn_and_daal4pys_converter_still_import_afterwards():
     """After the lean imports, `import sklearn` and `import daal4py.mb` give the real modules."""
     seen = run_python(
         """
         import json
-        from leadscore.model.lean import import_daal4py, xgb
+        from leadscore.model.lean import import_daal4py, import_xgboost
+        xgb = import_xgboost()
         daal4py = import_daal4py()
         import daal4py.mb
         import sklearn.linear_model
@@ -70,7 +121,8 @@ def test_scikit_learn_loaded_first_is_left_to_xgboost():
         """
         import json
         import sklearn.base
-        from leadscore.model.lean import xgb
+        from leadscore.model.lean import import_xgboost
+        xgb = import_xgboost()
         print(json.dumps({"installed": xgb.compat.SKLEARN_INSTALLED}))
         """
     )

@@ -344,6 +344,16 @@ def test_setting_reaches_model_endpoint(tmp_path, tiny_bundle, monkeypatch):
         body = client.get("/api/v1/model").json()
     assert body["predictor"] == XGBOOST_NAME
     assert body["predictor_fallback_reason"] is None
+    assert body["predictor_model"] is None
+
+
+def test_model_endpoint_says_where_the_onedal_model_came_from(tmp_path, tiny_bundle):
+    """GET /api/v1/model reports `predictor_model: bundle` for a bundle served from its saved oneDAL model."""
+    settings = Settings(model_dir=tiny_bundle, spool_dir=tmp_path / "spool", lake_uri=str(tmp_path / "lake"))
+    with TestClient(create_app(settings)) as client:
+        body = client.get("/api/v1/model").json()
+    assert body["predictor"].startswith("onedal")
+    assert body["predictor_model"] == "bundle"
 
 
 def test_model_endpoint_reports_a_fallback(tmp_path, tiny_bundle, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import sys
 import zipfile
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xgboost as xgb
 
+from leadscore.errors import ModelBundleError
 from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir, load_bundle
 from leadscore.model.predictors import OneDalPredictor, XGBoostPredictor, disagreement, probe_matrix
 from leadscore.model.saved import FORMAT, ONEDAL_FILE, booster_digest, read_onedal, save_onedal
@@ -40,11 +43,58 @@ def captured(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
 
 def test_a_bundle_loads_its_saved_model(tiny_bundle):
-    """A bundle written by training carries model.onedal.npz, and loading it uses that model (no conversion)."""
+    """A bundle written by training carries model.onedal.npz; loading it uses that model and reads no booster."""
     assert (tiny_bundle / ONEDAL_FILE).is_file()
-    scorer = load_bundle(tiny_bundle)
+    scorer = load_bundle(tiny_bundle, warm_explainer=False)
     assert scorer.predictor.startswith("onedal")
     assert scorer.predictor_model_source == "bundle"
+    assert not scorer.booster_loaded
+
+
+def test_the_booster_is_read_when_first_needed(tiny_bundle, tiny_scorer):
+    """A scorer serving the saved model reads its booster on first use: the same booster, with one thread."""
+    scorer = load_bundle(tiny_bundle, warm_explainer=False)
+    assert not scorer.booster_loaded
+    booster = scorer.booster
+    assert scorer.booster_loaded
+    assert scorer.booster is booster
+    assert booster.save_raw("json") == tiny_scorer.booster.save_raw("json")
+    assert json.loads(booster.save_config())["learner"]["generic_param"]["nthread"] == "1"
+
+
+def test_a_booster_gone_since_load_is_a_bundle_error_when_first_needed(bundle_copy):
+    """Where the booster file is removed after load, its first use raises ModelBundleError naming the file."""
+    scorer = load_bundle(bundle_copy, warm_explainer=False)
+    (bundle_copy / BOOSTER_FILE).unlink()
+    with pytest.raises(ModelBundleError, match=r"model bundle is missing model\.ubj"):
+        _ = scorer.booster
+
+
+def test_a_saved_model_for_other_inputs_is_not_used(bundle_copy, captured):
+    """A saved model that takes another number of inputs than the spec's is passed over, whatever its check says."""
+    rng = np.random.default_rng(0)
+    data = xgb.DMatrix(rng.normal(size=(200, 4)), label=np.arange(200) % 5)
+    other = xgb.train({"objective": "multi:softprob", "num_class": 5, "max_depth": 2}, data, num_boost_round=2)
+    archive = OneDalPredictor(other).archive()
+    probe = rng.normal(size=(20, 4)).astype(np.float32)
+    rewrite(
+        bundle_copy / ONEDAL_FILE,
+        archive=np.frombuffer(archive, dtype=np.uint8),
+        archive_sha256=np.str_(hashlib.sha256(archive).hexdigest()),
+        probe=probe,
+        reference=XGBoostPredictor(other).predict(probe),
+    )
+    scorer = load_bundle(bundle_copy)
+    assert scorer.predictor_model_source == "converted"
+    assert any("the model takes 4 inputs, not 55" in r.getMessage() for r in captured.records)
+
+
+def test_saved_probabilities_of_another_shape_are_passed_over(bundle_copy):
+    """XGBoost's saved answers must have a row per probe input."""
+    rewrite(bundle_copy / ONEDAL_FILE, reference=np.zeros((3, 5), dtype=np.float32))
+    saved, reason = read_onedal(bundle_copy, digest_of(bundle_copy))
+    assert saved is None
+    assert reason == f"{ONEDAL_FILE} holds arrays of other types or shapes"
 
 
 def test_the_saved_model_predicts_as_the_converted_one_bit_for_bit(default_scorer):
@@ -54,7 +104,7 @@ def test_the_saved_model_predicts_as_the_converted_one_bit_for_bit(default_score
     assert saved is not None
     booster = default_scorer.booster
     matrix = probe_matrix(booster, rows=3000, seed=5)
-    restored = OneDalPredictor(booster, archive=saved.archive).predict(matrix)
+    restored = OneDalPredictor.from_archive(saved.archive, 5).predict(matrix)
     assert np.array_equal(restored, OneDalPredictor(booster).predict(matrix))
     assert disagreement(XGBoostPredictor(booster).predict(matrix), restored) is None
 
@@ -132,7 +182,7 @@ def test_a_saved_model_that_disagrees_with_xgboost_is_not_used(bundle_copy, defa
         bundle_copy / ONEDAL_FILE,
         archive=np.frombuffer(other, dtype=np.uint8),
         archive_sha256=np.str_(hashlib.sha256(other).hexdigest()),
-    )
+    )  # the tiny model's probe and XGBoost answers, the packaged model's trees
     scorer = load_bundle(bundle_copy)
     assert scorer.predictor_model_source == "converted"
     assert scorer.predictor_fallback_reason is None

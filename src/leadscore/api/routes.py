@@ -216,6 +216,7 @@ async def model(scorer: ScorerDep) -> ModelResponse:
         **asdict(scorer.manifest),
         "predictor": scorer.predictor,
         "predictor_fallback_reason": scorer.predictor_fallback_reason,
+        "predictor_model": scorer.predictor_model_source or None,
         "features": SPEC.as_dict(),
     }
     return ModelResponse(**published)

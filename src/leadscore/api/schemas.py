@@ -272,6 +272,10 @@ class ModelResponse(BaseModel):
     xgboost_version: str = Field(description="XGBoost version that trained it.")
     predictor: str = Field(description="Tree inference in use: onedal or xgboost.")
     predictor_fallback_reason: str | None = Field(description="Why XGBoost's predictor is used, when it is.")
+    predictor_model: str | None = Field(
+        description="Where oneDAL's model came from: `bundle` (its saved model.onedal.npz) or `converted` (from the "
+        "booster at start); null when XGBoost's predictor is used."
+    )
     feature_spec_fingerprint: str = Field(description="Hash of the feature spec the model was trained for.")
     params: dict[str, Any] = Field(description="XGBoost training parameters.")
     num_boost_round: int = Field(description="Boosting rounds per class.")

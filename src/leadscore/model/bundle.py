@@ -21,17 +21,21 @@ from leadscore.errors import ConfigError, ModelBundleError
 from leadscore.features.encode import PLAIN_CATEGORIES
 from leadscore.features.picklists import CategoryMap, load_category_map
 from leadscore.features.spec import ENGINEERED_NAMES, SCORES, SPEC
-from leadscore.model.lean import xgb
+from leadscore.model.lean import import_xgboost, xgboost_error
 from leadscore.model.predictors import (
     PredictorMode,
     SavedOneDal,
+    Selection,
     XGBoostPredictor,
     release_freed_memory,
+    saved_predictor,
     select_predictor,
 )
 from leadscore.model.saved import booster_digest, read_onedal, save_onedal
 
 if TYPE_CHECKING:
+    import xgboost as xgb
+
     from leadscore.model.explain import TreeExplainer
 
 # The standard library's logger, as in predictors.py (the model layer knows nothing of the service's telemetry).
@@ -178,23 +182,35 @@ class Scorer:
 
     def __init__(
         self,
-        booster: xgb.Booster,
+        booster: xgb.Booster | None,
         manifest: Manifest,
         nthread: int = 1,
         predictor: PredictorMode = "auto",
         categories: CategoryMap = PLAIN_CATEGORIES,
         warm_explainer: bool = True,
         saved: SavedOneDal | None = None,
+        booster_file: Path | None = None,
     ) -> None:
-        self.booster = booster
+        """`booster` None: read from `booster_file` when first needed (to explain, or where `saved` is unfit)."""
+        if booster is None and booster_file is None:
+            raise ValueError("a Scorer needs a booster or the file to read it from")
+        self._booster = booster
+        self._booster_file = booster_file
+        self._booster_lock = threading.Lock()
+        # One thread per prediction: the server runs one worker per core, and threads would fight them.
+        self._nthread = nthread
+        if booster is not None:
+            booster.set_param({"nthread": nthread})
         self.manifest = manifest
         # How the encoder reads categorical values for this model (CRM forms included).
         self.categories = categories
         self.ready = False
-        # One thread per prediction: the server runs one worker per core, and threads would fight them.
-        self.booster.set_param({"nthread": nthread})
         self._local = threading.local()
-        selection = select_predictor(booster, predictor, nthread, saved)
+        selection: Selection | None = None
+        if saved is not None and predictor == "auto":
+            selection = saved_predictor(saved, len(ENGINEERED_NAMES), nthread)
+        if selection is None:
+            selection = select_predictor(self.booster, predictor, nthread)
         self._predictor = selection.predictor
         self.predictor = selection.predictor.name
         self.predictor_fallback_reason = selection.fallback_reason
@@ -207,6 +223,22 @@ class Scorer:
         self.warm_explainer = warm_explainer
         self._explainer: TreeExplainer | None = None
         self._explainer_lock = threading.Lock()
+
+    @property
+    def booster(self) -> xgb.Booster:
+        """The XGBoost booster; read from the bundle's file on first use when the scorer was made without it."""
+        if self._booster is None:
+            with self._booster_lock:
+                if self._booster is None:
+                    booster = read_booster(self._booster_file)  # type: ignore[arg-type]  # set when booster is None
+                    booster.set_param({"nthread": self._nthread})
+                    self._booster = booster
+        return self._booster
+
+    @property
+    def booster_loaded(self) -> bool:
+        """Whether the booster (and XGBoost) is loaded: not in a process serving the bundle's saved oneDAL model."""
+        return self._booster is not None
 
     @property
     def explainer(self) -> TreeExplainer:
@@ -262,8 +294,11 @@ def check_warm_up(probs: npt.NDArray[np.float32]) -> None:
         raise ModelBundleError("warm-up probabilities do not sum to 1")
 
 
-def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booster, Manifest, CategoryMap, str]:
-    """Booster, manifest, category map and the booster file's SHA-256, every file checked; ModelBundleError if wrong."""
+def _read_bundle(directory: Path, category_map: Path | None) -> tuple[Manifest, CategoryMap, str]:
+    """Manifest, category map and the booster file's SHA-256, every file checked; ModelBundleError saying what is wrong.
+
+    The booster itself is read by `read_booster`, only where it is needed.
+    """
     manifest_path = directory / MANIFEST_FILE
     booster_path = directory / BOOSTER_FILE
     if not directory.is_dir():
@@ -282,19 +317,27 @@ def _read_bundle(directory: Path, category_map: Path | None) -> tuple[xgb.Booste
         )
     if manifest.feature_names != ENGINEERED_NAMES:
         raise ModelBundleError("model feature names do not match the feature spec")
-    booster = xgb.Booster()
-    try:
-        # From the path: XGBoost aborts the process on an empty buffer, where it raises for an empty file.
-        booster.load_model(str(booster_path))
-    except xgb.core.XGBoostError as exc:
-        raise ModelBundleError(f"booster {booster_path.name} is corrupt: {exc}") from exc
-    if booster.num_features() != len(ENGINEERED_NAMES):
-        raise ModelBundleError(f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}")
     try:
         categories = bundle_category_map(directory, category_map)
     except ConfigError as exc:
         raise ModelBundleError(exc.message) from exc
-    return booster, manifest, categories, booster_digest(booster_path.read_bytes())
+    return manifest, categories, booster_digest(booster_path.read_bytes())
+
+
+def read_booster(path: Path) -> xgb.Booster:
+    """The booster in `path`, checked against the feature spec; ModelBundleError saying what is wrong."""
+    if not path.is_file():  # removed since the bundle was loaded, when it is read on first use
+        raise ModelBundleError(f"model bundle is missing {path.name} in {path.parent}")
+    xgboost = import_xgboost()
+    booster: xgb.Booster = xgboost.Booster()
+    try:
+        # From the path: XGBoost aborts the process on an empty buffer, where it raises for an empty file.
+        booster.load_model(str(path))
+    except xgboost.core.XGBoostError as exc:
+        raise ModelBundleError(f"booster {path.name} is corrupt: {exc}") from exc
+    if booster.num_features() != len(ENGINEERED_NAMES):
+        raise ModelBundleError(f"booster expects {booster.num_features()} inputs, the spec has {len(ENGINEERED_NAMES)}")
+    return booster
 
 
 def load_bundle(
@@ -311,26 +354,34 @@ def load_bundle(
     `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
     `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
     """
-    booster, manifest, categories, digest = _read_bundle(directory, category_map)
+    manifest, categories, digest = _read_bundle(directory, category_map)
+    booster_path = directory / BOOSTER_FILE
     saved = None
     if predictor == "auto":
         saved, unused = read_onedal(directory, digest)
         if unused is not None:
             log.info("onedal_saved_model_unused reason=%s", unused, extra={"reason": f"saved oneDAL model: {unused}"})
+    # With a saved oneDAL model the booster (and XGBoost) is read only if it is needed.
     scorer = Scorer(
-        booster, manifest, predictor=predictor, categories=categories, warm_explainer=warm_explainer, saved=saved
+        None if saved is not None else read_booster(booster_path),
+        manifest,
+        predictor=predictor,
+        categories=categories,
+        warm_explainer=warm_explainer,
+        saved=saved,
+        booster_file=booster_path,
     )
     try:
         scorer.warm_up()
-    except xgb.core.XGBoostError as exc:
+    except xgboost_error() as exc:
         raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
     return scorer
 
 
 def save_bundle_onedal(directory: Path) -> None:
     """Save the oneDAL model of an existing bundle in it (`save_bundle` does it for new ones), or ModelBundleError."""
-    booster, _, _, digest = _read_bundle(directory, None)
-    unsaved = save_onedal(directory, booster, digest)
+    _, _, digest = _read_bundle(directory, None)
+    unsaved = save_onedal(directory, read_booster(directory / BOOSTER_FILE), digest)
     if unsaved is not None:
         raise ModelBundleError(f"the oneDAL model was not saved: {unsaved}")
 
@@ -341,9 +392,10 @@ def check_bundle(directory: Path, category_map: Path | None = None) -> Manifest:
     For a process that only checks the bundle before its workers load it (`serve`): it builds no fast path and
     logs no predictor choice, which would describe a predictor no request is served with.
     """
-    booster, manifest, _, _ = _read_bundle(directory, category_map)
+    manifest, _, _ = _read_bundle(directory, category_map)
+    booster = read_booster(directory / BOOSTER_FILE)
     try:
         check_warm_up(XGBoostPredictor(booster).predict(_warm_up_row()))
-    except xgb.core.XGBoostError as exc:
+    except xgboost_error() as exc:
         raise ModelBundleError(f"warm-up prediction failed: {exc}") from exc
     return manifest

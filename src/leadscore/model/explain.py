@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
-from leadscore.model.lean import xgb
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 FloatMatrix = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]

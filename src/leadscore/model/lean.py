@@ -7,6 +7,10 @@ Both libraries import scikit-learn at import time when it is installed (it is: t
 (bench/README.md, third round). So a scoring process imports them here, with
 scikit-learn hidden while they load, and imports it for real later if it ever needs it (training does).
 
+XGBoost itself is imported on first use (`import_xgboost`): a process that serves the bundle's saved oneDAL model
+(`leadscore.model.saved`) needs it only to explain or to fall back, and its import (with SciPy's sparse matrices,
+which it imports unconditionally) is ~0.3 s of every start.
+
 This leans on two facts of those libraries, both checked by tests (`tests/model/test_lean.py`): XGBoost falls
 back to placeholder classes when `import sklearn` fails, and daal4py's package takes `mb` and `sklearn` from
 `sys.modules` when they are there. A library change that breaks either fails the tests, not the service.
@@ -50,9 +54,28 @@ def _hidden(names: tuple[str, ...], stand_ins: tuple[str, ...] = ()) -> Iterator
                 delattr(sys.modules[parent], child)  # `import daal4py.mb` later loads the real one
 
 
-# The booster's modules import `from leadscore.model.lean import xgb`, so that this import is the process's first.
-with _hidden((_SKLEARN,)):
-    import xgboost as xgb
+def import_xgboost() -> types.ModuleType:
+    """`xgboost`, imported with scikit-learn hidden unless the process has imported either already.
+
+    The model layer's modules call this where they need XGBoost at run time (and import it for their annotations
+    under TYPE_CHECKING only), so that this import is the process's first.
+    """
+    loaded = sys.modules.get("xgboost")
+    if loaded is not None:
+        return loaded
+    with _hidden((_SKLEARN,)):
+        return importlib.import_module("xgboost")
+
+
+class _NeverRaised(Exception):
+    """Stands for XGBoost's error class in a process that has not imported XGBoost (which then raised nothing)."""
+
+
+def xgboost_error() -> type[Exception]:
+    """XGBoost's error class for an `except` clause, without importing XGBoost where nothing has imported it."""
+    loaded = sys.modules.get("xgboost")
+    error: type[Exception] = loaded.core.XGBoostError if loaded is not None else _NeverRaised
+    return error
 
 
 def import_daal4py() -> Any:  # noqa: ANN401 - daal4py has no type information
@@ -64,4 +87,4 @@ def import_daal4py() -> Any:  # noqa: ANN401 - daal4py has no type information
         return importlib.import_module("daal4py")
 
 
-__all__ = ["import_daal4py", "xgb"]
+__all__ = ["import_daal4py", "import_xgboost", "xgboost_error"]

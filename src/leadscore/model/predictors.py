@@ -18,14 +18,17 @@ from dataclasses import dataclass
 from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from leadscore.heap import trim_heap
-from leadscore.model.lean import import_daal4py, xgb
+from leadscore.model.lean import import_daal4py
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 Matrix = npt.NDArray[np.float32]
 PredictorMode = Literal["auto", "xgboost"]
@@ -114,8 +117,8 @@ class OneDalPredictor:
     """oneDAL's gradient-boosted-trees inference on a model converted from the booster.
 
     Raises one of the build errors (ImportError when daal4py is missing, TypeError or ValueError for a
-    booster oneDAL cannot represent) when it cannot be built. `archive`: the model converted before, in oneDAL's
-    serialised form (`archive()`, saved in the bundle by `leadscore.model.saved`), read back instead of converting.
+    booster oneDAL cannot represent) when it cannot be built. `from_archive` reads back a model converted before
+    (`archive()`, saved in the bundle by `leadscore.model.saved`), with no booster.
     """
 
     def __init__(
@@ -124,7 +127,6 @@ class OneDalPredictor:
         nthread: int = 1,
         block_rows: int | None = None,
         trees: list[dict[str, Any]] | None = None,
-        archive: bytes | None = None,
     ) -> None:
         # Optional accelerator, imported here: a missing one must mean fallback, not a crash.
         daal4py = import_daal4py()
@@ -133,14 +135,25 @@ class OneDalPredictor:
         objective = config["learner"]["learner_train_param"]["objective"]
         if objective != "multi:softprob":
             raise TypeError(f"the oneDAL path serves multi:softprob boosters only, not {objective}")
+        self._setup(daal4py, onedal_model(booster, daal4py, trees), _num_classes(booster), nthread, block_rows)
+
+    @classmethod
+    def from_archive(
+        cls, archive: bytes, classes: int, nthread: int = 1, block_rows: int | None = None
+    ) -> OneDalPredictor:
+        """The predictor of a model in oneDAL's serialised form (`archive()`), scoring `classes` classes."""
+        daal4py = import_daal4py()
+        predictor = cls.__new__(cls)
+        predictor._setup(daal4py, restored(daal4py, archive), classes, nthread, block_rows)
+        return predictor
+
+    def _setup(self, daal4py: Any, model: Any, classes: int, nthread: int, block_rows: int | None) -> None:  # noqa: ANN401
         # Process-wide thread count: the service runs one worker process per core, like the booster's nthread.
         daal4py.daalinit(nthread)
         self._daal4py: Any = daal4py
-        self.classes = _num_classes(booster)
-        self._model: Any = onedal_model(booster, daal4py, trees) if archive is None else restored(daal4py, archive)
-        self.features = booster.num_features()
-        if int(self._model.NumberOfFeatures) != self.features:
-            raise ValueError(f"the oneDAL model has {self._model.NumberOfFeatures} inputs, the booster {self.features}")
+        self._model: Any = model
+        self.classes = classes
+        self.features = int(model.NumberOfFeatures)
         self.block_rows = block_rows
         self._name = f"{ONEDAL_NAME} {metadata.version('daal')}"
 
@@ -150,7 +163,7 @@ class OneDalPredictor:
         return self._name
 
     def archive(self) -> bytes:
-        """The model in oneDAL's serialised form (what daal4py pickles), for `OneDalPredictor(archive=...)`."""
+        """The model in oneDAL's serialised form (what daal4py pickles), for `OneDalPredictor.from_archive`."""
         state: bytes = self._model.__getstate__()
         return state
 
@@ -295,13 +308,18 @@ def disagreement(reference: Matrix, candidate: Matrix) -> str | None:
 
 
 def self_check(reference: Predictor, candidate: Predictor, matrix: Matrix) -> str | None:
-    """Compare `candidate` with `reference` on `matrix`, fed in batches of 1, 17, 47 rows and the rest.
+    """Compare `candidate` with `reference` on `matrix` (see `checked_against`)."""
+    return checked_against(reference.predict(matrix), candidate, matrix)
+
+
+def checked_against(expected: Matrix, candidate: Predictor, matrix: Matrix) -> str | None:
+    """Compare `candidate`'s answers on `matrix`, fed in batches of 1, 17, 47 rows and the rest, with `expected`.
 
     The batch sizes take oneDAL's row-by-row path, its padded path and its vectorised blocks.
     """
     cuts = [0, 1, 18, 65, matrix.shape[0]]
     parts = [candidate.predict(matrix[a:b]) for a, b in pairwise(cuts) if b > a]
-    return disagreement(reference.predict(matrix), np.concatenate(parts))
+    return disagreement(expected, np.concatenate(parts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,10 +334,14 @@ class Selection:
 
 @dataclass(frozen=True, slots=True)
 class SavedOneDal:
-    """A oneDAL model converted from a bundle's booster when it was written, and the inputs to check it on."""
+    """A oneDAL model converted from a bundle's booster when it was written, and what it is checked with at load.
+
+    `probe`: the inputs; `reference`: XGBoost's probabilities for them, computed when the model was saved.
+    """
 
     archive: bytes
     probe: Matrix
+    reference: Matrix
 
 
 def release_freed_memory() -> None:
@@ -332,13 +354,33 @@ def release_freed_memory() -> None:
     trim_heap()
 
 
-def select_predictor(
-    booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1, saved: SavedOneDal | None = None
-) -> Selection:
+def saved_predictor(saved: SavedOneDal, features: int, nthread: int = 1) -> Selection | None:
+    """The oneDAL predictor of a bundle's saved model, checked on its probe inputs; None (the reason logged) if unfit.
+
+    The check is the one a converted model passes, against XGBoost's answers saved with the model: no booster is
+    loaded. `features`: the inputs the model must take (the feature spec's).
+    """
+    try:
+        candidate = OneDalPredictor.from_archive(
+            saved.archive, saved.reference.shape[1], nthread, default_block_rows(cpu_vendor())
+        )
+        problem = (
+            f"the model takes {candidate.features} inputs, not {features}"
+            if candidate.features != features
+            else checked_against(saved.reference, candidate, saved.probe)
+        )
+    except _BUILD_ERRORS as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is not None:
+        log.warning("onedal_saved_model_unused reason=%s", problem, extra={"reason": f"saved oneDAL model: {problem}"})
+        return None
+    return _selected(candidate, "bundle")
+
+
+def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1) -> Selection:
     """The fastest predictor that gives XGBoost's answers on this machine; XGBoost's own when forced or on failure.
 
-    `saved`: the bundle's oneDAL model (`leadscore.model.saved`), checked like a converted one and used in its
-    place; where it fails the check or cannot be read back, the booster is converted as without it.
+    The booster is converted to oneDAL here; a bundle's saved oneDAL model goes through `saved_predictor`.
     """
     reference = XGBoostPredictor(booster)
     if mode == "xgboost":
@@ -351,19 +393,9 @@ def select_predictor(
             extra={"predictor": reference.name, "reason": reason},
         )
         return Selection(reference)
-    block_rows = default_block_rows(cpu_vendor())
-    if saved is not None:
-        try:
-            candidate = OneDalPredictor(booster, nthread, block_rows, archive=saved.archive)
-            problem = self_check(reference, candidate, saved.probe)
-        except _BUILD_ERRORS as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        if problem is None:
-            return _selected(candidate, "bundle")
-        log.warning("onedal_saved_model_unused reason=%s", problem, extra={"reason": f"saved oneDAL model: {problem}"})
     try:
         trees = booster_trees(booster)
-        candidate = OneDalPredictor(booster, nthread, block_rows, trees)
+        candidate = OneDalPredictor(booster, nthread, default_block_rows(cpu_vendor()), trees)
         problem = self_check(reference, candidate, probe_matrix(booster, trees=trees))
         del trees
     except _BUILD_ERRORS as exc:

@@ -6,13 +6,16 @@ worker. The bundle keeps the converted model as oneDAL's own serialised form (wh
 with the pickle protocol's `__setstate__`, never `pickle`), and the probe inputs it was checked on, in one NumPy
 `.npz` file read with `allow_pickle=False`.
 
-The file is used only for the booster it was made from (the SHA-256 of the booster file) and the oneDAL release
-that wrote it (its archive format is that release's), and only when the archive's bytes have the SHA-256 recorded
-beside them: oneDAL aborts the process (an uncaught C++ exception) on an archive it cannot parse, so no bytes
-reach it unchecked. Like the booster, the file is trusted content: whoever can rewrite it can rewrite the model. The
-loading process still checks it against XGBoost's own
-answers on the saved probe inputs, on its own CPU, exactly as a converted model is checked; a file that is stale,
-unreadable or disagrees is passed over with the reason logged, and the booster is converted as before.
+With the model it keeps XGBoost's answers on the probe inputs, so that a process serving the saved model checks it
+without loading the booster or XGBoost (`leadscore.model.lean`): on its own CPU, exactly as a converted model is
+checked against XGBoost's.
+
+The file is used only for the booster it was made from (the SHA-256 of the booster file), for the oneDAL release
+that wrote it (its archive format is that release's), and when the archive's bytes have the SHA-256 recorded beside
+them: oneDAL aborts the process (an uncaught C++ exception) on an archive it cannot parse, so no bytes reach it
+unchecked. Like the booster, the file is trusted content: whoever can rewrite it can rewrite the model. A file that
+is stale, unreadable or disagrees is passed over with the reason logged, and the booster is loaded and converted as
+before.
 """
 
 from __future__ import annotations
@@ -22,19 +25,21 @@ import zipfile
 import zlib
 from importlib import metadata
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from leadscore.model.lean import xgb
 from leadscore.model.predictors import (
     OneDalPredictor,
     SavedOneDal,
     XGBoostPredictor,
     booster_trees,
+    checked_against,
     probe_matrix,
-    self_check,
 )
+
+if TYPE_CHECKING:
+    import xgboost as xgb
 
 ONEDAL_FILE: Final = "model.onedal.npz"
 FORMAT: Final = "leadscore-onedal/1"
@@ -64,7 +69,8 @@ def save_onedal(directory: Path, booster: xgb.Booster, digest: str) -> str | Non
         trees = booster_trees(booster)
         predictor = OneDalPredictor(booster, trees=trees)
         probe = probe_matrix(booster, trees=trees)
-        problem = self_check(XGBoostPredictor(booster), predictor, probe)
+        reference = XGBoostPredictor(booster).predict(probe)
+        problem = checked_against(reference, predictor, probe)
     except (ImportError, OSError, RuntimeError, TypeError, ValueError, KeyError) as exc:
         return f"{type(exc).__name__}: {exc}"
     if problem is not None:
@@ -80,6 +86,7 @@ def save_onedal(directory: Path, booster: xgb.Booster, digest: str) -> str | Non
             archive_sha256=np.str_(hashlib.sha256(data).hexdigest()),
             archive=np.frombuffer(data, dtype=np.uint8),
             probe=probe,
+            reference=reference,
         )
     staged.replace(directory / ONEDAL_FILE)  # a reader sees no file or a whole one
     return None
@@ -108,12 +115,14 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
                 return None, stale
             archive = saved["archive"]
             probe = saved["probe"]
+            reference = saved["reference"]
             archive_digest = str(saved["archive_sha256"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         return None, f"{ONEDAL_FILE} is unreadable: {type(exc).__name__}: {exc}"
-    if archive.dtype != np.uint8 or probe.dtype != np.float32 or probe.ndim != 2:
-        return None, f"{ONEDAL_FILE} holds arrays of other types"
+    shapes_fit = probe.ndim == reference.ndim == 2 and probe.shape[0] == reference.shape[0]
+    if archive.dtype != np.uint8 or probe.dtype != np.float32 or not shapes_fit:
+        return None, f"{ONEDAL_FILE} holds arrays of other types or shapes"
     data = archive.tobytes()
     if hashlib.sha256(data).hexdigest() != archive_digest:
         return None, f"{ONEDAL_FILE} holds an archive whose SHA-256 is not the one recorded with it"
-    return SavedOneDal(data, probe), None
+    return SavedOneDal(data, probe, reference.astype(np.float32)), None
