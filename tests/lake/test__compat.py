@@ -115,3 +115,54 @@ def test_streamed_files_dictionary_encode_text_columns_only(tmp_path: Path, tiny
     assert dictionary["raw_industry"] is True
     assert dictionary["confidence"] is False
     assert dictionary["engineered_log_account_revenue"] is False
+
+
+def test_a_transaction_replays_its_metadata_once_per_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads of `table_metadata` in one state replay the updates once; staging an update replays them again."""
+    from pyiceberg.table import update as pyiceberg_update  # noqa: PLC0415 - the function the property calls
+
+    table = load_table(local_settings(tmp_path).lake_table_config())
+    calls: list[int] = []
+    real = pyiceberg_update.update_table_metadata
+
+    def counted(base, updates, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(len(updates))
+        return real(base, updates, *args, **kwargs)
+
+    monkeypatch.setattr(pyiceberg_update, "update_table_metadata", counted)
+    tx = _compat.transaction(table)
+    first = [tx.table_metadata for _ in range(10)]
+    assert calls == [0]
+    assert all(m is first[0] for m in first)
+    tx.set_properties({"leadscore.test": "1"})
+    assert tx.table_metadata.properties["leadscore.test"] == "1"
+    assert tx.table_metadata is tx.table_metadata
+    assert calls == [0, 1]
+
+
+def test_a_commit_through_the_cached_transaction_is_a_plain_commit(tmp_path: Path, tiny_scorer: Scorer) -> None:
+    """An append committed through `transaction` gives the table the snapshot and rows a plain transaction gives."""
+    table = load_table(local_settings(tmp_path).lake_table_config())
+    rows = pa.Table.from_batches([to_record_batch([scored_rows(tiny_scorer, 3, "r")])])
+    for make in (table.transaction, lambda: _compat.transaction(table)):
+        with make() as tx, tx.update_snapshot(snapshot_properties={"leadscore.k": "v"}).fast_append() as append:
+            for data_file in _compat.write_data_files(tx, rows):
+                append.append_data_file(data_file)
+    snapshots = table.snapshots()
+    assert len(snapshots) == 2
+    assert snapshots[1].parent_snapshot_id == snapshots[0].snapshot_id
+    assert [s.summary.additional_properties["leadscore.k"] for s in snapshots] == ["v", "v"]
+    assert table.scan().to_arrow().num_rows == 6
+
+
+def test_a_stale_transaction_sees_the_refreshed_table(tmp_path: Path) -> None:
+    """The cache is keyed on the table's metadata object: after a refresh the transaction reads the new metadata."""
+    config = local_settings(tmp_path).lake_table_config()
+    table = load_table(config)
+    tx = _compat.transaction(table)
+    before = tx.table_metadata
+    with load_table(config).transaction() as other:
+        other.set_properties({"leadscore.other": "1"})
+    table.refresh()
+    assert tx.table_metadata is not before
+    assert tx.table_metadata.properties["leadscore.other"] == "1"

@@ -58,7 +58,8 @@ def compact_day(table: Table, day: date) -> CompactionResult:
     rows = scan.to_arrow().sort_by([("timestamp", "ascending"), ("request_id", "ascending")])
     try:
         properties = {"leadscore.compaction": partition}
-        with table.transaction() as tx, tx.update_snapshot(snapshot_properties=properties).overwrite() as rewrite:
+        tx = _compat.transaction(table)
+        with tx, tx.update_snapshot(snapshot_properties=properties).overwrite() as rewrite:
             for task in tasks:
                 rewrite.delete_data_file(task.file)
             outputs = list(_compat.write_data_files(tx, rows))

@@ -240,7 +240,7 @@ def _evolve_once(table: Table, schema: pa.Schema, partition_keys: Sequence[str])
                     spec.add_identity(key)
     stale = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and table.properties.get(k) != v}
     if stale:
-        with table.transaction() as tx:
+        with _compat.transaction(table) as tx:
             tx.set_properties(stale)
 
 
@@ -289,7 +289,7 @@ def commit_files(
         files.discard()
         raise
     try:
-        with table.transaction() as tx:
+        with _compat.transaction(table) as tx:
             if table_properties:
                 tx.set_properties(dict(table_properties))
             with tx.update_snapshot(snapshot_properties=dict(snapshot_properties)).fast_append() as append:
