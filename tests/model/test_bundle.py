@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -21,6 +24,8 @@ from leadscore.model.bundle import (
     default_bundle_dir,
     load_bundle,
 )
+from leadscore.model.predictors import XGBoostPredictor
+from leadscore.model.saved import ONEDAL_FILE
 
 
 def edit_manifest(bundle, **changes):
@@ -275,6 +280,31 @@ def test_check_bundle_checks_without_selecting_a_predictor(tiny_bundle, caplog):
     caplog.set_level(logging.INFO, logger="leadscore.model.predictors")
     assert check_bundle(tiny_bundle).version == "test-tiny"
     assert caplog.records == []
+
+
+def test_check_bundle_with_a_saved_model_never_imports_xgboost(tiny_bundle):
+    """A bundle with a saved oneDAL model is checked without XGBoost (`serve` with one worker is its worker)."""
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import json, sys
+            from pathlib import Path
+            from leadscore.model.bundle import check_bundle
+            version = check_bundle(Path({str(tiny_bundle)!r})).version
+            print(json.dumps({{"version": version, "xgboost": "xgboost" in sys.modules}}))
+            """)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == {"version": "test-tiny", "xgboost": False}
+
+
+def test_check_bundle_warms_up_a_bundle_without_a_usable_saved_model(bundle_copy, monkeypatch):
+    """Without a usable saved model, check_bundle reads the booster and runs XGBoost's warm-up prediction."""
+    (bundle_copy / ONEDAL_FILE).unlink()
+    seen: list[tuple[int, int]] = []
+    honest = XGBoostPredictor.predict
+    monkeypatch.setattr(XGBoostPredictor, "predict", lambda self, m: seen.append(m.shape) or honest(self, m))
+    assert check_bundle(bundle_copy).version == "test-tiny"
+    assert seen == [(1, len(ENGINEERED_NAMES))]
 
 
 def test_check_bundle_refuses_what_load_bundle_refuses(bundle_copy):

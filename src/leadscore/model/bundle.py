@@ -387,12 +387,18 @@ def save_bundle_onedal(directory: Path) -> None:
 
 
 def check_bundle(directory: Path, category_map: Path | None = None) -> Manifest:
-    """Every check `load_bundle` makes, warm-up included, with XGBoost's own predictor and no predictor selection.
+    """The checks `load_bundle` makes that can refuse a bundle, with no predictor selection.
 
     For a process that only checks the bundle before its workers load it (`serve`): it builds no fast path and
-    logs no predictor choice, which would describe a predictor no request is served with.
+    logs no predictor choice, which would describe a predictor no request is served with. A bundle whose saved
+    oneDAL model is usable (made from this very booster file, by this oneDAL, its bytes intact) needs nothing more:
+    the booster was read and checked when the model was saved from it, and each worker checks the model again on
+    its own CPU, falling back to the booster if it must. The process then never imports XGBoost (with one worker,
+    it is the worker). Otherwise the booster is read and warmed up with XGBoost's own predictor.
     """
-    manifest, _, _ = _read_bundle(directory, category_map)
+    manifest, _, digest = _read_bundle(directory, category_map)
+    if read_onedal(directory, digest)[0] is not None:
+        return manifest
     booster = read_booster(directory / BOOSTER_FILE)
     try:
         check_warm_up(XGBoostPredictor(booster).predict(_warm_up_row()))
