@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError as PydanticValidationError
 
 from leadscore import columnar
 from leadscore.api.decode import parse_leads
-from leadscore.api.schemas import parse_score_request
+from leadscore.api.schemas import CustomFeatures, Lead, parse_score_request
 from leadscore.columnar import output_schema, score_table
 from leadscore.errors import ValidationFailed
 from leadscore.features.spec import CATEGORY_FIELDS, CORE_FIELDS, CUSTOM_FIELDS, SCORES
@@ -148,6 +150,39 @@ def test_bad_value_is_rejected_with_the_apis_message(tiny_scorer: Scorer, name: 
     assert out[1]["score"] is None
     assert out[1]["confidence"] is None
     assert (out[1]["error_field"], out[1]["error_message"]) == api_first_error(api_lead)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("time_on_site", math.inf), ("custom_feature_5", -math.inf), ("website_sessions", math.inf)]
+)
+def test_an_infinite_value_is_rejected_with_the_contracts_message(tiny_scorer: Scorer, name: str, value: float) -> None:
+    """An infinity in a float column (JSON cannot carry one; Parquet can) is rejected as the contract rejects it."""
+    model = CustomFeatures if name.startswith("custom_feature_") else Lead
+    with pytest.raises(PydanticValidationError) as caught:
+        model.model_validate({name: value})
+    expected = caught.value.errors(include_url=False)[0]["msg"]
+    out = score_table(pa.table({name: pa.array([1.0, value])}), bundle=tiny_scorer, as_of=AS_OF).to_pylist()
+    assert out[0]["error_field"] is None
+    assert (out[1]["score"], out[1]["error_field"], out[1]["error_message"]) == (None, name, expected)
+
+
+def test_values_on_the_bounds_are_accepted_as_the_api_accepts_them(tiny_scorer: Scorer) -> None:
+    """On a bound, whole floats in integer fields, and 200 two-byte characters all score (as in the API)."""
+    on_bounds: dict[str, list[Any]] = {
+        "email_engagement_score": [0.0, 1.0],
+        "website_sessions": [0, 1_000_000_000_000],
+        "industry": ["é" * 200, "Retail"],
+        "custom_feature_1": [-1e30, 1e30],
+    }
+    parse_score_request(orjson.dumps({"leads": [
+        {k: v[i] for k, v in on_bounds.items() if k in Lead.model_fields}
+        | {"custom_features": {"custom_feature_1": on_bounds["custom_feature_1"][i]}}
+        for i in range(2)
+    ]}))  # fmt: skip
+    table = pa.table(on_bounds | {"pages_viewed": pa.array([3.0, 0.0])})
+    out = score_table(table, bundle=tiny_scorer, as_of=AS_OF)
+    assert out["error_field"].null_count == 2
+    assert out["score"].null_count == 0
 
 
 def test_a_date_alone_scores_as_its_midnight_utc(tiny_scorer: Scorer) -> None:
