@@ -200,18 +200,24 @@ def main() -> None:
         workdir = Path(tmp)
         source = workdir / "leads.parquet"
         write_leads(source, args.leads)
+        # The reference is measured before and after the command and the faster kept: on a machine whose speed
+        # drifts within minutes, one measurement caught in a slow moment would flatter the command (a round
+        # measured the command at 1.23x its own predictor's limit that way).
+        before = predictor_limit(source, workdir, args.workers)
+        print("predictor_limit (before):", json.dumps(before), flush=True)
         results["score"] = run_score(source, workdir / "scores.parquet", args.workers)
         print("score:", json.dumps(results["score"]), flush=True)
-        results["predictor_limit"] = predictor_limit(source, workdir, args.workers)
-        print("predictor_limit:", json.dumps(results["predictor_limit"]), flush=True)
+        after = predictor_limit(source, workdir, args.workers)
+        print("predictor_limit (after):", json.dumps(after), flush=True)
+        results["predictor_limit_runs"] = [before, after]
+        results["predictor_limit"] = max(before, after, key=lambda run: float(run["rows_per_s"]))
+        best_per_cpu_s = max(float(before["rows_per_cpu_s"]), float(after["rows_per_cpu_s"]))
         results["of_predictor_limit"] = round(
             results["score"]["rows_per_s"] / results["predictor_limit"]["rows_per_s"], 3
         )
         # On a shared machine the command and the reference get what CPU is left: per CPU second is the fairer
         # ratio (it counts the command's start-up, reading and writing; the reference only predicts).
-        results["of_predictor_limit_per_cpu_s"] = round(
-            results["score"]["rows_per_cpu_s"] / results["predictor_limit"]["rows_per_cpu_s"], 3
-        )
+        results["of_predictor_limit_per_cpu_s"] = round(results["score"]["rows_per_cpu_s"] / best_per_cpu_s, 3)
         results["extrapolated_seconds_10m"] = round(10_000_000 / results["score"]["rows_per_s"], 1)
         if args.csv:
             text = workdir / "leads.csv"
