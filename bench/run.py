@@ -31,7 +31,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
@@ -117,6 +117,11 @@ def process_tree_cpu(pid: int) -> float:
 class Server:
     """`leadscore serve` with the given environment; stopped by its PID."""
 
+    # The interpreter that serves: this one by default (the development environment, whose test and Spark tools
+    # pyarrow also imports: pandas, on its first conversion); `--server-python` gives one synced as the container
+    # is (`uv sync --no-default-groups`), to measure what a deployed task holds.
+    python: ClassVar[str] = sys.executable
+
     def __init__(self, workers: int, env: dict[str, str], workdir: Path) -> None:
         self.port = free_port()
         self.workdir = workdir
@@ -125,7 +130,7 @@ class Server:
         full_env = {**os.environ, "LEADSCORE_SPOOL_DIR": str(workdir / "spool"),
                     "LEADSCORE_LAKE_URI": str(workdir / "lake"), **env}  # fmt: skip
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "leadscore", "serve", "--port", str(self.port), "--workers", str(workers)],
+            [self.python, "-m", "leadscore", "serve", "--port", str(self.port), "--workers", str(workers)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -423,6 +428,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--table-rows", type=int, default=1_000_000, help="rows of the score_table figure")
     parser.add_argument("--memory-only", action="store_true", help="only the memory case (to --out memory.json)")
+    parser.add_argument(
+        "--server-python",
+        default=sys.executable,
+        help="the interpreter that runs leadscore serve (e.g. .venv-prod/bin/python after "
+        "UV_PROJECT_ENVIRONMENT=.venv-prod uv sync --locked --no-default-groups)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="default: results/latest.json (memory.json alone)")
     args = parser.parse_args()
     if args.out is None:
@@ -432,6 +443,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    Server.python = args.server_python
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk); ./dev bench installs it")
 
