@@ -20,7 +20,7 @@ from leadscore.errors import LeadscoreError
 from leadscore.features.encode import NUMERIC_INPUTS, TEXT_INPUTS, TIMESTAMP_INPUTS
 from leadscore.features.spec import INPUT_FIELDS, Kind
 from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
-from leadscore.lake.table import TableConfig, commit_files, data_files, load_table
+from leadscore.lake.table import TableConfig, commit_files, data_files, load_table, set_properties
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -215,8 +215,7 @@ class Recorder:
             commit_files(self._table, commit.files, summary, recorded)
         else:  # every row of these chunks was rejected: no data files, the rows are still the run's
             commit.files.discard()
-            with self._table.transaction() as tx:
-                tx.set_properties(recorded)
+            set_properties(self._table, recorded)
         self._done = done
         self.rows += commit.rows
 

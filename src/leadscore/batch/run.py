@@ -235,12 +235,9 @@ class _LazyWriter:
         return self._writer
 
     def close(self, explain: bool) -> None:
-        if self._writer is None:
-            from leadscore.columnar import output_schema  # noqa: PLC0415 - see the class docstring
+        from leadscore.columnar import output_schema  # noqa: PLC0415 - see the class docstring
 
-            self._open(output_schema(explain)).close()
-        else:
-            self._writer.close()
+        (self._writer or self._open(output_schema(explain))).close()
 
     def abort(self) -> None:
         if self._writer is not None:

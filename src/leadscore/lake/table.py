@@ -240,8 +240,13 @@ def _evolve_once(table: Table, schema: pa.Schema, partition_keys: Sequence[str])
                     spec.add_identity(key)
     stale = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version" and table.properties.get(k) != v}
     if stale:
-        with _compat.transaction(table) as tx:
-            tx.set_properties(stale)
+        set_properties(table, stale)
+
+
+def set_properties(table: Table, properties: Mapping[str, str]) -> None:
+    """Set table properties in a commit of their own."""
+    with _compat.transaction(table) as tx:
+        tx.set_properties(dict(properties))
 
 
 def _partition_names(table: Table) -> list[str]:
