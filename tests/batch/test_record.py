@@ -127,6 +127,22 @@ def test_a_rerun_in_other_chunks_adds_nothing_recorded(tmp_path):
     assert table_rows(local_settings(tmp_path)).num_rows == 8
 
 
+def test_a_span_whose_every_row_was_rejected_is_recorded_without_data(tmp_path):
+    """Input rows all rejected still become the run's: no data file, and a rerun of them adds nothing."""
+    settings = local_settings(tmp_path)
+    config = settings.lake_table_config()
+    recorder = Recorder(config, "run-7")
+    recorder.add(0, 3, _chunk_rows(0))
+    recorder.finish()
+    assert recorder.rows == 0
+    assert not list((tmp_path / "lake").rglob("*.parquet"))
+    again = Recorder(config, "run-7")
+    again.add(0, 3, _chunk_rows(3))
+    again.finish()
+    assert (again.rows, again.skipped_rows) == (0, 3)
+    assert table_rows(settings).num_rows == 0
+
+
 def test_discarded_rows_leave_no_commit_and_no_file(tmp_path):
     """Rows added and then discarded (a failed run) are in no snapshot, and their data files are deleted."""
     settings = local_settings(tmp_path)
