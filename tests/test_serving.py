@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -14,6 +15,21 @@ import pytest
 
 from leadscore.serving import reuse_port_socket
 from tests.support.server import free_port, start_server
+from tests.support.waiting import wait_until
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every process below it, as /proc lists them now."""
+    pids = [pid]
+    for parent in pids:  # grows as children are found
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            pids.extend(int(child) for child in (task / "children").read_text().split())
+    return pids
+
+
+def maps_pandas(pid: int) -> bool:
+    """Whether process `pid` has any file of the pandas package mapped (its extension modules, once imported)."""
+    return f"{os.sep}pandas{os.sep}" in Path(f"/proc/{pid}/maps").read_text()
 
 
 def test_reuse_port_sockets_share_one_port() -> None:
@@ -66,3 +82,28 @@ def test_multi_worker_server_refuses_a_port_in_use(tmp_path: Path, tiny_bundle: 
         )  # fmt: skip
     assert result.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.e2e
+def test_no_process_of_the_service_loads_pandas(tmp_path: Path, tiny_bundle: Path) -> None:
+    """The supervisor, both workers and their lake committers score and commit without pandas, installed here."""
+    assert importlib.util.find_spec("pandas") is not None
+    env = {"LEADSCORE_MODEL_DIR": str(tiny_bundle), "LEADSCORE_LAKE_SEGMENT_MAX_AGE_SECONDS": "0.2"}
+    server = start_server(tmp_path, env=env, args=("--workers", "2"))
+    try:
+        server.wait_for_log("Application startup complete", count=2)
+        for _ in range(8):
+            with httpx.Client(timeout=10) as client:  # a new connection each time: spread over the workers
+                assert client.post(f"{server.url}/api/v1/scoring/score", json={"leads": [{}] * 50}).status_code == 200
+        server.wait_for_log('"lake_committed"')
+
+        # The supervisor, two workers, a committer each (started with its worker), multiprocessing's tracker.
+        def all_started() -> list[int] | None:
+            pids = process_tree(server.process.pid)
+            return pids if len(pids) >= 5 else None
+
+        pids = wait_until(all_started, timeout=60, what="the service's five processes")
+        mapping = {pid: maps_pandas(pid) for pid in pids}
+    finally:
+        server.stop()
+    assert mapping == dict.fromkeys(pids, False)

@@ -22,7 +22,7 @@ from leadscore.api.security import RequireMetricsKey, load_keyring
 from leadscore.config import Settings, load_settings
 from leadscore.lake.sink import LakeSink
 from leadscore.model.bundle import Scorer, default_bundle_dir, load_bundle
-from leadscore.runtime import on_sigterm, tune_gc
+from leadscore.runtime import leave_out_pandas, on_sigterm, tune_gc
 from leadscore.scoring import PredictionBatcher
 from leadscore.telemetry import metrics
 from leadscore.telemetry.emf import EmfAggregator, EmfEmitter
@@ -144,7 +144,8 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
 
 
 def create_app_from_env() -> FastAPI:
-    """Factory for ASGI servers (`uvicorn --factory leadscore.app:create_app_from_env`)."""
+    """Factory for ASGI servers (`uvicorn --factory leadscore.app:create_app_from_env`): the process is theirs."""
+    leave_out_pandas()
     settings = load_settings()
     configure_logging(settings.log_level)
     return create_app(settings)

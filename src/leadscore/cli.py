@@ -22,6 +22,7 @@ from leadscore.loadtest.thresholds import TargetEnv
 from leadscore.outcomes.commands import outcomes_app
 from leadscore.report.commands import drift_app
 from leadscore.report.commands import report as report_command
+from leadscore.runtime import leave_out_pandas
 from leadscore.telemetry.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -506,4 +507,5 @@ def deploy_summary(
 
 def main() -> None:
     """Entry point of the `leadscore` script."""
+    leave_out_pandas()
     app()

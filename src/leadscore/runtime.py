@@ -1,16 +1,52 @@
-"""Process-level tuning of a serving worker: garbage collection, and SIGTERM turning readiness off."""
+"""Process-level settings of the project's own processes: pandas left out, garbage collection, SIGTERM."""
 
 from __future__ import annotations
 
 import gc
 import signal
+import sys
 import threading
-from collections.abc import Callable
-from types import FrameType
+from collections.abc import Callable, Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec
+from types import FrameType, ModuleType
 
 from leadscore.telemetry.logging import get_logger
 
 log = get_logger("leadscore.runtime")
+
+_PANDAS = "pandas"
+
+
+class _WithoutPandas(MetaPathFinder):
+    """Fails every import of pandas (and its modules) with a message that says why."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,  # noqa: ARG002 - the finder protocol's signature
+        target: ModuleType | None = None,  # noqa: ARG002
+    ) -> ModuleSpec | None:
+        if fullname == _PANDAS or fullname.startswith(f"{_PANDAS}."):
+            message = f"{fullname} is left out of this leadscore process (leadscore.runtime.leave_out_pandas)"
+            raise ModuleNotFoundError(message, name=fullname)
+        return None
+
+
+def leave_out_pandas() -> None:
+    """Make `import pandas` fail in this process, unless something imported it already: call it first thing.
+
+    For the project's own processes only (the `leadscore` command, the server's workers, the lake's committer),
+    never on import of a module a user's code may import. Nothing in them uses pandas, and the runtime
+    dependencies do not include it (the container has none). But pyarrow imports it, when it is installed (the
+    development environment and many analysts' have it), on its first conversion of a Python or NumPy object:
+    measured here, 0.25-0.5 s of every `leadscore score` and about 85 MB of its RSS (bench/README.md, sixth
+    round). pyarrow treats the failed import as pandas being absent, as in the container; the C++ conversion of
+    untyped Python lists retries the import on every call, hence a refusal that stays.
+    """
+    if _PANDAS in sys.modules or any(isinstance(finder, _WithoutPandas) for finder in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _WithoutPandas())
 
 
 def tune_gc() -> None:

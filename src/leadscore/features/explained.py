@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Final
 
 import numpy as np
@@ -17,7 +18,14 @@ import pyarrow as pa
 
 from leadscore.features.spec import DRIVERS, INPUT_FIELDS
 
-FIELD_NAMES: Final = pa.array([f.name for f in INPUT_FIELDS], pa.string())
+
+@cache
+def _field_names() -> pa.Array:
+    # Built on first use, not on import: a conversion at import time would load pandas where it is installed
+    # before a process can leave it out (`leadscore.runtime.leave_out_pandas`).
+    return pa.array([f.name for f in INPUT_FIELDS], pa.string())
+
+
 # The sums by driver, the model's base value first (together they add up to the explained score's log-odds).
 DRIVER_PARTS: Final = ("base", *DRIVERS)
 
@@ -119,7 +127,7 @@ def _ranked(
     chosen = index >= 0
     offsets = pa.array(np.concatenate([[0], np.cumsum(chosen.sum(axis=1))]).astype(np.int32))
     # Row-major boolean indexing keeps each row's factors in rank order, rows one after another.
-    names = FIELD_NAMES.take(pa.array(index[chosen]))
+    names = _field_names().take(pa.array(index[chosen]))
     values = pa.array(contributions[chosen], pa.float64())
     return (
         pa.ListArray.from_arrays(offsets, names, mask=missing),

@@ -40,6 +40,7 @@ from leadscore.lake.spool import (
     seal_open_segments,
 )
 from leadscore.lake.table import TableConfig
+from leadscore.runtime import leave_out_pandas
 from leadscore.telemetry import metrics
 from leadscore.telemetry.logging import get_logger
 
@@ -79,6 +80,7 @@ class _Abandoned(Exception):
 
 
 def _committer_init() -> None:
+    leave_out_pandas()
     os.nice(COMMITTER_NICE)
 
 
