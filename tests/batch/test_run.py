@@ -236,6 +236,25 @@ def test_a_run_interrupted_while_its_output_opens_leaves_no_partial_file(tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_interrupted_while_its_rejects_file_opens_leaves_nothing(tmp_path, leads, tiny_bundle, monkeypatch):
+    """A signal right after `<out>.rejects.csv.partial` is created, the run's first step: no file is left."""
+    from leadscore.batch import run  # noqa: PLC0415
+
+    real_open = run.open_writer
+
+    def interrupted(path: str, *args: object) -> object:
+        writer = real_open(path, *args)  # the file exists now
+        if path.endswith(".rejects.csv"):
+            raise KeyboardInterrupt
+        return writer
+
+    monkeypatch.setattr(run, "open_writer", interrupted)
+    pq.write_table(leads, tmp_path / "in.parquet")
+    with pytest.raises(KeyboardInterrupt):
+        score_file(tmp_path / "in.parquet", tmp_path / "out.parquet", workers=1, bundle=tiny_bundle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
 def test_parquet_output_dictionary_encodes_only_repeating_columns(tmp_path, tiny_bundle):
     """Scores, versions, times and errors are dictionary-encoded; row numbers, ids and confidences are not."""
     pq.write_table(lead_table(300), tmp_path / "in.parquet")

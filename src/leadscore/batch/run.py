@@ -214,21 +214,32 @@ class _Pipeline:
 
 
 class _LazyWriter:
-    """The output file, opened with the schema of the first scored chunk.
+    """An output file, opened with the schema of the first scored chunk (or `schema`, when `open` is called).
 
-    The schema is the core's (`leadscore.columnar.output_schema`); importing the core here, before the run starts,
-    would hold up reading ahead while the model stack is imported (in the loader thread); an empty input asks it.
+    The output's schema is the core's (`leadscore.columnar.output_schema`); importing the core here, before the run
+    starts, would hold up reading ahead while the model stack is imported (in the loader thread); an empty input
+    asks it. The rejects file has a schema of its own, and is opened first thing in the run (an unwritable path
+    fails the run before any scoring), inside the run's `try`, so that an interrupt as it opens deletes it too.
     """
 
-    def __init__(self, path: str, fmt: FileFormat) -> None:
-        self._path, self._format = path, fmt
+    def __init__(self, path: str, fmt: FileFormat, schema: pa.Schema | None = None) -> None:
+        self._path, self._format, self._schema = path, fmt, schema
         self._writer: Writer | None = None
+
+    def open(self) -> None:
+        """Open the file now, with the schema given (`ValueError` without one)."""
+        if self._schema is None:
+            raise ValueError("no schema to open the file with")
+        self._writer = self._writer or self._open(self._schema)
 
     def write(self, table: pa.Table) -> None:
         writer = self._writer or self._open(table.schema)
         writer.write(table)
 
     def _open(self, schema: pa.Schema) -> Writer:
+        if self._schema is not None:  # the rejects file (CSV): no dictionaries, nothing to import
+            self._writer = open_writer(self._path, self._format, schema)
+            return self._writer
         from leadscore.columnar import dictionary_columns  # noqa: PLC0415 - see the class docstring
 
         self._writer = open_writer(self._path, self._format, schema, dictionary_columns(schema))
@@ -237,7 +248,7 @@ class _LazyWriter:
     def close(self, explain: bool) -> None:
         from leadscore.columnar import output_schema  # noqa: PLC0415 - see the class docstring
 
-        (self._writer or self._open(output_schema(explain))).close()
+        (self._writer or self._open(self._schema or output_schema(explain))).close()
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -300,7 +311,7 @@ def score_file(
         workers = max(1, min(workers, math.ceil(reader.total / chunk_rows)))
     tally = _Tally()
     writer = _LazyWriter(target, out_format)
-    rejects_writer = open_writer(rejects_path, FileFormat.CSV, _REJECTS_SCHEMA)
+    rejects_writer = _LazyWriter(rejects_path, FileFormat.CSV, _REJECTS_SCHEMA)
     bar = ProgressBar(enabled=progress, unit=reader.unit, total=reader.total)
     recorded_run = run_id if record else None
 
@@ -309,6 +320,7 @@ def score_file(
 
     finished = False
     try:
+        rejects_writer.open()
         with bar:
             pipeline = _Pipeline(reader, workers, bundle)
             try:
@@ -324,7 +336,7 @@ def score_file(
             finally:
                 pipeline.close()
         writer.close(explain)
-        rejects_writer.close()
+        rejects_writer.close(explain)
         finished = True
     finally:
         if not finished:  # failed or interrupted: no output file under its name
