@@ -40,7 +40,7 @@ def leave_out_pandas() -> None:
     never on import of a module a user's code may import. Nothing in them uses pandas, and the runtime
     dependencies do not include it (the container has none). But pyarrow imports it, when it is installed (the
     development environment and many analysts' have it), on its first conversion of a Python or NumPy object:
-    measured here, 0.25-0.5 s of every `leadscore score` and about 85 MB of its RSS (bench/README.md, sixth
+    measured here, 0.3-0.5 s of every `leadscore score` and about 38 MB of its RSS (bench/README.md, sixth
     round). pyarrow treats the failed import as pandas being absent, as in the container; the C++ conversion of
     untyped Python lists retries the import on every call, hence a refusal that stays.
     """
