@@ -66,9 +66,9 @@ class OneWritePerResponse:
     uvicorn writes the status line and headers, then the body: two `send` calls per response, made with the GIL
     held, were 15% and 8% of a 1-lead request's Python samples (py-spy, 32 connections). Held back, the header block
     goes out with the body in one `writelines` (one writev in uvloop, the body not copied): +8% 1-lead requests/s
-    in a same-run A/B (bench/README.md, sixth round). A response whose body is
-    not written in the same turn of the event loop (streamed, slow) gets its headers sent on the next turn, as
-    does a lone `100 Continue`; `close` sends what is held first. Everything else is the connection's transport's.
+    in a same-run A/B (bench/README.md, sixth round). A response whose body is not written in the same turn of the
+    event loop (streamed, slow) gets its headers sent on the next turn, as does a lone `100 Continue`; `close`
+    sends what is held first. Everything else is the connection's transport's.
     """
 
     __slots__ = ("_first", "_held", "_loop", "_transport")
