@@ -1,4 +1,4 @@
-"""Process-level settings: pandas left out of the project's own processes (each test in a fresh interpreter)."""
+"""Process-level settings: pandas left out of the project's own processes, their exit (each in a fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -101,3 +101,21 @@ def test_leadscore_score_runs_without_pandas(tmp_path: Path, tiny_bundle: Path) 
     """)
     assert pq.read_metadata(tmp_path / "out.parquet").num_rows == 200
     assert result == {"pandas": False}
+
+
+def test_the_command_exits_with_what_it_loaded_frozen(tmp_path: Path, tiny_bundle: Path) -> None:
+    """After a `leadscore score` run, what the process loaded is frozen (no final collection), its output whole."""
+    pq.write_table(lead_table(50), tmp_path / "in.parquet")
+    result = run_python(f"""
+        import atexit, gc, json, sys
+        before = gc.get_freeze_count()
+        atexit.register(lambda: print(json.dumps({{"before": before, "frozen": gc.get_freeze_count()}})))
+        from leadscore.cli import main
+        sys.argv = ["leadscore", "score", {str(tmp_path / "in.parquet")!r}, "--out", {str(tmp_path / "out.parquet")!r},
+                    "--quiet", "--bundle", {str(tiny_bundle)!r}]
+        main()
+    """)
+    assert pq.read_metadata(tmp_path / "out.parquet").num_rows == 50
+    assert result["before"] == 0
+    assert isinstance(result["frozen"], int)
+    assert result["frozen"] > 10_000  # the model stack's objects: modules, classes, functions

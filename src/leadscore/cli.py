@@ -22,7 +22,7 @@ from leadscore.loadtest.thresholds import TargetEnv
 from leadscore.outcomes.commands import outcomes_app
 from leadscore.report.commands import drift_app
 from leadscore.report.commands import report as report_command
-from leadscore.runtime import leave_out_pandas
+from leadscore.runtime import collect_nothing_at_exit, leave_out_pandas
 from leadscore.telemetry.logging import configure_logging, get_logger
 
 if TYPE_CHECKING:
@@ -508,4 +508,7 @@ def deploy_summary(
 def main() -> None:
     """Entry point of the `leadscore` script."""
     leave_out_pandas()
-    app()
+    try:
+        app()
+    finally:  # the command has returned or raised SystemExit: what is left is the interpreter's exit
+        collect_nothing_at_exit()

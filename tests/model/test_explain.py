@@ -59,11 +59,15 @@ def reference(booster: xgb.Booster, matrix: np.ndarray, batch: int = 1000) -> tu
 
 
 def test_equals_xgboost_on_the_packaged_model():
-    """Every contribution and the bias equal pred_contribs within 1e-5 for the predicted class, on 10k+ leads."""
+    """Every contribution and the bias equal pred_contribs within 1e-5 for the predicted class, on 2,800+ rows.
+
+    XGBoost's reference computes every class's contributions at ~9 ms a row (2 threads): 2,000 leads, their holes,
+    one-input rows and a probe of every split take it ~25 s here, where 8,000 leads took 86-146 s of CI.
+    """
     directory = default_bundle_dir()
     booster = load_booster(directory)
-    matrix = exactness_set(directory, booster, 8000, seed=13)
-    assert matrix.shape[0] >= 10_000
+    matrix = exactness_set(directory, booster, 2000, seed=13)
+    assert matrix.shape[0] >= 2_800
     assert np.isnan(matrix).any(axis=1).mean() > 0.2  # missing values and unknown categories are well represented
     expected, classes = reference(booster, matrix)
     got = TreeExplainer.from_booster(booster).contributions(matrix, classes)
