@@ -1,24 +1,26 @@
 """Remove the coverage data files (`.coverage.*` here) that coverage cannot read, and say how many.
 
-A process killed outright (the fault tests' SIGKILL) can leave its data file empty, or created without its
-schema; `coverage combine` would warn about each and skip it. The readable ones are left for it to combine.
+A process killed outright (the fault tests' SIGKILL) can leave its data file half-created (its schema table
+without the version row); `coverage combine` would warn about each and skip it. Whether a file is readable is
+coverage's own reader's answer; the readable ones (an empty file reads as no data) are left for it to combine.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import sys
-from contextlib import closing
 from pathlib import Path
+
+from coverage import CoverageData
+from coverage.exceptions import DataError
 
 
 def readable(path: Path) -> bool:
-    """Whether `path` is a SQLite database holding coverage's schema table."""
+    """Whether coverage's own reader reads `path` (a file created without its schema's version row fails it)."""
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return db.execute("select 1 from sqlite_master where name = 'coverage_schema'").fetchone() is not None
-    except sqlite3.DatabaseError:
+        CoverageData(basename=str(path)).read()
+    except DataError:
         return False
+    return True
 
 
 def main() -> int:
