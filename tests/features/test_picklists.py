@@ -45,6 +45,30 @@ def test_the_packaged_map_knows_common_crm_forms(field, form, meaning):
     assert default_category_map().code(field, form) == meaning
 
 
+@pytest.mark.parametrize(
+    ("form", "meaning"),
+    [
+        ("51-200 employees", "Medium"),
+        ("1,001-5,000 Employees", "Large"),
+        ("10,001+ employees", "Enterprise"),
+        ("2-10 employee", "Startup"),
+        ("Enterprise employees", "Enterprise"),
+    ],
+)
+def test_a_company_size_is_known_with_its_unit_after_it(form, meaning):
+    """A size band followed by `employees` (LinkedIn's and Salesforce's wording) means the band alone."""
+    assert default_category_map().code("company_size", form) == COMPANY_SIZES.index(meaning)
+
+
+@pytest.mark.parametrize(
+    ("field", "form"),
+    [("company_size", "employees"), ("company_size", "51-200 people"), ("industry", "Retail employees")],
+)
+def test_the_unit_alone_another_unit_or_another_field_stays_unknown(field, form):
+    """Only a trailing `employees` after a company size is dropped: the word alone, or on another field, is unknown."""
+    assert default_category_map().code(field, form) is None
+
+
 def test_the_vocabulary_itself_is_known_without_a_map():
     """With no synonyms, vocabulary values are still matched in any case and spacing; others are unknown."""
     plain = CategoryMap()

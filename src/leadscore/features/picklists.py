@@ -2,9 +2,9 @@
 
 A category map lists, per categorical field, the forms CRMs export (`201-500`, `north_america`, `LOGISTICS`) and
 the vocabulary value each means. Every value is compared by its key (`picklist_key`: case-folded, `_`, `-` and
-spaces alike), so a map lists each form once. The map travels with the model bundle (the encoding a model was
-trained with is the encoding it must be served with) and can be extended by configuration. Values still unknown
-are scored as missing, with a warning, as before.
+spaces alike; a company size also without a trailing `employees`), so a map lists each form once. The map
+travels with the model bundle (the encoding a model was trained with is the encoding it must be served with) and
+can be extended by configuration. Values still unknown are scored as missing, with a warning, as before.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ _SEPARATORS: Final = re.compile(r"[\s_\-\u2010-\u2015]+")  # whitespace, undersc
 # so past this many the lookups are still made but no longer remembered.
 MAX_CACHED_VALUES: Final = 16_384
 _VOCABULARIES: Final = {f.name: f.vocabulary for f in CATEGORY_FIELDS}
+# A unit some exports write after a company's size band ("51-200 employees": LinkedIn's and Salesforce's wording):
+# a key the map does not know is looked up again without it, so each band is listed once.
+_UNITS: Final = {"company_size": re.compile(r" employees?$")}
 
 
 def picklist_key(value: str) -> str:
@@ -62,7 +65,11 @@ class CategoryMap:
         try:
             return cache[value]
         except KeyError:
-            code = self._codes[field].get(picklist_key(value))
+            codes, key = self._codes[field], picklist_key(value)
+            code = codes.get(key)
+            unit = _UNITS.get(field)
+            if code is None and unit is not None:
+                code = codes.get(unit.sub("", key))
             if len(cache) < MAX_CACHED_VALUES:
                 cache[value] = code
             return code
