@@ -84,6 +84,14 @@ def test_bad_sql_is_a_clear_error(lake_env: Path) -> None:
     assert "query failed" in result.output
 
 
+def test_a_query_of_another_table_name_says_the_lakes(lake_env: Path) -> None:
+    """A table the query names that does not exist (exit 2) gets the database's message and the lake's table name."""
+    result = runner.invoke(app, ["lake", "query", "SELECT count(*) FROM predictions"])
+    assert result.exit_code == 2
+    assert "predictions does not exist" in result.output
+    assert "the lake's table here is lead_score_dev" in result.output
+
+
 def test_query_of_a_lake_that_does_not_exist_fails_and_creates_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

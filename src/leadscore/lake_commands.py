@@ -142,8 +142,11 @@ def lake_query(
 
     settings = _settings()
     table = _table(settings)
+    config = settings.lake_table_config()
     try:
-        names, rows = run_query(table, settings.lake_table_config(), sql)
+        names, rows = run_query(table, config, sql)
+    except duckdb.CatalogException as exc:  # most often a table named otherwise than the lake's
+        raise _fail(f"query failed: {exc}\nthe lake's table here is {config.name}", 2) from exc
     except duckdb.Error as exc:
         raise _fail(f"query failed: {exc}", 2) from exc
     except OSError as exc:
