@@ -23,6 +23,7 @@ from leadscore.model.bundle import Scorer, load_bundle
 from leadscore.model.predictors import (
     TOLERANCE,
     XGBOOST_NAME,
+    MissingAsBounds,
     OneDalPredictor,
     XGBoostPredictor,
     cpu_vendor,
@@ -35,8 +36,8 @@ from leadscore.model.predictors import (
 from leadscore.training.synth import AS_OF, synthesize, table_to_columns
 
 # Batch sizes the service sees (single leads, micro-batches, full requests) and oneDAL's three paths:
-# row by row (< 32 rows of tail), a tail padded to a block, whole vector blocks.
-BATCH_SIZES = (1, 8, 32, 47, 79, 80, 128, 500, 3)
+# row by row (< 16 rows of tail), a tail padded to a block, whole vector blocks.
+BATCH_SIZES = (1, 8, 15, 16, 32, 47, 79, 80, 128, 500, 3)
 
 
 def equality_set() -> np.ndarray:
@@ -87,18 +88,18 @@ def test_fast_path_gives_xgboosts_answers_on_100k_leads(default_scorer):
     ("n", "block", "expected"),
     [
         (1, 80, 1),
-        (31, 80, 31),
-        (32, 80, 80),
+        (15, 80, 15),
+        (16, 80, 80),
         (79, 80, 80),
         (80, 80, 80),
-        (111, 80, 111),
-        (112, 80, 160),
-        (500, 80, 500),
+        (95, 80, 95),
+        (96, 80, 160),
+        (500, 80, 560),
         (47, None, 47),
     ],
 )
 def test_padding_plan(n, block, expected):
-    """A tail of 32+ rows is padded to a whole oneDAL block; shorter tails, and Intel CPUs, are not padded."""
+    """A tail of 16+ rows is padded to a whole oneDAL block; shorter tails, and Intel CPUs, are not padded."""
     assert padded_rows(n, block) == expected
 
 
@@ -130,7 +131,7 @@ def test_onedal_matches_xgboost_at_every_batch_size(tiny_scorer, block):
     predictor = OneDalPredictor(tiny_scorer.booster, block_rows=block)
     matrix = probe_matrix(tiny_scorer.booster, rows=700)
     reference = XGBoostPredictor(tiny_scorer.booster).predict(matrix)
-    for n in (1, 2, 31, 32, 79, 80, 81, 112, 160, 700):
+    for n in (1, 2, 15, 16, 17, 31, 32, 79, 80, 81, 112, 160, 700):
         out = predictor.predict(matrix[:n])
         assert out.dtype == np.float32
         assert out.flags.c_contiguous
@@ -153,6 +154,68 @@ def test_direct_conversion_is_daal4pys_model_bit_for_bit(default_scorer):
 
     ours = predict(predictors.onedal_model(booster, daal4py))
     assert np.array_equal(ours, predict(daal4py.mb.convert_model(booster).daal_model_))
+
+
+# One tree's splits (leaves have no left child): input 0 sends missing left, input 1 right, input 2 both ways;
+# input 3 appears only in a leaf's slot and input 4 nowhere.
+PLAN_TREE = {"split_indices": [0, 1, 2, 2, 3], "left_children": [1, 2, 3, 4, -1], "default_left": [1, 0, 1, 0, 1]}
+
+
+def test_missing_becomes_the_infinity_on_its_splits_side():
+    """Missing goes to -inf where every split sends it left, +inf where every one sends it right, -inf unsplit."""
+    plan = MissingAsBounds.of([PLAN_TREE], inputs=5)
+    assert plan.copies.tolist() == [2]
+    assert plan.fill.tolist() == [-np.inf, np.inf, -np.inf, -np.inf, -np.inf, np.inf]
+    assert plan.columns == 6
+
+
+def test_an_input_split_both_ways_has_a_second_column_for_its_right_default_splits():
+    """Left-default splits read the input's own column; right-default ones of a two-way input read its copy."""
+    plan = MissingAsBounds.of([PLAN_TREE], inputs=5)
+    assert plan.column(0, True) == 0
+    assert plan.column(1, False) == 1
+    assert plan.column(2, True) == 2
+    assert plan.column(2, False) == 5
+
+
+def test_rows_for_onedal_hold_no_nan_and_keep_present_values():
+    """Missing values become their column's infinity, present ones stay, copies follow the inputs, padding is 0."""
+    plan = MissingAsBounds.of([PLAN_TREE], inputs=5)
+    nan = np.nan
+    matrix = np.array([[nan, nan, nan, 1.5, nan], [1, 2, 3, 4, 5]], dtype=np.float32)
+    rows = plan.rows(matrix, total=4)
+    assert rows.dtype == np.float32
+    assert rows.flags.c_contiguous
+    assert rows.tolist() == [
+        [-np.inf, np.inf, -np.inf, 1.5, -np.inf, np.inf],
+        [1, 2, 3, 4, 5, 3],
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+    ]
+
+
+def test_missing_as_infinities_gives_the_nan_models_answers_bit_for_bit(default_scorer):
+    """On the shipped model, the served predictor (no NaN reaches oneDAL) equals a NaN-fed model exactly."""
+    import daal4py  # noqa: PLC0415 - the optional accelerator
+
+    booster = default_scorer.booster
+    matrix = probe_matrix(booster, rows=2000, seed=9)  # a quarter of the inputs missing, split values hit
+    served = OneDalPredictor(booster, block_rows=default_block_rows(cpu_vendor()))
+    assert served.missing is not None
+    assert served.missing.columns == N_MODEL_INPUTS + served.missing.copies.size
+    nan_fed = OneDalPredictor.__new__(OneDalPredictor)
+    nan_fed._setup(daal4py, predictors.onedal_model(booster, daal4py), 5, 1, served.block_rows, None)
+    for n in (1, 15, 16, 80, 500, 2000):
+        assert np.array_equal(served.predict(matrix[:n]), nan_fed.predict(matrix[:n]))
+
+
+def test_an_archive_whose_plan_reads_other_columns_is_refused(tiny_scorer):
+    """A saved model and a missing-value plan of another column count do not make a predictor (ValueError)."""
+    predictor = OneDalPredictor(tiny_scorer.booster)
+    assert predictor.missing is not None
+    other = MissingAsBounds(predictor.missing.inputs, np.array([], dtype=np.intp), predictor.missing.fill[:3])
+    with pytest.raises(ValueError, match="missing-value plan"):
+        OneDalPredictor.from_archive(predictor.archive(), 5, missing=other)
 
 
 def test_empty_batch(tiny_scorer):

@@ -15,6 +15,7 @@ import pytest
 import xgboost as xgb
 
 from leadscore.errors import ModelBundleError
+from leadscore.model import predictors
 from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir, load_bundle
 from leadscore.model.predictors import OneDalPredictor, XGBoostPredictor, disagreement, probe_matrix
 from leadscore.model.saved import FORMAT, ONEDAL_FILE, booster_digest, read_onedal, save_onedal
@@ -75,10 +76,15 @@ def test_a_saved_model_for_other_inputs_is_not_used(bundle_copy, captured):
     rng = np.random.default_rng(0)
     data = xgb.DMatrix(rng.normal(size=(200, 4)), label=np.arange(200) % 5)
     other = xgb.train({"objective": "multi:softprob", "num_class": 5, "max_depth": 2}, data, num_boost_round=2)
-    archive = OneDalPredictor(other).archive()
+    converted = OneDalPredictor(other)
+    archive, plan = converted.archive(), converted.missing
+    assert plan is not None
     probe = rng.normal(size=(20, 4)).astype(np.float32)
     rewrite(
         bundle_copy / ONEDAL_FILE,
+        missing_inputs=np.array(plan.inputs, dtype=np.int64),
+        missing_copies=plan.copies.astype(np.int64),
+        missing_fill=plan.fill,
         archive=np.frombuffer(archive, dtype=np.uint8),
         archive_sha256=np.str_(hashlib.sha256(archive).hexdigest()),
         probe=probe,
@@ -104,7 +110,7 @@ def test_the_saved_model_predicts_as_the_converted_one_bit_for_bit(default_score
     assert saved is not None
     booster = default_scorer.booster
     matrix = probe_matrix(booster, rows=3000, seed=5)
-    restored = OneDalPredictor.from_archive(saved.archive, 5).predict(matrix)
+    restored = OneDalPredictor.from_archive(saved.archive, 5, missing=saved.missing).predict(matrix)
     assert np.array_equal(restored, OneDalPredictor(booster).predict(matrix))
     assert disagreement(XGBoostPredictor(booster).predict(matrix), restored) is None
 
@@ -141,6 +147,51 @@ def test_a_saved_model_in_another_format_is_passed_over(bundle_copy):
         None,
         f"{ONEDAL_FILE} is in format 'leadscore-onedal/0', not {FORMAT!r}",
     )
+
+
+def test_the_saved_model_keeps_its_missing_value_plan(bundle_copy, tiny_scorer):
+    """The file holds the plan the model was built with: read back, it is the converted predictor's own."""
+    saved, reason = read_onedal(bundle_copy, digest_of(bundle_copy))
+    assert reason is None
+    assert saved is not None
+    assert saved.missing is not None
+    converted = OneDalPredictor(tiny_scorer.booster).missing
+    assert converted is not None
+    assert saved.missing.inputs == converted.inputs
+    assert np.array_equal(saved.missing.copies, converted.copies)
+    assert np.array_equal(saved.missing.fill, converted.fill)
+
+
+def test_a_format_1_file_is_served_with_nan_for_missing(bundle_copy, tiny_scorer):
+    """A file written before the missing-value plan existed serves its model, which takes NaN for missing."""
+    import daal4py  # noqa: PLC0415 - the optional accelerator
+
+    booster = tiny_scorer.booster
+    nan_fed = OneDalPredictor.__new__(OneDalPredictor)
+    nan_fed._setup(daal4py, predictors.onedal_model(booster, daal4py), 5, 1, None, None)
+    data = nan_fed.archive()
+    path = bundle_copy / ONEDAL_FILE
+    with np.load(path, allow_pickle=False) as saved:
+        arrays = {key: saved[key] for key in saved.files if not key.startswith("missing_")}
+    arrays.update(
+        format=np.str_("leadscore-onedal/1"),
+        archive=np.frombuffer(data, dtype=np.uint8),
+        archive_sha256=np.str_(hashlib.sha256(data).hexdigest()),
+    )
+    np.savez_compressed(path, **arrays)
+    scorer = load_bundle(bundle_copy)
+    assert scorer.predictor_model_source == "bundle"
+    matrix = probe_matrix(booster, rows=500, seed=3)
+    assert disagreement(XGBoostPredictor(booster).predict(matrix), scorer.predict_proba(matrix)) is None
+
+
+def test_a_saved_plan_that_is_not_one_is_passed_over(bundle_copy):
+    """A plan whose fill is not infinities, one per column, makes the file unreadable: the booster is converted."""
+    rewrite(bundle_copy / ONEDAL_FILE, missing_fill=np.zeros(3, dtype=np.float32))
+    saved, reason = read_onedal(bundle_copy, digest_of(bundle_copy))
+    assert saved is None
+    assert "missing-value plan is not one" in (reason or "")
+    assert load_bundle(bundle_copy).predictor_model_source == "converted"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not a zip", "crc"])

@@ -4,7 +4,9 @@ Converting the booster to oneDAL and checking it costs ~0.65 s of every process 
 JSON, building the trees, the probe inputs, freeing the garbage): the CLI, each service worker, each Spark Python
 worker. The bundle keeps the converted model as oneDAL's own serialised form (what daal4py pickles, read back
 with the pickle protocol's `__setstate__`, never `pickle`), and the probe inputs it was checked on, in one NumPy
-`.npz` file read with `allow_pickle=False`.
+`.npz` file read with `allow_pickle=False`. Since format 2 it also keeps the model's missing-value plan
+(`MissingAsBounds`: which inputs have a second column, and what a missing value becomes in each column); a
+format-1 file's model takes NaN for missing, and is still served.
 
 With the model it keeps XGBoost's answers on the probe inputs, so that a process serving the saved model checks it
 without loading the booster or XGBoost (`leadscore.model.lean`): on its own CPU, exactly as a converted model is
@@ -25,11 +27,12 @@ import zipfile
 import zlib
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from leadscore.model.predictors import (
+    MissingAsBounds,
     OneDalPredictor,
     SavedOneDal,
     XGBoostPredictor,
@@ -42,7 +45,9 @@ if TYPE_CHECKING:
     import xgboost as xgb
 
 ONEDAL_FILE: Final = "model.onedal.npz"
-FORMAT: Final = "leadscore-onedal/1"
+FORMAT: Final = "leadscore-onedal/2"
+# The formats read: format 1 has no missing-value plan (its model takes NaN for missing).
+_PLAN_FORMATS: Final = {"leadscore-onedal/1": False, FORMAT: True}
 
 
 def booster_digest(data: bytes) -> str:
@@ -87,14 +92,39 @@ def save_onedal(directory: Path, booster: xgb.Booster, digest: str) -> str | Non
             archive=np.frombuffer(data, dtype=np.uint8),
             probe=probe,
             reference=reference,
+            **_plan_arrays(predictor.missing),
         )
     staged.replace(directory / ONEDAL_FILE)  # a reader sees no file or a whole one
     return None
 
 
+def _plan_arrays(missing: MissingAsBounds | None) -> dict[str, Any]:
+    """The missing-value plan as the file's arrays (none for a model that takes NaN)."""
+    if missing is None:
+        return {}
+    return {
+        "missing_inputs": np.array(missing.inputs, dtype=np.int64),
+        "missing_copies": missing.copies.astype(np.int64),
+        "missing_fill": missing.fill,
+    }
+
+
+def _plan(saved: Any) -> MissingAsBounds | None:  # noqa: ANN401 - NumPy's NpzFile
+    """The missing-value plan a file holds, or None; ValueError when its arrays do not make one."""
+    if "missing_fill" not in saved:
+        return None
+    inputs, copies, fill = int(saved["missing_inputs"]), saved["missing_copies"], saved["missing_fill"]
+    whole = copies.ndim == fill.ndim == 1 and fill.dtype == np.float32 and copies.dtype == np.int64
+    if not whole or fill.size != inputs + copies.size or not np.isin(fill, (-np.inf, np.inf)).all():
+        raise ValueError("its missing-value plan is not one")
+    if copies.size and (np.any(np.diff(copies) <= 0) or copies[0] < 0 or copies[-1] >= inputs):
+        raise ValueError("its missing-value plan copies inputs the model does not have")
+    return MissingAsBounds(inputs, copies.astype(np.intp), fill)
+
+
 def _stale(written: dict[str, str], digest: str) -> str | None:
     """Why a saved model with these labels is not for this booster and this oneDAL, or None when it is."""
-    if written["format"] != FORMAT:
+    if written["format"] not in _PLAN_FORMATS:
         return f"{ONEDAL_FILE} is in format {written['format']!r}, not {FORMAT!r}"
     if written["booster_sha256"] != digest:
         return f"{ONEDAL_FILE} was made from another booster"
@@ -117,6 +147,7 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
             probe = saved["probe"]
             reference = saved["reference"]
             archive_digest = str(saved["archive_sha256"])
+            missing = _plan(saved) if _PLAN_FORMATS[str(saved["format"])] else None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         return None, f"{ONEDAL_FILE} is unreadable: {type(exc).__name__}: {exc}"
     shapes_fit = probe.ndim == reference.ndim == 2 and probe.shape[0] == reference.shape[0]
@@ -125,4 +156,4 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
     data = archive.tobytes()
     if hashlib.sha256(data).hexdigest() != archive_digest:
         return None, f"{ONEDAL_FILE} holds an archive whose SHA-256 is not the one recorded with it"
-    return SavedOneDal(data, probe, reference.astype(np.float32)), None
+    return SavedOneDal(data, probe, reference.astype(np.float32), missing), None
