@@ -1,12 +1,14 @@
 """In-process predictor benchmark: us per call and rows/s per batch size on the shipped model, one thread.
 
-Compares XGBoost's `inplace_predict` (the reference) with the service's fast path (oneDAL, as served: tail
-padded to whole blocks) and oneDAL unpadded. ONNX Runtime and tl2cgen rows are added when their packages are
+Compares XGBoost's `inplace_predict` (the reference) with the service's fast path (oneDAL, as served: missing
+inputs as infinities, tail padded to whole blocks), oneDAL unpadded, and oneDAL fed NaN for missing (the path
+before `MissingAsBounds`). ONNX Runtime and tl2cgen rows are added when their packages are
 importable (they are not dependencies of the service: install onnxruntime + onnxmltools, or treelite +
 tl2cgen + a C compiler, to see them). Every predictor is checked against XGBoost before it is timed.
 
     uv run python bench/predictors.py --cpu 1            # pin to core 1 (as `taskset -c 1` would)
     uv run python bench/predictors.py --json out.json    # also write the figures as JSON
+    uv run python bench/predictors.py --inputs synthetic # training-like rows instead of the API bench's leads
 
 Timings interleave predictors and batch sizes over several rounds and report the median round, so a
 machine busy with other work skews every predictor alike; the spread column shows how noisy it was.
@@ -26,10 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import xgboost as xgb
 
-from leadscore.features.encode import encode
-from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir
+from leadscore.api.decode import parse_leads
+from leadscore.features.encode import encode, encode_arrays
+from leadscore.features.picklists import load_category_map
+from leadscore.model.bundle import BOOSTER_FILE, CATEGORY_MAP_FILE, default_bundle_dir
 from leadscore.model.predictors import (
     OneDalPredictor,
     XGBoostPredictor,
@@ -90,6 +95,7 @@ def candidates(booster: xgb.Booster) -> dict[str, Predict]:
     found["onedal (served: padded)"] = OneDalPredictor(booster, 1, block).predict
     if block is not None:
         found["onedal unpadded"] = OneDalPredictor(booster, 1, None).predict
+    found["onedal, NaN for missing"] = OneDalPredictor(booster, 1, block, missing_as_bounds=False).predict
     for name, build in (("onnxruntime", onnxruntime_predict), ("tl2cgen (reference only)", tl2cgen_predict)):
         predict = build(booster)
         if predict is not None:
@@ -109,6 +115,18 @@ def per_call_seconds(predict: Predict, matrix: np.ndarray, budget: float) -> flo
             return elapsed / calls
 
 
+def request_rows(n: int) -> np.ndarray:
+    """The model inputs of the API benchmark's varied leads (bench/run.py), as the service decodes and encodes them."""
+    from run import varied_leads  # noqa: PLC0415 - bench/run.py, beside this script
+
+    categories = load_category_map(default_bundle_dir() / CATEGORY_MAP_FILE)
+    parts = []
+    for seed in range(-(-n // 500)):  # requests of at most 500 leads, as the API takes them
+        parsed = parse_leads(orjson.dumps({"leads": varied_leads(500, seed=100 + seed)}))
+        parts.append(encode_arrays(parsed.lead_arrays(), AS_OF, None, categories).matrix)
+    return np.concatenate(parts)[:n]
+
+
 def main() -> None:
     """Build, check, time and print."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +135,12 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.05, help="seconds of calls per measurement")
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="batch sizes, comma-separated")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--inputs",
+        choices=("requests", "synthetic"),
+        default="requests",
+        help="the API bench's varied leads (nine in ten miss an input), or synthetic training-like rows",
+    )
     args = parser.parse_args()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
@@ -125,8 +149,11 @@ def main() -> None:
     booster = xgb.Booster()
     booster.load_model(str(default_bundle_dir() / BOOSTER_FILE))
     booster.set_param({"nthread": 1})
-    table = synthesize(5000, seed=99)
-    rows = encode(table_to_columns(table), table.num_rows, AS_OF).matrix
+    if args.inputs == "requests":
+        rows = request_rows(5000)
+    else:
+        table = synthesize(5000, seed=99)
+        rows = encode(table_to_columns(table), table.num_rows, AS_OF).matrix
     predictors = candidates(booster)
 
     reference = predictors["xgboost inplace_predict"](rows)

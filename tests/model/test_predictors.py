@@ -36,8 +36,8 @@ from leadscore.model.predictors import (
 from leadscore.training.synth import AS_OF, synthesize, table_to_columns
 
 # Batch sizes the service sees (single leads, micro-batches, full requests) and oneDAL's three paths:
-# row by row (< 16 rows of tail), a tail padded to a block, whole vector blocks.
-BATCH_SIZES = (1, 8, 15, 16, 32, 47, 79, 80, 128, 500, 3)
+# row by row (< 26 rows of tail), a tail padded to a block, whole vector blocks.
+BATCH_SIZES = (1, 8, 25, 26, 32, 47, 79, 80, 128, 500, 3)
 
 
 def equality_set() -> np.ndarray:
@@ -88,18 +88,18 @@ def test_fast_path_gives_xgboosts_answers_on_100k_leads(default_scorer):
     ("n", "block", "expected"),
     [
         (1, 80, 1),
-        (15, 80, 15),
-        (16, 80, 80),
+        (25, 80, 25),
+        (26, 80, 80),
         (79, 80, 80),
         (80, 80, 80),
-        (95, 80, 95),
-        (96, 80, 160),
-        (500, 80, 560),
+        (105, 80, 105),
+        (106, 80, 160),
+        (500, 80, 500),
         (47, None, 47),
     ],
 )
 def test_padding_plan(n, block, expected):
-    """A tail of 16+ rows is padded to a whole oneDAL block; shorter tails, and Intel CPUs, are not padded."""
+    """A tail of 26+ rows is padded to a whole oneDAL block; shorter tails, and Intel CPUs, are not padded."""
     assert padded_rows(n, block) == expected
 
 
@@ -131,7 +131,7 @@ def test_onedal_matches_xgboost_at_every_batch_size(tiny_scorer, block):
     predictor = OneDalPredictor(tiny_scorer.booster, block_rows=block)
     matrix = probe_matrix(tiny_scorer.booster, rows=700)
     reference = XGBoostPredictor(tiny_scorer.booster).predict(matrix)
-    for n in (1, 2, 15, 16, 17, 31, 32, 79, 80, 81, 112, 160, 700):
+    for n in (1, 2, 25, 26, 27, 31, 32, 79, 80, 81, 112, 160, 700):
         out = predictor.predict(matrix[:n])
         assert out.dtype == np.float32
         assert out.flags.c_contiguous
@@ -196,15 +196,13 @@ def test_rows_for_onedal_hold_no_nan_and_keep_present_values():
 
 def test_missing_as_infinities_gives_the_nan_models_answers_bit_for_bit(default_scorer):
     """On the shipped model, the served predictor (no NaN reaches oneDAL) equals a NaN-fed model exactly."""
-    import daal4py  # noqa: PLC0415 - the optional accelerator
-
     booster = default_scorer.booster
     matrix = probe_matrix(booster, rows=2000, seed=9)  # a quarter of the inputs missing, split values hit
     served = OneDalPredictor(booster, block_rows=default_block_rows(cpu_vendor()))
     assert served.missing is not None
     assert served.missing.columns == N_MODEL_INPUTS + served.missing.copies.size
-    nan_fed = OneDalPredictor.__new__(OneDalPredictor)
-    nan_fed._setup(daal4py, predictors.onedal_model(booster, daal4py), 5, 1, served.block_rows, None)
+    nan_fed = OneDalPredictor(booster, block_rows=served.block_rows, missing_as_bounds=False)
+    assert nan_fed.missing is None
     for n in (1, 15, 16, 80, 500, 2000):
         assert np.array_equal(served.predict(matrix[:n]), nan_fed.predict(matrix[:n]))
 

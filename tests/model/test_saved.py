@@ -15,7 +15,6 @@ import pytest
 import xgboost as xgb
 
 from leadscore.errors import ModelBundleError
-from leadscore.model import predictors
 from leadscore.model.bundle import BOOSTER_FILE, default_bundle_dir, load_bundle
 from leadscore.model.predictors import OneDalPredictor, XGBoostPredictor, disagreement, probe_matrix
 from leadscore.model.saved import FORMAT, ONEDAL_FILE, booster_digest, read_onedal, save_onedal
@@ -164,12 +163,8 @@ def test_the_saved_model_keeps_its_missing_value_plan(bundle_copy, tiny_scorer):
 
 def test_a_format_1_file_is_served_with_nan_for_missing(bundle_copy, tiny_scorer):
     """A file written before the missing-value plan existed serves its model, which takes NaN for missing."""
-    import daal4py  # noqa: PLC0415 - the optional accelerator
-
     booster = tiny_scorer.booster
-    nan_fed = OneDalPredictor.__new__(OneDalPredictor)
-    nan_fed._setup(daal4py, predictors.onedal_model(booster, daal4py), 5, 1, None, None)
-    data = nan_fed.archive()
+    data = OneDalPredictor(booster, missing_as_bounds=False).archive()
     path = bundle_copy / ONEDAL_FILE
     with np.load(path, allow_pickle=False) as saved:
         arrays = {key: saved[key] for key in saved.files if not key.startswith("missing_")}

@@ -39,11 +39,11 @@ TOLERANCE: Final = 1e-6  # the largest probability difference from XGBoost a fas
 
 # oneDAL scores rows in vectorised blocks of 5 x 16 rows on CPUs other than Intel's (on Intel the block
 # adapts to the row count) and scores the rows left over one by one, at a higher cost per row. Measured on
-# this model with missing values as infinities (`MissingAsBounds`; `bench/predictors.py`, figures in
-# `bench/README.md`), a tail of 16 rows or more is cheaper padded to a full block (32 while blocks held NaN,
-# which made them slower). Padding rows are zeros and are dropped from the answer.
+# this model with missing values as infinities (`MissingAsBounds`; `bench/predictors.py --sizes 16,20,24,28,32,80`
+# on the API bench's leads, figures in `bench/README.md`), a tail of 26 rows or more is cheaper padded to a full
+# block (it was 32 while blocks held NaN). Padding rows are zeros and are dropped from the answer.
 _BLOCK_ROWS: Final = 80
-_PAD_TAIL_FROM: Final = 16
+_PAD_TAIL_FROM: Final = 26
 # Errors that mean "this machine cannot build the fast path": the service then keeps XGBoost's predictor.
 _BUILD_ERRORS: Final = (ImportError, OSError, RuntimeError, TypeError, ValueError, KeyError)
 
@@ -182,7 +182,7 @@ class OneDalPredictor:
     booster oneDAL cannot represent) when it cannot be built. `from_archive` reads back a model converted before
     (`archive()`, saved in the bundle by `leadscore.model.saved`), with no booster. `missing` is how missing inputs
     reach the model (`MissingAsBounds`); None for a model that takes NaN for missing (daal4py's own conversion,
-    and the bundles saved before the plan existed).
+    the bundles saved before the plan existed, and `missing_as_bounds=False`, for comparison).
     """
 
     def __init__(
@@ -191,6 +191,8 @@ class OneDalPredictor:
         nthread: int = 1,
         block_rows: int | None = None,
         trees: list[dict[str, Any]] | None = None,
+        *,
+        missing_as_bounds: bool = True,
     ) -> None:
         # Optional accelerator, imported here: a missing one must mean fallback, not a crash.
         daal4py = import_daal4py()
@@ -201,7 +203,8 @@ class OneDalPredictor:
             raise TypeError(f"the oneDAL path serves multi:softprob boosters only, not {objective}")
         trees = booster_trees(booster) if trees is None else trees
         # A booster with a best iteration goes through daal4py's own converter (see onedal_model): NaN as missing.
-        missing = None if hasattr(booster, "best_iteration") else MissingAsBounds.of(trees, booster.num_features())
+        nan_fed = not missing_as_bounds or hasattr(booster, "best_iteration")
+        missing = None if nan_fed else MissingAsBounds.of(trees, booster.num_features())
         model = onedal_model(booster, daal4py, trees, missing)
         self._setup(daal4py, model, _num_classes(booster), nthread, block_rows, missing)
 
