@@ -161,8 +161,8 @@ def test_the_saved_model_keeps_its_missing_value_plan(bundle_copy, tiny_scorer):
     assert np.array_equal(saved.missing.fill, converted.fill)
 
 
-def test_a_format_1_file_is_served_with_nan_for_missing(bundle_copy, tiny_scorer):
-    """A file written before the missing-value plan existed serves its model, which takes NaN for missing."""
+def test_a_format_1_file_is_served_with_nan_for_missing(bundle_copy, tiny_scorer, captured):
+    """A file written before the missing-value plan existed serves its model (NaN for missing), and says so."""
     booster = tiny_scorer.booster
     data = OneDalPredictor(booster, missing_as_bounds=False).archive()
     path = bundle_copy / ONEDAL_FILE
@@ -178,6 +178,15 @@ def test_a_format_1_file_is_served_with_nan_for_missing(bundle_copy, tiny_scorer
     assert scorer.predictor_model_source == "bundle"
     matrix = probe_matrix(booster, rows=500, seed=3)
     assert disagreement(XGBoostPredictor(booster).predict(matrix), scorer.predict_proba(matrix)) is None
+    hints = [r.getMessage() for r in captured.records if r.getMessage().startswith("onedal_saved_model_nan_fed")]
+    assert len(hints) == 1
+    assert "`leadscore onedal <bundle dir>` rewrites it" in hints[0]
+
+
+def test_a_current_file_gives_no_rewrite_hint(bundle_copy, captured):
+    """A file with its missing-value plan is served without the hint to rewrite it."""
+    assert load_bundle(bundle_copy).predictor_model_source == "bundle"
+    assert not [r for r in captured.records if "onedal_saved_model_nan_fed" in r.getMessage()]
 
 
 def test_a_saved_plan_that_is_not_one_is_passed_over(bundle_copy):

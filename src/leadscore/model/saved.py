@@ -23,6 +23,7 @@ before.
 from __future__ import annotations
 
 import hashlib
+import logging
 import zipfile
 import zlib
 from importlib import metadata
@@ -48,6 +49,13 @@ ONEDAL_FILE: Final = "model.onedal.npz"
 FORMAT: Final = "leadscore-onedal/2"
 # The formats read: format 1 has no missing-value plan (its model takes NaN for missing).
 _PLAN_FORMATS: Final = {"leadscore-onedal/1": False, FORMAT: True}
+_REWRITE_HINT: Final = (
+    "the saved oneDAL model predates the missing-value plan and is fed NaN for missing; "
+    "`leadscore onedal <bundle dir>` rewrites it (predictions 1.6-2.1x faster from 80 rows, the same answers)"
+)
+
+# The standard library's logger, as in predictors.py: the model layer knows nothing of the service's telemetry.
+log = logging.getLogger(__name__)
 
 
 def booster_digest(data: bytes) -> str:
@@ -147,7 +155,8 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
             probe = saved["probe"]
             reference = saved["reference"]
             archive_digest = str(saved["archive_sha256"])
-            missing = _plan(saved) if _PLAN_FORMATS[str(saved["format"])] else None
+            written_format = str(saved["format"])
+            missing = _plan(saved) if _PLAN_FORMATS[written_format] else None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         return None, f"{ONEDAL_FILE} is unreadable: {type(exc).__name__}: {exc}"
     shapes_fit = probe.ndim == reference.ndim == 2 and probe.shape[0] == reference.shape[0]
@@ -156,4 +165,6 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
     data = archive.tobytes()
     if hashlib.sha256(data).hexdigest() != archive_digest:
         return None, f"{ONEDAL_FILE} holds an archive whose SHA-256 is not the one recorded with it"
+    if missing is None and written_format != FORMAT:
+        log.info("onedal_saved_model_nan_fed hint=%s", _REWRITE_HINT, extra={"hint": _REWRITE_HINT})
     return SavedOneDal(data, probe, reference.astype(np.float32), missing), None
