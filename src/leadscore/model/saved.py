@@ -51,7 +51,7 @@ FORMAT: Final = "leadscore-onedal/2"
 _PLAN_FORMATS: Final = {"leadscore-onedal/1": False, FORMAT: True}
 _REWRITE_HINT: Final = (
     "the saved oneDAL model predates the missing-value plan and is fed NaN for missing; "
-    "`leadscore onedal <bundle dir>` rewrites it (predictions 1.6-2.1x faster from 80 rows, the same answers)"
+    "`leadscore onedal <bundle dir>` rewrites it (predictions 1.6-2.2x faster from 80 rows, the same answers)"
 )
 
 # The standard library's logger, as in predictors.py: the model layer knows nothing of the service's telemetry.
