@@ -14,7 +14,7 @@ import importlib
 import json
 import logging
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from itertools import pairwise
 from pathlib import Path
@@ -118,20 +118,25 @@ def padded_rows(n: int, block_rows: int | None, pad_tail_from: int = _PAD_TAIL_F
 class MissingAsBounds:
     """Missing inputs handed to oneDAL as infinities, each on the side its splits send a missing value.
 
-    oneDAL's vectorised blocks run 1.5-2x slower when the block holds a NaN. Measured on the service's own
-    requests (the 1-lead bench bodies, nine leads in ten missing something), one core, NaN-fed model against this
-    one: 500 rows 9.1 -> 5.8 ms, 160 rows 2.6 -> 1.3 ms, 80 rows 1.05 -> 0.61 ms, 1 row 95 -> 67 us
-    (`bench/README.md`). XGBoost sends a missing value down each split's default branch. Where every split on an
-    input sends missing left, -inf goes left at each of them (oneDAL splits on <= a finite threshold); where every
-    one sends it right, +inf goes right. An input split both ways gets a second column, after the inputs: its
-    left-default splits read the first column (missing as -inf) and its right-default splits the second (missing
-    as +inf). Present values are unchanged, so every split decides as XGBoost's does and the answers are the same;
-    the load-time check against XGBoost, on probe inputs a quarter missing, still decides whether the path is used.
+    oneDAL's vectorised blocks run about twice as slow when the block holds a NaN. Measured on the API bench's
+    leads (nine in ten miss something), one core, NaN-fed model against this one (`bench/predictors.py --cpu 1`,
+    figures in `bench/README.md`): 500 rows 8.9 -> 4.1 ms, 160 rows 2.6 -> 1.2 ms, 80 rows 1.15 -> 0.67 ms.
+    XGBoost sends a missing value down each split's default branch. Where every split on an input sends missing
+    left, -inf goes left at each of them (oneDAL splits on <= a finite threshold); where every one sends it right,
+    +inf goes right. An input split both ways gets a second column, after the inputs: its left-default splits read
+    the first column (missing as -inf) and its right-default splits the second (missing as +inf). Present values
+    are unchanged, so every split decides as XGBoost's does and the answers are the same; the load-time check
+    against XGBoost, on probe inputs a quarter missing, still decides whether the path is used.
     """
 
     inputs: int  # the model's own inputs
     copies: npt.NDArray[np.intp]  # the inputs given a second column, in the order of those columns
     fill: Matrix  # per column oneDAL reads: what a missing value becomes (-inf or +inf)
+    # Per column oneDAL reads, the input it holds: derived once, gathered at every prediction.
+    sources: npt.NDArray[np.intp] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", np.concatenate([np.arange(self.inputs, dtype=np.intp), self.copies]))
 
     @classmethod
     def of(cls, trees: list[dict[str, Any]], inputs: int) -> MissingAsBounds:
@@ -168,8 +173,7 @@ class MissingAsBounds:
         given = rows[:n]
         # Inputs and copies in one gather: a third of the CPU of assigning them in two steps into zeros (16,384
         # rows: 5.9 -> 2.1 ms).
-        sources = np.concatenate([np.arange(self.inputs), self.copies])
-        np.take(np.asarray(matrix, dtype=np.float32), sources, axis=1, out=given, mode="clip")
+        np.take(np.asarray(matrix, dtype=np.float32), self.sources, axis=1, out=given, mode="clip")
         np.copyto(given, self.fill, where=np.isnan(given))
         rows[n:] = 0.0
         return rows

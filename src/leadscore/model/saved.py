@@ -165,6 +165,6 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
     data = archive.tobytes()
     if hashlib.sha256(data).hexdigest() != archive_digest:
         return None, f"{ONEDAL_FILE} holds an archive whose SHA-256 is not the one recorded with it"
-    if missing is None and written_format != FORMAT:
+    if not _PLAN_FORMATS[written_format]:
         log.info("onedal_saved_model_nan_fed hint=%s", _REWRITE_HINT, extra={"hint": _REWRITE_HINT})
     return SavedOneDal(data, probe, reference.astype(np.float32), missing), None
