@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from datetime import UTC, datetime
 
+import numpy as np
 import orjson
+import pyarrow as pa
 import pytest
 
 from leadscore.api.recording import lake_rows
 from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest, to_columns
+from leadscore.features.encode import OTHER_INPUTS
 from leadscore.features.explained import EXPLAIN_COLUMNS
-from leadscore.features.spec import INPUT_FIELDS
+from leadscore.features.spec import ENGINEERED_FEATURES, INPUT_FIELDS
 from leadscore.lake.records import (
+    BLOCK_ROWS,
+    RowBlock,
     RowGroup,
     deserialize,
-    deserialize_groups,
+    deserialize_blocks,
     is_test_request,
     segment_rows,
     serialize,
@@ -140,6 +146,18 @@ def test_raw_timestamps_in_another_zone_are_stored_as_utc_wall_time(tiny_scorer:
     assert stored == [datetime(2026, 3, 5, 4, 30), datetime(2026, 3, 4, 23, 30), None]  # noqa: DTZ001 - UTC wall time
 
 
+def test_raw_timestamps_read_back_from_the_spool_as_utc_wall_time(tiny_scorer: Scorer) -> None:
+    """Through a spool record, a raw timestamp with an offset, one without and a missing one keep their meaning."""
+    leads = [
+        {"last_campaign_interaction": "2026-03-04T23:30:00.250-05:00"},
+        {"last_campaign_interaction": "2026-03-04T23:30:00"},
+        {},
+    ]
+    stored = deserialize(serialize([_group(tiny_scorer, leads)])).column("raw_last_campaign_interaction")
+    expected = [datetime(2026, 3, 5, 4, 30, 0, 250000), datetime(2026, 3, 4, 23, 30), None]  # noqa: DTZ001
+    assert stored.to_pylist() == expected
+
+
 def test_segment_rows_counts_readable_records_only(tmp_path, tiny_scorer: Scorer) -> None:
     """Rows of a segment are counted from record headers; a record this version cannot read counts 0."""
     path = tmp_path / "000000000001.seg"
@@ -185,17 +203,86 @@ def test_explained_rows_read_back_from_the_spool_unchanged(tiny_scorer: Scorer) 
     assert deserialize(serialize(groups)).to_pylist() == to_record_batch(groups).to_pylist()
 
 
+def _version_4_record(groups: list[RowGroup], version: int = 4) -> bytes:
+    """A spool record as versions 3 and 4 wrote it: a header entry and a set of arrays per request."""
+    metas, buffers = [], []
+    for g in groups:
+        meta = {
+            "request_id": g.request_id,
+            "scored_at": g.scored_at,
+            "model_version": g.model_version,
+            "prediction_ms": g.prediction_ms,
+            "processing_ms": g.processing_ms,
+            "is_test": g.is_test,
+            "environment": g.environment,
+            "api_key_id": g.api_key_id,
+            "source": g.source,
+            "run_id": g.run_id,
+            "columns": {name: list(g.columns[name]) for name in (*OTHER_INPUTS, "lead_id")},
+        }
+        if version == 4:
+            meta["explain_k"] = None if g.explanation is None else int(g.explanation.raising.shape[1])
+        metas.append(meta)
+        arrays = (
+            (g.matrix, np.float32),
+            (g.probabilities, np.float64),
+            (g.scores, np.int64),
+            (g.confidence, np.float64),
+            (g.features_used, np.int64),
+            (g.raw_numeric, np.float64),
+        )
+        buffers.extend(np.ascontiguousarray(a, dtype=dtype).tobytes() for a, dtype in arrays)
+        if version == 4 and g.explanation is not None:
+            e = g.explanation
+            explained = (e.raising, e.raising_contributions, e.lowering, e.lowering_contributions, e.drivers)
+            buffers.extend(np.ascontiguousarray(a).tobytes() for a in explained)
+    header = orjson.dumps({"v": version, "groups": metas}, option=orjson.OPT_UTC_Z)
+    return struct.pack("<I", len(header)) + header + b"".join(buffers)
+
+
+def test_a_version_4_record_reads_as_the_rows_it_was_made_from(tiny_scorer: Scorer) -> None:
+    """A spool record written before records held one block (version 4) still reads, explained rows and all."""
+    groups = [_explained_group(tiny_scorer, [EXAMPLE_LEAD, {}]), _group(tiny_scorer, [{"lead_id": "L2"}], "r-2")]
+    assert deserialize(_version_4_record(groups)).to_pylist() == to_record_batch(groups).to_pylist()
+
+
 def test_a_record_from_before_the_explain_columns_reads_as_not_explained(tiny_scorer: Scorer) -> None:
     """A version 3 spool record (no explain part) still reads: its rows are not explained, their reasons null."""
-    record = serialize([_group(tiny_scorer, [EXAMPLE_LEAD, {}])])
-    (length,) = struct.unpack_from("<I", record)
-    header = orjson.loads(record[4 : 4 + length])
-    header["v"] = 3
-    for meta in header["groups"]:
-        del meta["explain_k"]
-    old_header = orjson.dumps(header)
-    old = struct.pack("<I", len(old_header)) + old_header + record[4 + length :]
-    rows = deserialize(old).to_pylist()
+    group = _group(tiny_scorer, [EXAMPLE_LEAD, {}])
+    rows = deserialize(_version_4_record([group], version=3)).to_pylist()
     assert [r["explained"] for r in rows] == [False, False]
     assert [r["reason_lowering_fields"] for r in rows] == [None, None]
-    assert [r["score"] for r in rows] == [r["score"] for r in to_record_batch(deserialize_groups(record)).to_pylist()]
+    assert [r["score"] for r in rows] == [r["score"] for r in to_record_batch([group]).to_pylist()]
+
+
+def test_segment_rows_counts_the_rows_of_old_records_too(tmp_path, tiny_scorer: Scorer) -> None:
+    """A segment's row count reads version 4 headers as well as current ones."""
+    path = tmp_path / "000000000001.seg"
+    groups = [_group(tiny_scorer, [{}, {}]), _group(tiny_scorer, [{}], "r-2")]
+    path.write_bytes(frame(_version_4_record(groups)) + frame(serialize(groups)))
+    assert segment_rows(path) == 6
+
+
+def test_a_record_reads_as_blocks_cut_between_requests(tiny_scorer: Scorer) -> None:
+    """A record of many requests reads as blocks of at most BLOCK_ROWS rows, each request whole, all rows in order."""
+    groups = [_group(tiny_scorer, [{"lead_id": f"{r}-{i}"} for i in range(3)], f"r-{r}") for r in range(5)]
+    blocks = RowBlock.of(groups).split(7)
+    assert [b.sizes.tolist() for b in blocks] == [[3, 3], [3, 3], [3]]
+    assert to_record_batch(blocks).to_pylist() == to_record_batch(groups).to_pylist()
+    assert all(b.size <= BLOCK_ROWS for b in deserialize_blocks(serialize(groups)))
+
+
+def test_a_request_bigger_than_a_block_stays_whole(tiny_scorer: Scorer) -> None:
+    """A request of more rows than a block holds is its own block, not cut."""
+    groups = [_group(tiny_scorer, [{}], "r-1"), _group(tiny_scorer, [{}] * 4, "r-2"), _group(tiny_scorer, [{}], "r-3")]
+    assert [b.sizes.tolist() for b in RowBlock.of(groups).split(2)] == [[1], [4], [1]]
+
+
+def test_an_engineered_value_the_column_cannot_hold_fails_the_conversion(tiny_scorer: Scorer) -> None:
+    """An integer input too big for its int32 lake column fails the batch (its records are kept), never wraps."""
+    group = _group(tiny_scorer, [{}])
+    column = next(j for j, f in enumerate(ENGINEERED_FEATURES) if f.integer)
+    matrix = group.matrix.copy()
+    matrix[0, column] = 2.0**40
+    with pytest.raises(pa.ArrowInvalid):
+        to_record_batch([dataclasses.replace(group, matrix=matrix)])

@@ -19,7 +19,15 @@ import pyarrow as pa
 from pyiceberg.exceptions import CommitFailedException
 
 from leadscore.heap import trim_heap
-from leadscore.lake.records import RowGroup, deserialize_groups, segment_rows, serialize, to_record_batch
+from leadscore.lake.records import (
+    BLOCK_ROWS,
+    RowBlock,
+    RowGroup,
+    deserialize_blocks,
+    segment_rows,
+    serialize,
+    to_record_batch,
+)
 from leadscore.lake.schema import ARROW_SCHEMA, PARTITION_KEYS
 from leadscore.lake.spool import read_segment
 from leadscore.lake.table import (
@@ -34,9 +42,8 @@ from leadscore.lake.table import (
 if TYPE_CHECKING:
     from pyiceberg.table import Table
 
-# Rows converted to Arrow at a time: with the row group size (_compat.ROW_GROUP_ROWS), what sets a commit's peak
-# memory beyond the committer's imports; larger chunks measured higher (`bench/run.py --memory-only`).
-CHUNK_ROWS: Final = 2_000
+# Rows converted to Arrow at a time (see records.BLOCK_ROWS).
+CHUNK_ROWS: Final = BLOCK_ROWS
 EXPIRY_INTERVAL_SECONDS: Final = 3600.0
 # The table, loaded once per process that commits (refreshed before each commit), and when this process last
 # expired its old snapshots.
@@ -54,14 +61,14 @@ class Layout:
     schema: pa.Schema
     partition_keys: tuple[str, ...]
     serialize: Callable[[list[Any]], bytes]  # the items of one group commit -> one spool record
-    decode: Callable[[memoryview], list[Any]]  # one spool record -> its groups
+    decode: Callable[[memoryview], list[Any]]  # one spool record -> its groups (or blocks of groups)
     group_rows: Callable[[Any], int]
     to_batch: Callable[[Sequence[Any]], pa.RecordBatch]  # groups -> rows in `schema`
     segment_rows: Callable[[Path], int]  # rows in a segment (for the backlog of an adopted one)
     metrics: bool = True  # whether the sink reports to the lake's metrics (the predictions' alone do)
 
 
-def _group_rows(group: RowGroup) -> int:
+def _group_rows(group: RowGroup | RowBlock) -> int:
     return group.size
 
 
@@ -69,7 +76,7 @@ PREDICTIONS: Final = Layout(
     schema=ARROW_SCHEMA,
     partition_keys=PARTITION_KEYS,
     serialize=serialize,
-    decode=deserialize_groups,
+    decode=deserialize_blocks,
     group_rows=_group_rows,
     to_batch=to_record_batch,
     segment_rows=segment_rows,
@@ -149,7 +156,7 @@ def read_rows(
             bad.add(number)
             error = repr(exc)
             continue
-        # Group by group: one record holds every request of a group commit (16,000 rows at 32 connections).
+        # Part by part: one record holds every request of a group commit (16,000 rows at 32 connections).
         for group in groups:
             pending.append((number, group))
             pending_rows += layout.group_rows(group)
