@@ -22,7 +22,6 @@ from leadscore.heap import trim_heap
 from leadscore.lake.records import (
     BLOCK_ROWS,
     RowBlock,
-    RowGroup,
     deserialize_blocks,
     segment_rows,
     serialize,
@@ -61,15 +60,15 @@ class Layout:
     schema: pa.Schema
     partition_keys: tuple[str, ...]
     serialize: Callable[[list[Any]], bytes]  # the items of one group commit -> one spool record
-    decode: Callable[[memoryview], list[Any]]  # one spool record -> its groups (or blocks of groups)
+    decode: Callable[[memoryview], list[Any]]  # one spool record -> its groups (or blocks of them)
     group_rows: Callable[[Any], int]
     to_batch: Callable[[Sequence[Any]], pa.RecordBatch]  # groups -> rows in `schema`
     segment_rows: Callable[[Path], int]  # rows in a segment (for the backlog of an adopted one)
     metrics: bool = True  # whether the sink reports to the lake's metrics (the predictions' alone do)
 
 
-def _group_rows(group: RowGroup | RowBlock) -> int:
-    return group.size
+def _group_rows(block: RowBlock) -> int:
+    return block.size
 
 
 PREDICTIONS: Final = Layout(

@@ -163,10 +163,9 @@ class RowBlock:
         """The rows of `blocks`, in order, as one block."""
         if len(blocks) == 1:
             return blocks[0]
-
         return cls(
             sizes=np.concatenate([b.sizes for b in blocks]),
-            scalars={attribute: _chained(b.scalars[attribute] for b in blocks) for _, attribute in _SCALARS},
+            scalars={attribute: _chained(b.scalars[attribute] for b in blocks) for attribute in _SCALAR_ATTRIBUTES},
             columns={name: _chained(b.columns[name] for b in blocks) for name in _LIST_NAMES},
             **{name: np.concatenate([getattr(b, name) for b in blocks]) for name, _, _ in _ARRAYS},
             explanations=tuple(itertools.chain.from_iterable(b.explanations for b in blocks)),
@@ -259,10 +258,6 @@ _NUMBER_COLUMNS: Final = (
 _UTC: Final = pa.timestamp("us", tz="UTC")
 
 
-def _utc_naive_all(moments: Sequence[datetime]) -> list[datetime]:
-    return [_utc_naive(m) for m in moments]
-
-
 def to_record_batch(items: Sequence[RowGroup | RowBlock]) -> pa.RecordBatch:
     """One Arrow batch in the lake schema for all rows of `items` (scored requests, or blocks of them).
 
@@ -281,7 +276,7 @@ def to_record_batch(items: Sequence[RowGroup | RowBlock]) -> pa.RecordBatch:
     for name, attribute in _SCALARS:
         values = block.scalars[attribute]
         if attribute == "scored_at":
-            values = _utc_naive_all(values)
+            values = [_utc_naive(moment) for moment in values]
         arrays[name] = pa.array(values, ARROW_SCHEMA.field(name).type).take(group_of_row)
     # A lead without an id is stored with a null id, as the API answered it; its position is lead_index.
     arrays["lead_id"] = pa.array(block.columns["lead_id"], pa.string())
@@ -427,16 +422,13 @@ def _datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
-# The per-request layout of version 3 and 4 records: each request's arrays one after another.
-_GROUP_ARRAYS: Final = _ARRAYS
-
-
 def _deserialize_groups(header: dict[str, Any], reader: _Reader) -> list[RowGroup]:
     groups = []
     for meta in header["groups"]:
         columns = meta["columns"]
         n = len(columns["lead_id"])
-        arrays: list[Any] = [reader.read(dtype, n, width or None) for _, dtype, width in _GROUP_ARRAYS]
+        # The same arrays as a version 5 record's, but each request's one after another.
+        arrays = {name: reader.read(dtype, n, width or None) for name, dtype, width in _ARRAYS}
         k = meta.get("explain_k")
         explanation = (
             None
@@ -447,7 +439,6 @@ def _deserialize_groups(header: dict[str, Any], reader: _Reader) -> list[RowGrou
         )
         for name in _TIMESTAMP_FIELDS:
             columns[name] = [_datetime(v) for v in columns[name]]
-        matrix, probabilities, scores, confidence, features_used, raw_numeric = arrays
         groups.append(
             RowGroup(
                 request_id=meta["request_id"],
@@ -462,12 +453,7 @@ def _deserialize_groups(header: dict[str, Any], reader: _Reader) -> list[RowGrou
                 source=meta.get("source", "online"),
                 run_id=meta.get("run_id"),
                 columns=columns,
-                raw_numeric=raw_numeric,
-                matrix=matrix,
-                probabilities=probabilities,
-                scores=scores,
-                confidence=confidence,
-                features_used=features_used,
+                **arrays,
                 explanation=explanation,
             )
         )
