@@ -91,6 +91,9 @@ class MLServer:
         log = (workdir / "mlserver.log").open("wb")
         self.process = subprocess.Popen(
             [str(executable), "start", str(workdir)],
+            # Its inference workers are spawned with the working directory on their path: run from bench/, this
+            # file (mlserver.py) would shadow the mlserver package there.
+            cwd=workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "MLSERVER_LOGGING_LEVEL": "WARNING"},
