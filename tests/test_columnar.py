@@ -19,7 +19,7 @@ from leadscore.api.decode import parse_leads
 from leadscore.api.schemas import CustomFeatures, Lead, parse_score_request
 from leadscore.columnar import output_schema, score_table
 from leadscore.errors import ValidationFailed
-from leadscore.features.spec import CATEGORY_FIELDS, CORE_FIELDS, CUSTOM_FIELDS, SCORES
+from leadscore.features.spec import CATEGORY_FIELDS, CORE_FIELDS, CUSTOM_FIELDS, MAX_TEXT_LENGTH, SCORES
 from leadscore.loadtest.data import synthetic_leads
 from leadscore.model.bundle import Scorer
 from leadscore.model.reasons import explain, render
@@ -261,6 +261,24 @@ def test_record_batch_and_dictionary_columns_score_as_a_table(tiny_scorer: Score
     out = score_table(batch, bundle=tiny_scorer, as_of=AS_OF)
     assert out["score"].equals(plain["score"])
     assert out["confidence"].equals(plain["confidence"])
+
+
+def test_dictionary_text_is_checked_and_encoded_as_plain_text(tiny_scorer: Scorer) -> None:
+    """A dictionary column (as Parquet reads it) gives the plain column's output, rejections and messages included.
+
+    Its dictionary may hold values no row uses and a value twice: neither changes a row's score.
+    """
+    too_long = "x" * (MAX_TEXT_LENGTH + 1)
+    titles = ["VP Marketing", too_long, None, "VP Marketing", "Engineer", "Head of Sales"]
+    dictionary = pa.array(["VP Marketing", too_long, "Never used", "Engineer", "VP Marketing", "Head of Sales"])
+    indices = pa.array([0, 1, None, 4, 3, 5], pa.int32())
+    base = {"lead_id": [f"l{i}" for i in range(len(titles))], "form_fills": [1, 2, 3, 4, 5, 6]}
+    plain = score_table(pa.table({**base, "job_title": titles}), bundle=tiny_scorer, as_of=AS_OF)
+    encoded = pa.DictionaryArray.from_arrays(indices, dictionary)
+    assert encoded.to_pylist() == titles
+    out = score_table(pa.table({**base, "job_title": encoded}), bundle=tiny_scorer, as_of=AS_OF)
+    assert out.drop_columns(["scored_at"]).equals(plain.drop_columns(["scored_at"]))
+    assert out["error_field"].to_pylist() == [None, "job_title", None, None, None, None]
 
 
 TIMESTAMP_FORMS = [

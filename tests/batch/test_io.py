@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -53,6 +54,23 @@ def test_small_row_groups_are_read_whole(tmp_path):
     assert [(c.start, c.size, c.progress) for c in chunks] == [(200 * i, 200, 200 * (i + 1)) for i in range(5)]
     ids = [v for c in chunks for v in c.rows.column("lead_id").to_pylist()]
     assert ids == table.column("lead_id").to_pylist()
+
+
+def test_parquet_text_columns_arrive_as_dictionaries(tmp_path):
+    """Picklist and title columns are read as dictionaries; lead ids, numbers and text written as numbers are not."""
+    table = lead_table(200)
+    crm_ids = pa.array(range(200), pa.int64())  # a CRM export with numeric job title codes
+    table = table.set_column(table.schema.get_field_index("job_title"), "job_title", crm_ids)
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=64)
+    rows = pa.concat_tables(
+        pa.Table.from_batches([c.rows]) if isinstance(c.rows, pa.RecordBatch) else c.rows
+        for c in open_reader(str(tmp_path / "in.parquet"), FileFormat.PARQUET, chunk_rows=100).chunks()
+    )
+    assert pa.types.is_dictionary(rows.schema.field("industry").type)
+    assert rows.schema.field("lead_id").type == pa.string()
+    assert rows.schema.field("job_title").type == pa.int64()
+    assert rows.schema.field("website_sessions").type == table.schema.field("website_sessions").type
+    assert rows.column("industry").to_pylist() == table.column("industry").to_pylist()
 
 
 def test_a_missing_input_is_an_input_error(tmp_path):

@@ -22,11 +22,13 @@ import pyarrow.parquet as pq
 
 from leadscore.batch.options import DEFAULT_CHUNK_ROWS, FileFormat
 from leadscore.errors import LeadscoreError
-from leadscore.features.spec import INPUT_FIELDS
+from leadscore.features.spec import INPUT_FIELDS, Kind
 from leadscore.lake._compat import s3_checksums_when_required
 
 # The columns a batch reads: the API's lead fields by the same names (custom features as flat columns).
 LEAD_COLUMNS: Final = ("lead_id", *(f.name for f in INPUT_FIELDS))
+# Picklists and titles: few distinct values, each repeated over many rows (not lead_id, one per row).
+_TEXT_COLUMNS: Final = frozenset(f.name for f in INPUT_FIELDS if f.kind in (Kind.CATEGORY, Kind.TEXT))
 _CSV_BLOCK_BYTES: Final = 4 << 20
 PARTIAL_SUFFIX: Final = ".partial"  # an output file being written, renamed when finished
 
@@ -125,8 +127,14 @@ class ParquetReader:
     def __init__(self, path: str, chunk_rows: int) -> None:
         fs, inner = filesystem(path)
         try:
+            source = fs.open_input_file(inner)
+            metadata = pq.read_metadata(source)  # the footer, read once (ParquetFile is given it)
+            schema = metadata.schema.to_arrow_schema()
+            # Text columns read as Arrow dictionaries, as Parquet stores them: the core checks and encodes each
+            # distinct value once (leadscore.columnar), and their strings are never decoded row by row.
+            strings = [f.name for f in schema if f.name in _TEXT_COLUMNS and pa.types.is_string(f.type)]
             # No pre-buffering: it holds whole row groups' column chunks ahead, about twice the reader's memory.
-            self._file = pq.ParquetFile(fs.open_input_file(inner), pre_buffer=False)
+            self._file = pq.ParquetFile(source, metadata=metadata, pre_buffer=False, read_dictionary=strings)
         except (OSError, pa.ArrowInvalid) as exc:
             raise BatchInputError(f"cannot read {path} as Parquet: {exc}") from exc
         names = set(self._file.schema_arrow.names)
