@@ -63,6 +63,16 @@ def _add_middleware_and_handlers(app: FastAPI, settings: Settings, recorder: met
     install_error_handlers(app)
 
 
+def _pollers(settings: Settings, sink: LakeSink | None) -> list[asyncio.Task[None]]:
+    """The lifespan's periodic tasks: the lake's backlog gauges, and the requests' figures written in bulk."""
+    pollers = []
+    if sink is not None:
+        pollers.append(asyncio.create_task(metrics.poll_lake_backlog(sink.backlog.totals)))
+    if settings.metrics_enabled:  # written every metrics.FLUSH_SECONDS, so an idle worker's last requests count too
+        pollers.append(asyncio.create_task(metrics.flush_periodically()))
+    return pollers
+
+
 def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink | None = None) -> FastAPI:
     """The ASGI app for `settings`; scorer and lake are built from the settings at start-up unless given.
 
@@ -90,7 +100,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
         restore = on_sigterm(lifecycle.start_draining)
         tune_gc()
         metrics.set_model_info(loaded.version)
-        backlog = asyncio.create_task(metrics.poll_lake_backlog(sink.backlog.totals)) if sink is not None else None
+        pollers = _pollers(settings, sink)
         emitter = None
         if emf is not None:
             emf.model_version = loaded.version
@@ -109,8 +119,8 @@ def create_app(settings: Settings, scorer: Scorer | None = None, lake: LakeSink 
         finally:
             lifecycle.start_draining()
             restore()
-            if backlog is not None:
-                backlog.cancel()
+            for poller in pollers:
+                poller.cancel()
             if sink is not None:
                 await asyncio.to_thread(outcomes.close, lifecycle.remaining_grace(settings.shutdown_grace_seconds))
                 await asyncio.to_thread(sink.close, lifecycle.remaining_grace(settings.shutdown_grace_seconds))

@@ -25,6 +25,12 @@ from tests.support.leads import synthetic_leads
 SCORE = "/api/v1/scoring/score"
 
 
+@pytest.fixture(autouse=True)
+def nothing_pending():
+    """Figures another test left pending are written before this one reads its `before` values."""
+    metrics.flush_pending()
+
+
 def value(name: str, **labels: str) -> float:
     """The sample's current value in this process (0 when it does not exist yet)."""
     found = metrics.REGISTRY.get_sample_value(name, labels)
@@ -94,6 +100,7 @@ def test_request_is_counted_by_method_route_and_status():
     before = value("leadscore_http_request_duration_seconds_count", **labels)
     before_sum = value("leadscore_http_request_duration_seconds_sum", **labels)
     metrics.Recorder()("POST", "/api/v1/scoring/score", 422, 0.25, None)
+    metrics.flush_pending()
     assert value("leadscore_http_request_duration_seconds_count", **labels) == before + 1
     assert value("leadscore_http_request_duration_seconds_sum", **labels) == pytest.approx(before_sum + 0.25)
 
@@ -117,6 +124,7 @@ def test_scored_batch_counts_leads_scores_confidence_and_model_time(tiny_scorer)
         value("leadscore_model_inference_seconds_count"),
     )
     metrics.Recorder()("POST", "/api/v1/scoring/score", 200, 0.01, batch)
+    metrics.flush_pending()
     after_scores = [value("leadscore_lead_scores_total", score=str(s)) for s in range(1, 6)]
     assert [a - b for a, b in zip(after_scores, before_scores, strict=True)] == expected.tolist()
     assert value("leadscore_leads_scored_total") - before[0] == 40
@@ -129,6 +137,7 @@ def test_warnings_are_counted_by_field(tiny_scorer):
     batch = scored_batch(tiny_scorer, [{"company_size": "Gigantic"}, {"company_size": "Tiny-ish"}, {}])
     before = value("leadscore_lead_warnings_total", field="company_size")
     metrics.Recorder()("POST", "/api/v1/scoring/score", 200, 0.01, batch)
+    metrics.flush_pending()
     assert value("leadscore_lead_warnings_total", field="company_size") - before == 2
 
 
@@ -139,6 +148,7 @@ def test_unknown_values_are_counted_by_field_and_value(tiny_scorer, monkeypatch)
     leads = [{"industry": "Underwater Basketry"}, {"industry": "UNDERWATER_BASKETRY"}, {"industry": "logistics"}]
     before = value("leadscore_unknown_category_values_total", field="industry", value="underwater basketry")
     metrics.Recorder()("POST", "/api/v1/scoring/score", 200, 0.01, scored_batch(tiny_scorer, leads))
+    metrics.flush_pending()
     after = value("leadscore_unknown_category_values_total", field="industry", value="underwater basketry")
     assert after - before == 2
     assert value("leadscore_unknown_category_values_total", field="industry", value="logistics") == 0
@@ -203,6 +213,101 @@ def test_recorder_without_prometheus_feeds_only_emf(tiny_scorer):
     assert value("leadscore_leads_scored_total") == before
     document = emf.document(0)
     assert (document["Requests"], document["Leads"]) == (1, 3)
+
+
+def test_a_finished_request_is_written_at_the_next_flush(tiny_scorer, monkeypatch):
+    """Within FLUSH_SECONDS of the last flush a request's figures wait in the process; the flush writes them."""
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)
+    before = value("leadscore_leads_scored_total")
+    metrics.Recorder()("POST", "/api/v1/scoring/score", 200, 0.01, scored_batch(tiny_scorer, synthetic_leads(3)))
+    assert value("leadscore_leads_scored_total") == before
+    metrics.flush_pending()
+    assert value("leadscore_leads_scored_total") == before + 3
+
+
+def test_figures_are_written_once_flush_seconds_have_passed(tiny_scorer, monkeypatch):
+    """A request finishing FLUSH_SECONDS or more after the last flush writes everything pending, itself included."""
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)
+    before = value("leadscore_leads_scored_total")
+    record = metrics.Recorder()
+    record("POST", "/api/v1/scoring/score", 200, 0.01, scored_batch(tiny_scorer, synthetic_leads(2)))
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 0.0)
+    record("POST", "/api/v1/scoring/score", 200, 0.01, scored_batch(tiny_scorer, synthetic_leads(5)))
+    assert value("leadscore_leads_scored_total") == before + 7
+
+
+def test_requests_written_together_count_as_each_would_alone(tiny_scorer, monkeypatch):
+    """Requests flushed at once add what each would alone, model time once per request included."""
+    monkeypatch.setattr(metrics, "_LABELLED", {})
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)
+    batches = [
+        scored_batch(tiny_scorer, synthetic_leads(30, seed=7)),
+        scored_batch(tiny_scorer, [{"industry": "Underwater Basketry"}, {"company_size": "Gigantic"}]),
+        scored_batch(tiny_scorer, [{"industry": "UNDERWATER_BASKETRY"}]),
+    ]
+    labels = {"method": "POST", "route": SCORE, "status": "200"}
+    names = [
+        ("leadscore_http_request_duration_seconds_count", labels),
+        ("leadscore_leads_scored_total", {}),
+        *(("leadscore_lead_scores_total", {"score": str(s)}) for s in range(1, 6)),
+        ("leadscore_score_confidence_ratio_count", {}),
+        ("leadscore_model_inference_seconds_count", {}),
+        ("leadscore_lead_warnings_total", {"field": "industry"}),
+        ("leadscore_lead_warnings_total", {"field": "company_size"}),
+        ("leadscore_unknown_category_values_total", {"field": "industry", "value": "underwater basketry"}),
+    ]
+    before = [value(name, **lab) for name, lab in names]
+    for batch in batches:
+        metrics.Recorder()("POST", SCORE, 200, 0.02, batch)
+    metrics.flush_pending()
+    together = [value(name, **lab) - b for (name, lab), b in zip(names, before, strict=True)]
+    before = [value(name, **lab) for name, lab in names]
+    for batch in batches:
+        metrics.observe_request("POST", SCORE, 200, 0.02)
+        metrics.observe_batch(metrics.summarize(batch))
+    alone = [value(name, **lab) - b for (name, lab), b in zip(names, before, strict=True)]
+    assert together == alone
+    assert together[0] == 3
+    assert together[1] == 33
+    assert together[-1] == 2
+
+
+def test_the_periodic_flush_writes_an_idle_process_figures(tiny_scorer, monkeypatch):
+    """With no further request, the lifespan's flusher writes what is pending within its interval."""
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)
+    before = value("leadscore_leads_scored_total")
+    metrics.Recorder()("POST", SCORE, 200, 0.01, scored_batch(tiny_scorer, synthetic_leads(4)))
+
+    flushed = asyncio.Event()
+    flush = metrics.flush_pending
+
+    def flush_and_tell() -> None:
+        flush()
+        flushed.set()
+
+    monkeypatch.setattr(metrics, "flush_pending", flush_and_tell)
+
+    async def run() -> None:
+        task = asyncio.create_task(metrics.flush_periodically(interval=0.01))
+        try:
+            await asyncio.wait_for(flushed.wait(), timeout=10)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    assert value("leadscore_leads_scored_total") == before + 4
+
+
+def test_a_scrape_writes_this_process_pending_figures_first(tiny_scorer, monkeypatch):
+    """The exposition a process renders counts every request it has finished, flushed or not."""
+    monkeypatch.setattr(metrics, "FLUSH_SECONDS", 3600.0)
+    before = value("leadscore_leads_scored_total")
+    metrics.Recorder()("POST", SCORE, 200, 0.01, scored_batch(tiny_scorer, synthetic_leads(6)))
+    body, _ = metrics.render()
+    line = next(line for line in body.decode().splitlines() if line.startswith("leadscore_leads_scored_total "))
+    assert float(line.split()[1]) == before + 6
 
 
 def test_lake_backlog_sets_gauges_and_the_emf_snapshot():

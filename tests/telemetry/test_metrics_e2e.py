@@ -50,8 +50,35 @@ def leads_per_worker(directory: Path) -> dict[str, float]:
     return found
 
 
+def written_leads(directory: Path, sent: int, timeout: float = 30.0) -> dict[str, float]:
+    """`leads_per_worker` once the workers' files hold all `sent` leads (each writes within FLUSH_SECONDS)."""
+    deadline = time.monotonic() + timeout
+    found = leads_per_worker(directory)
+    while sum(found.values()) < sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = leads_per_worker(directory)
+    return found
+
+
+def wait_for_requests(server: ServerProcess, requests: int, timeout: float = 30.0) -> None:
+    """Until a scrape counts `requests` scoring requests (every worker has written its last ones), or the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        samples = scrape(server)
+        counted = sum(
+            get(samples, "leadscore_http_request_duration_seconds_count", **ROUTE, status=status)
+            for status in ("200", "422")
+        )
+        if counted >= requests:
+            return
+        time.sleep(0.05)
+
+
 def test_two_worker_scrape_counts_exactly_what_was_sent(tmp_path):
-    """After known traffic spread over both workers, requests, leads and per-score counts match exactly."""
+    """After known traffic spread over both workers, requests, leads and per-score counts match exactly.
+
+    Each worker writes its figures within FLUSH_SECONDS of a request: the scrapes are made once both have.
+    """
     metrics_dir = tmp_path / "metrics"
     server = start_server(tmp_path, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}, args=("--workers", "2"))
     try:
@@ -74,10 +101,11 @@ def test_two_worker_scrape_counts_exactly_what_was_sent(tmp_path):
                 sent["ok"] += len(sizes)
                 sent["leads"] += sum(sizes)
                 sent["invalid"] += sum(status == 422 for status in pool.map(lambda _: invalid(), range(3)))
-                if len(leads_per_worker(metrics_dir)) >= 2:
+                if len(written_leads(metrics_dir, sent["leads"])) >= 2:
                     break
-        per_worker = leads_per_worker(metrics_dir)
+        per_worker = written_leads(metrics_dir, sent["leads"])
         assert len(per_worker) == 2, per_worker
+        wait_for_requests(server, sent["ok"] + sent["invalid"])
         for _ in range(4):  # any worker may answer the scrape: every answer must hold the totals of both
             samples = scrape(server)
             ok = get(samples, "leadscore_http_request_duration_seconds_count", **ROUTE, status="200")

@@ -5,8 +5,10 @@ telemetry.multiprocess) every process writes its own mmap files and a scrape sum
 workers add up. The lake reports through `set_lake_backlog`, `observe_lake_flush` and
 `observe_lake_upload_failure`; the app reports each finished request through a `Recorder`.
 
-Per request the cost is a handful of calls whatever the batch size: scores are counted with one `np.bincount`
-and the confidence histogram is filled from one `np.searchsorted` + `np.bincount` (see `_compat`).
+A finished request's figures are gathered in this process and written to Prometheus in bulk, at most
+`FLUSH_SECONDS` later: the cost is a few calls per series and flush, whatever the number of requests or leads.
+Scores are counted with one `np.bincount` and the confidence histogram is filled from one `np.searchsorted` +
+`np.bincount` (see `_compat`).
 
 Telemetry sits below scoring: it takes what it records as plain values, or as the small protocols below,
 which a scored batch satisfies without this module importing it.
@@ -18,9 +20,10 @@ import asyncio
 import math
 import os
 import threading
+import time
 from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -350,30 +353,136 @@ _HTTP_CHILDREN: dict[tuple[str, str, int], Any] = {}
 
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
     """Record one finished request; `route` is the matched route template (None when nothing matched)."""
-    # Bounded keys: methods folded to a fixed set, routes are templates, statuses are the server's own.
-    key = (method if method in _METHODS else "OTHER", route or UNMATCHED_ROUTE, status)
+    _http_child(_request_key(method, route, status)).observe(seconds)
+
+
+def _http_child(key: tuple[str, str, int]) -> Any:  # noqa: ANN401 - prometheus_client's labelled child
     child = _HTTP_CHILDREN.get(key)
     if child is None:
-        child = _HTTP_CHILDREN.setdefault(key, HTTP_DURATION.labels(key[0], key[1], str(status)))
-    child.observe(seconds)
+        child = _HTTP_CHILDREN.setdefault(key, HTTP_DURATION.labels(key[0], key[1], str(key[2])))
+    return child
 
 
 def observe_batch(summary: BatchSummary) -> None:
     """Record one scored batch."""
+    _count_leads(summary)
+    MODEL_SECONDS.observe(summary.prediction_seconds)
+
+
+def _count_leads(summary: BatchSummary) -> None:
+    """Everything `observe_batch` records but the model time."""
     LEADS.inc(summary.leads)
     for child, count in zip(_SCORE_CHILDREN, summary.score_counts, strict=True):
         if count:
             child.inc(count)
     add_bucket_counts(CONFIDENCE, summary.confidence_buckets, summary.confidence_sum)
-    MODEL_SECONDS.observe(summary.prediction_seconds)
     for name, count in summary.warnings.items():
         WARNINGS.labels(field=name).inc(count)
     for (name, label), count in summary.unknown_values.items():
         UNKNOWN_VALUES.labels(field=name, value=label).inc(count)
 
 
+@dataclass(frozen=True, slots=True)
+class _Joined:
+    """The leads of several scored batches as one (a `Scored`, its own `encoded`), for one summary of them all."""
+
+    size: int
+    scores: npt.NDArray[np.int64]
+    confidence: npt.NDArray[np.float64]
+    prediction_ms: float
+    warnings: tuple[InputWarning, ...]
+
+    @property
+    def encoded(self) -> _Joined:
+        return self
+
+    @classmethod
+    def of(cls, batches: Sequence[Scored]) -> _Joined:
+        return cls(
+            size=sum(b.size for b in batches),
+            scores=np.concatenate([b.scores for b in batches]),
+            confidence=np.concatenate([b.confidence for b in batches]),
+            prediction_ms=0.0,  # each batch's own time is observed, not a sum
+            warnings=tuple(w for b in batches for w in b.encoded.warnings),
+        )
+
+
+def observe_batches(batches: Sequence[Scored]) -> None:
+    """Record several scored batches, as `observe_batch` of each would (one model time per batch), in a few calls."""
+    if not batches:
+        return
+    _count_leads(summarize(batches[0] if len(batches) == 1 else _Joined.of(batches)))
+    observe_many(MODEL_SECONDS, np.array([b.prediction_ms for b in batches], dtype=np.float64) / 1000.0)
+
+
+# How long a finished request's figures may wait in this process before they are written to Prometheus.
+# prometheus_client writes every increment to its file under a lock (about 0.7 us each, nine or so per scored
+# request: 15 us of a 1-lead request's ~330 us of CPU, `bench/README.md`); gathered, a second of requests is
+# written in a few calls per series. A scrape (every 15 s or more) may miss the last second of another worker;
+# one of this process first writes what it holds (`render`), as does shutdown.
+FLUSH_SECONDS: Final = 1.0
+
+
+class _Pending:
+    """Requests finished since the last flush: durations by (method, route, status), scored batches in order."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # requests end on the event loop; a scrape renders in a worker thread
+        self.durations: dict[tuple[str, str, int], list[float]] = {}
+        self.batches: list[Scored] = []
+        self.since = time.monotonic()
+
+
+_PENDING: Final = _Pending()
+
+
+def _request_key(method: str, route: str | None, status: int) -> tuple[str, str, int]:
+    # Bounded keys: methods folded to a fixed set, routes are templates, statuses are the server's own.
+    return (method if method in _METHODS else "OTHER", route or UNMATCHED_ROUTE, status)
+
+
+def defer_request(method: str, route: str | None, status: int, seconds: float, batch: Scored | None) -> None:
+    """Count one finished request and its scored batch (if any): written at the next flush, within FLUSH_SECONDS."""
+    key = _request_key(method, route, status)
+    now = time.monotonic()
+    with _PENDING.lock:
+        durations = _PENDING.durations.get(key)
+        if durations is None:
+            _PENDING.durations[key] = [seconds]
+        else:
+            durations.append(seconds)
+        if batch is not None:
+            _PENDING.batches.append(batch)
+        due = now - _PENDING.since >= FLUSH_SECONDS
+    if due:
+        flush_pending()
+
+
+def flush_pending() -> None:
+    """Write the figures of the requests finished since the last flush to Prometheus now."""
+    with _PENDING.lock:
+        durations, batches = _PENDING.durations, _PENDING.batches
+        _PENDING.durations, _PENDING.batches, _PENDING.since = {}, [], time.monotonic()
+    for key, seconds in durations.items():
+        if len(seconds) == 1:
+            _http_child(key).observe(seconds[0])
+        else:
+            observe_many(_http_child(key), np.array(seconds, dtype=np.float64))
+    observe_batches(batches)
+
+
+async def flush_periodically(interval: float = FLUSH_SECONDS) -> None:
+    """`flush_pending` every `interval` seconds until cancelled: a worker gone idle still writes its last requests."""
+    while True:
+        await asyncio.sleep(interval)
+        flush_pending()
+
+
 class Recorder:
-    """Called once per finished request (by the request middleware): feeds Prometheus and EMF, each when on."""
+    """Called once per finished request (by the request middleware): feeds Prometheus and EMF, each when on.
+
+    Prometheus receives the request through `defer_request` (written within FLUSH_SECONDS, see there).
+    """
 
     def __init__(self, prometheus: bool = True, emf: EmfAggregator | None = None) -> None:
         self.prometheus = prometheus
@@ -381,14 +490,13 @@ class Recorder:
 
     def __call__(self, method: str, route: str | None, status: int, seconds: float, batch: Scored | None) -> None:
         """Record the request, and its scored batch when it scored one."""
-        summary = summarize(batch) if batch is not None and batch.size else None
+        scored = batch if batch is not None and batch.size else None
         if self.prometheus:
-            observe_request(method, route, status, seconds)
-            if summary is not None:
-                observe_batch(summary)
+            defer_request(method, route, status, seconds, scored)
         if self.emf is not None:
             self.emf.add_request(status, seconds)
-            if summary is not None:
+            if scored is not None:
+                summary = summarize(scored)
                 self.emf.add_batch(
                     summary.score_counts, summary.confidence_sum, summary.confidence_min, summary.confidence_max
                 )
@@ -494,7 +602,8 @@ def set_model_info(model_version: str) -> None:
 
 
 def process_exit() -> None:
-    """Drop this process's live gauges (backlog, model info) so a scrape stops counting it."""
+    """Write the last figures, then drop the live gauges (backlog, model info): a scrape stops counting this process."""
+    flush_pending()
     if multiprocess_mode():
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
@@ -539,7 +648,8 @@ def _multiprocess_registry(directory: Path) -> CollectorRegistry:
 
 
 def render() -> tuple[bytes, str]:
-    """The Prometheus text exposition of every worker (body, content type)."""
+    """The Prometheus text exposition of every worker (body, content type), this process's pending figures written."""
+    flush_pending()
     directory = os.environ.get(MULTIPROC_ENV)
     if multiprocess_mode() and directory:
         return generate_latest(_multiprocess_registry(Path(directory))), CONTENT_TYPE_LATEST
