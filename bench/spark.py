@@ -1,7 +1,7 @@
 """Spark local[2] scoring a Parquet dataset (leadscore.spark) against the in-process predictor, per core.
 
-    uv run python bench/spark.py                       # 400,000 leads, Arrow batches of 10,000 (Spark's default)
-    uv run python bench/spark.py --rows 1000000 --batch-rows 50000 --json out.json
+    uv run python bench/spark.py                       # 400,000 leads, Arrow batches as the rescoring job sets them
+    uv run python bench/spark.py --rows 1000000 --batch-rows 10000 --json out.json   # Spark's default batch
 
 Same rows, same run: the leads are written once as Parquet; the reference is the packaged model's predictor as
 served (oneDAL, one thread) on the encoded rows, and `score_table` on Spark-sized batches, both on one core.
@@ -37,7 +37,7 @@ from run import _descendants  # bench/run.py, beside this script: the process tr
 from leadscore.columnar import score_table
 from leadscore.features.encode import encode
 from leadscore.model.bundle import default_bundle_dir, load_bundle
-from leadscore.spark import INPUT_COLUMNS, score_dataframe
+from leadscore.spark import ARROW_BATCH_ROWS, INPUT_COLUMNS, score_dataframe
 from leadscore.training.synth import synthesize, table_to_columns
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
@@ -173,7 +173,9 @@ def main() -> None:
     """Measure, print and optionally write the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=400_000)
-    parser.add_argument("--batch-rows", type=int, default=10_000, help="Arrow batch size (Spark's default 10,000)")
+    parser.add_argument(
+        "--batch-rows", type=int, default=ARROW_BATCH_ROWS, help="Arrow batch size (default: the rescoring job's)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

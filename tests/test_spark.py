@@ -24,7 +24,7 @@ from pyspark.sql import SparkSession
 
 from leadscore.columnar import output_schema, score_table
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_bundle_dir
-from leadscore.spark import local_bundle_dir, score_dataframe, spark_schema
+from leadscore.spark import ARROW_BATCH_CONF, ARROW_BATCH_ROWS, local_bundle_dir, score_dataframe, spark_schema
 from leadscore.training.synth import synthesize
 from tests.support.rgw import RgwServer
 from tests.support.spark import local_spark
@@ -195,6 +195,17 @@ def test_glue_job_scores_a_dataset_end_to_end(
     scored, rejected = glue_job().run(spark, [*argv, "--as-of", "2026-06-01T00:00:00"])
     assert (scored, rejected) == (ROWS - len(INVALID), len(INVALID))
     assert pq.read_table(out).num_rows == ROWS
+
+
+def test_glue_job_hands_the_scorer_large_arrow_batches(
+    spark: SparkSession, leads_dir: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """The job sets the session's Arrow batch size to ARROW_BATCH_ROWS, not Spark's default of 10,000."""
+    spark.conf.unset(ARROW_BATCH_CONF)
+    assert spark.conf.get(ARROW_BATCH_CONF) == "10000"
+    argv = ["--input", str(leads_dir), "--output", str(tmp_path / "out"), "--model-uri", str(tiny_bundle)]
+    glue_job().run(spark, argv)
+    assert spark.conf.get(ARROW_BATCH_CONF) == str(ARROW_BATCH_ROWS)
 
 
 def test_importing_leadscore_spark_loads_no_pyspark() -> None:
