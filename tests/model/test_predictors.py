@@ -95,11 +95,17 @@ def test_fast_path_gives_xgboosts_answers_on_100k_leads(default_scorer):
         (105, 80, 105),
         (106, 80, 160),
         (500, 80, 500),
+        (1, None, 1),
+        (12, None, 12),
+        (13, None, 32),
+        (31, None, 32),
+        (32, None, 32),
         (47, None, 47),
+        (500, None, 500),
     ],
 )
 def test_padding_plan(n, block, expected):
-    """A tail of 26+ rows is padded to a whole oneDAL block; shorter tails, and Intel CPUs, are not padded."""
+    """A tail of 26+ rows is padded to a whole 80-row block; on Intel (None) only a call of 13-31 rows, to 32."""
     assert padded_rows(n, block) == expected
 
 
@@ -121,7 +127,7 @@ def test_cpu_vendor_unknown(tmp_path, text):
 
 @pytest.mark.parametrize(("vendor", "block"), [("GenuineIntel", None), ("AuthenticAMD", 80), ("", 80)])
 def test_block_rows_by_vendor(vendor, block):
-    """The fixed 80-row block of oneDAL applies off Intel; on Intel it sizes blocks itself, so nothing is padded."""
+    """The fixed 80-row block of oneDAL applies off Intel; on Intel it sizes blocks itself (None)."""
     assert default_block_rows(vendor) == block
 
 
@@ -131,7 +137,7 @@ def test_onedal_matches_xgboost_at_every_batch_size(tiny_scorer, block):
     predictor = OneDalPredictor(tiny_scorer.booster, block_rows=block)
     matrix = probe_matrix(tiny_scorer.booster, rows=700)
     reference = XGBoostPredictor(tiny_scorer.booster).predict(matrix)
-    for n in (1, 2, 25, 26, 27, 31, 32, 79, 80, 81, 112, 160, 700):
+    for n in (1, 2, 12, 13, 20, 25, 26, 27, 31, 32, 79, 80, 81, 112, 160, 700):
         out = predictor.predict(matrix[:n])
         assert out.dtype == np.float32
         assert out.flags.c_contiguous
