@@ -1,10 +1,11 @@
 """In-process predictor benchmark: us per call and rows/s per batch size on the shipped model, one thread.
 
 Compares XGBoost's `inplace_predict` (the reference) with the service's fast path (oneDAL, as served: missing
-inputs as infinities, tail padded to whole blocks), oneDAL unpadded, and oneDAL fed NaN for missing (the path
-before `MissingAsBounds`). ONNX Runtime and tl2cgen rows are added when their packages are
-importable (they are not dependencies of the service: install onnxruntime + onnxmltools, or treelite +
-tl2cgen + a C compiler, to see them). Every predictor is checked against XGBoost before it is timed.
+inputs as infinities, tail padded to whole blocks), oneDAL unpadded, oneDAL fed NaN for missing (the path before
+`MissingAsBounds`), and the walk the service uses for calls under 26 rows (`leadscore.model.walk`). ONNX Runtime
+and tl2cgen rows are added when their packages are importable (they are not dependencies of the service: install
+onnxruntime + onnxmltools, or treelite + tl2cgen + a C compiler, to see them). Every predictor is checked against
+XGBoost before it is timed.
 
     uv run python bench/predictors.py --cpu 1            # pin to core 1 (as `taskset -c 1` would)
     uv run python bench/predictors.py --json out.json    # also write the figures as JSON
@@ -36,12 +37,15 @@ from leadscore.features.encode import encode, encode_arrays
 from leadscore.features.picklists import load_category_map
 from leadscore.model.bundle import BOOSTER_FILE, CATEGORY_MAP_FILE, default_bundle_dir
 from leadscore.model.predictors import (
+    MissingAsBounds,
     OneDalPredictor,
     XGBoostPredictor,
+    booster_trees,
     cpu_vendor,
     default_block_rows,
     disagreement,
 )
+from leadscore.model.walk import WalkedForest, WalkPredictor
 from leadscore.training.synth import AS_OF, synthesize, table_to_columns
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -96,6 +100,9 @@ def candidates(booster: xgb.Booster) -> dict[str, Predict]:
     if block is not None:
         found["onedal unpadded"] = OneDalPredictor(booster, 1, None).predict
     found["onedal, NaN for missing"] = OneDalPredictor(booster, 1, block, missing_as_bounds=False).predict
+    trees = booster_trees(booster)
+    plan = MissingAsBounds.of(trees, booster.num_features())
+    found["walk (served under 26 rows)"] = WalkPredictor(WalkedForest.of_booster(booster, trees, plan), plan).predict
     for name, build in (("onnxruntime", onnxruntime_predict), ("tl2cgen (reference only)", tl2cgen_predict)):
         predict = build(booster)
         if predict is not None:

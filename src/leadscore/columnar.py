@@ -565,7 +565,9 @@ _MICROSECOND: Final = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - datetime(19
 
 @functools.lru_cache(maxsize=4)
 def _load(directory: str) -> Scorer:
-    return load_bundle(Path(directory), warm_explainer=False)  # built at the first explain=True, if any
+    # The explainer is built at the first explain=True, if any. The calls here are chunks of up to CHUNK_ROWS rows,
+    # which oneDAL's blocks score faster than the walk of small calls: numba is not imported for it.
+    return load_bundle(Path(directory), warm_explainer=False, walk_small_calls=False)
 
 
 def resolve_bundle(bundle: ModelBundle | str | os.PathLike[str] | None) -> Scorer:

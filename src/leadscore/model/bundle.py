@@ -190,8 +190,13 @@ class Scorer:
         warm_explainer: bool = True,
         saved: SavedOneDal | None = None,
         booster_file: Path | None = None,
+        walk_small_calls: bool = True,
     ) -> None:
-        """`booster` None: read from `booster_file` when first needed (to explain, or where `saved` is unfit)."""
+        """`booster` None: read from `booster_file` when first needed (to explain, or where `saved` is unfit).
+
+        `walk_small_calls`: calls of few rows are walked (`leadscore.model.walk`), not scored by oneDAL row by row;
+        a process whose calls are all large (batch scoring) leaves it out and never imports numba.
+        """
         if booster is None and booster_file is None:
             raise ValueError("a Scorer needs a booster or the file to read it from")
         self._booster = booster
@@ -208,9 +213,9 @@ class Scorer:
         self._local = threading.local()
         selection: Selection | None = None
         if saved is not None and predictor == "auto":
-            selection = saved_predictor(saved, len(ENGINEERED_NAMES), nthread)
+            selection = saved_predictor(saved, len(ENGINEERED_NAMES), nthread, walk=walk_small_calls)
         if selection is None:
-            selection = select_predictor(self.booster, predictor, nthread)
+            selection = select_predictor(self.booster, predictor, nthread, walk=walk_small_calls)
         self._predictor = selection.predictor
         self.predictor = selection.predictor.name
         self.predictor_fallback_reason = selection.fallback_reason
@@ -345,11 +350,12 @@ def load_bundle(
     predictor: PredictorMode = "auto",
     category_map: Path | None = None,
     warm_explainer: bool = True,
+    walk_small_calls: bool = True,
 ) -> Scorer:
     """Load and check a bundle; raise ModelBundleError saying exactly what is wrong.
 
     `warm_explainer` False leaves the explainer to be built at the first explanation (batch scoring, and the
-    service unless it explains by default or `explainer_at_start` is set).
+    service unless it explains by default or `explainer_at_start` is set). `walk_small_calls`: see `Scorer`.
 
     `predictor` "auto" uses the fast path where it builds and agrees with XGBoost; "xgboost" forces XGBoost's.
     `category_map` names a JSON/YAML file of picklist forms that extends the bundle's own map.
@@ -370,6 +376,7 @@ def load_bundle(
         warm_explainer=warm_explainer,
         saved=saved,
         booster_file=booster_path,
+        walk_small_calls=walk_small_calls,
     )
     try:
         scorer.warm_up()

@@ -4,16 +4,19 @@ XGBoost's `inplace_predict` has a large fixed cost per call; oneDAL's gradient-b
 through daal4py's model builders, costs far less for small batches and less at 500 rows (`bench/predictors.py`
 measures both; the figures are in `bench/README.md`). The oneDAL model is converted from the booster at load and
 checked against `inplace_predict` on inputs made to reach every kind of branch; if it cannot be built or
-disagrees, the service keeps XGBoost's predictor and says why.
+disagrees, the service keeps XGBoost's predictor and says why. Calls too small for oneDAL's vector blocks are
+walked by `leadscore.model.walk` where it builds and passes the same check.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from itertools import pairwise
@@ -26,6 +29,7 @@ import numpy.typing as npt
 
 from leadscore.heap import trim_heap
 from leadscore.model.lean import import_daal4py
+from leadscore.model.walk import SmallCallsWalked, WalkedForest, WalkPredictor
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -48,8 +52,8 @@ _PAD_TAIL_FROM: Final = 26
 # call of fewer than 32 rows has no vector block and is scored row by row, about 28 us a row against ~350 us for
 # 32 rows in one block. Measured on the packaged model (this machine, Intel Xeon, random inputs a fifth missing): 13
 # rows 383 -> 346 us padded to 32, 20 rows 574 -> 340 us, 8 rows 289 us unpadded. Larger calls' tails were measured
-# not to pay for padding (500 rows 4,466 us, 4,638 padded to 560). Micro-batches of 1-lead requests and small
-# requests are these calls.
+# not to pay for padding (500 rows 4,466 us, 4,638 padded to 560). The service walks calls below 26 rows instead
+# (`leadscore.model.walk`, faster still), so oneDAL gets these only where the walk is off or unfit.
 _INTEL_SMALL_CALL_ROWS: Final = 32
 _INTEL_PAD_FROM: Final = 13
 # Errors that mean "this machine cannot build the fast path": the service then keeps XGBoost's predictor.
@@ -462,6 +466,7 @@ class SavedOneDal:
     probe: Matrix
     reference: Matrix
     missing: MissingAsBounds | None = None
+    walk: WalkedForest | None = None  # the forest small calls are walked with (`leadscore.model.walk`), if saved
 
 
 def release_freed_memory() -> None:
@@ -474,11 +479,12 @@ def release_freed_memory() -> None:
     trim_heap()
 
 
-def saved_predictor(saved: SavedOneDal, features: int, nthread: int = 1) -> Selection | None:
+def saved_predictor(saved: SavedOneDal, features: int, nthread: int = 1, *, walk: bool = True) -> Selection | None:
     """The oneDAL predictor of a bundle's saved model, checked on its probe inputs; None (the reason logged) if unfit.
 
     The check is the one a converted model passes, against XGBoost's answers saved with the model: no booster is
-    loaded. `features`: the inputs the model must take (the feature spec's).
+    loaded. `features`: the inputs the model must take (the feature spec's). `walk`: small calls go to the saved
+    walk (`with_walk`) where the file has one.
     """
     try:
         candidate = OneDalPredictor.from_archive(
@@ -494,13 +500,44 @@ def saved_predictor(saved: SavedOneDal, features: int, nthread: int = 1) -> Sele
     if problem is not None:
         log.warning("onedal_saved_model_unused reason=%s", problem, extra={"reason": f"saved oneDAL model: {problem}"})
         return None
+    if walk and saved.walk is not None and saved.missing is not None:
+        walked = with_walk(candidate, lambda: saved.walk, saved.missing, saved.reference, saved.probe)
+        return _selected(walked, "bundle")
     return _selected(candidate, "bundle")
 
 
-def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1) -> Selection:
+def with_walk(
+    large: OneDalPredictor,
+    forest: Callable[[], WalkedForest | None],
+    missing: MissingAsBounds,
+    expected: Matrix,
+    probe: Matrix,
+) -> Predictor:
+    """`large` with its small calls walked (`SmallCallsWalked`), if the walk builds and gives `expected` on `probe`.
+
+    Otherwise `large` alone, the reason logged: the walk is only ever a faster way to the same answers.
+    """
+    try:
+        walked = forest()
+        if walked is None:
+            return large
+        combined = SmallCallsWalked(WalkPredictor(walked, missing), large)
+        problem = checked_against(expected, combined, probe)
+    except _BUILD_ERRORS as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem is None:
+        return combined
+    log.warning("walk_unused reason=%s", problem, extra={"reason": f"small calls stay with oneDAL: {problem}"})
+    return large
+
+
+def select_predictor(
+    booster: xgb.Booster, mode: PredictorMode = "auto", nthread: int = 1, *, walk: bool = True
+) -> Selection:
     """The fastest predictor that gives XGBoost's answers on this machine; XGBoost's own when forced or on failure.
 
     The booster is converted to oneDAL here; a bundle's saved oneDAL model goes through `saved_predictor`.
+    `walk`: small calls are walked (`with_walk`) where the walk builds and agrees.
     """
     reference = XGBoostPredictor(booster)
     if mode == "xgboost":
@@ -516,14 +553,21 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
     try:
         trees = booster_trees(booster)
         candidate = OneDalPredictor(booster, nthread, default_block_rows(cpu_vendor()), trees)
-        problem = self_check(reference, candidate, probe_matrix(booster, trees=trees))
+        probe = probe_matrix(booster, trees=trees)
+        expected = reference.predict(probe)
+        problem = checked_against(expected, candidate, probe)
+        chosen: Predictor = candidate
+        if problem is None and walk and candidate.missing is not None:
+            plan = candidate.missing
+            forest = functools.partial(WalkedForest.of_booster, booster, trees, plan)
+            chosen = with_walk(candidate, forest, plan, expected, probe)
         del trees
     except _BUILD_ERRORS as exc:
         reason = f"oneDAL predictor could not be built: {type(exc).__name__}: {exc}"
     else:
         release_freed_memory()
         if problem is None:
-            return _selected(candidate, "converted")
+            return _selected(chosen, "converted")
         reason = f"oneDAL predictor disagrees with XGBoost on the load-time self-check: {problem}"
     log.warning(
         "predictor_fallback predictor=%s reason=%s",
@@ -534,13 +578,15 @@ def select_predictor(booster: xgb.Booster, mode: PredictorMode = "auto", nthread
     return Selection(reference, reason)
 
 
-def _selected(candidate: OneDalPredictor, source: str) -> Selection:
+def _selected(candidate: Predictor, source: str) -> Selection:
     """The oneDAL predictor chosen, logged with where its model came from (the bundle's file, or converted now)."""
+    onedal = candidate.large if isinstance(candidate, SmallCallsWalked) else candidate
+    block_rows = getattr(onedal, "block_rows", None)
     log.info(
         "predictor_selected predictor=%s block_rows=%s model=%s",
         candidate.name,
-        candidate.block_rows,
+        block_rows,
         source,
-        extra={"predictor": candidate.name, "block_rows": candidate.block_rows, "model_source": source},
+        extra={"predictor": candidate.name, "block_rows": block_rows, "model_source": source},
     )
     return Selection(candidate, model_source=source)

@@ -41,6 +41,7 @@ from leadscore.model.predictors import (
     checked_against,
     probe_matrix,
 )
+from leadscore.model.walk import WalkedForest
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -101,6 +102,7 @@ def save_onedal(directory: Path, booster: xgb.Booster, digest: str) -> str | Non
             probe=probe,
             reference=reference,
             **_plan_arrays(predictor.missing),
+            **_walk_arrays(booster, trees, predictor.missing),
         )
     staged.replace(directory / ONEDAL_FILE)  # a reader sees no file or a whole one
     return None
@@ -115,6 +117,16 @@ def _plan_arrays(missing: MissingAsBounds | None) -> dict[str, Any]:
         "missing_copies": missing.copies.astype(np.int64),
         "missing_fill": missing.fill,
     }
+
+
+def _walk_arrays(booster: xgb.Booster, trees: list[dict[str, Any]], missing: MissingAsBounds | None) -> dict[str, Any]:
+    """The forest small calls are walked with (`leadscore.model.walk`), as the file's arrays; none if it cannot be."""
+    if missing is None:
+        return {}
+    try:
+        return WalkedForest.of_booster(booster, trees, missing).arrays()
+    except ValueError:
+        return {}  # the forest is too deep or has categorical splits: small calls stay with oneDAL
 
 
 def _plan(saved: Any) -> MissingAsBounds | None:  # noqa: ANN401 - NumPy's NpzFile
@@ -157,6 +169,7 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
             archive_digest = str(saved["archive_sha256"])
             written_format = str(saved["format"])
             missing = _plan(saved) if _PLAN_FORMATS[written_format] else None
+            walk, walk_problem = _walk(saved, missing)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
         return None, f"{ONEDAL_FILE} is unreadable: {type(exc).__name__}: {exc}"
     shapes_fit = probe.ndim == reference.ndim == 2 and probe.shape[0] == reference.shape[0]
@@ -167,4 +180,19 @@ def read_onedal(directory: Path, digest: str) -> tuple[SavedOneDal | None, str |
         return None, f"{ONEDAL_FILE} holds an archive whose SHA-256 is not the one recorded with it"
     if not _PLAN_FORMATS[written_format]:
         log.info("onedal_saved_model_nan_fed hint=%s", _REWRITE_HINT, extra={"hint": _REWRITE_HINT})
-    return SavedOneDal(data, probe, reference.astype(np.float32), missing), None
+    if walk_problem is not None:
+        log.warning("walk_unused reason=%s", walk_problem, extra={"reason": f"{ONEDAL_FILE}: {walk_problem}"})
+    return SavedOneDal(data, probe, reference.astype(np.float32), missing, walk), None
+
+
+def _walk(saved: Any, missing: MissingAsBounds | None) -> tuple[WalkedForest | None, str | None]:  # noqa: ANN401
+    """The walk of small calls a file holds (None in files written before it, or without a plan), or why not.
+
+    A file whose walk is not whole still serves its oneDAL model: small calls then stay with oneDAL.
+    """
+    if missing is None:
+        return None, None
+    try:
+        return WalkedForest.from_arrays(saved, missing.columns), None
+    except ValueError as exc:
+        return None, str(exc)
