@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.app import load_scorer
 from leadscore.config import Settings
+from leadscore.model.walk import WALK_NAME
 
 
 def test_startup_freezes_long_lived_objects_and_raises_the_gc_threshold(client: TestClient) -> None:
@@ -68,6 +69,16 @@ def test_the_explainer_is_built_at_start_only_when_asked_or_explaining_by_defaul
     scorer = load_scorer(settings.model_copy(update=changes))
     assert scorer.ready
     assert scorer.explainer_built is built
+
+
+@pytest.mark.parametrize("walk", [True, False])
+def test_the_walk_of_small_calls_follows_its_setting(settings: Settings, walk: bool) -> None:
+    """LEADSCORE_WALK_SMALL_CALLS (on by default) decides whether the service's scorer walks small calls."""
+    assert Settings.model_fields["walk_small_calls"].default is True
+    scorer = load_scorer(settings.model_copy(update={"walk_small_calls": walk}))
+    assert scorer.ready
+    assert (WALK_NAME in scorer.predictor) is walk
+    assert scorer.predictor.startswith("onedal")
 
 
 def test_a_service_is_ready_before_and_explains_at_its_first_explained_request(client: TestClient) -> None:

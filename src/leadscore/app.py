@@ -40,6 +40,7 @@ def load_scorer(settings: Settings) -> Scorer:
         # A service that explains only on request builds the explainer then: its ~120 MiB (numba included) stay
         # out of workers that never explain (the default ECS task must hold the whole service in 1 GiB).
         warm_explainer=settings.explainer_at_start or settings.explain_default,
+        walk_small_calls=settings.walk_small_calls,
     )
 
 
