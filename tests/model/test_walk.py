@@ -22,7 +22,7 @@ from leadscore.model.predictors import (
     with_walk,
 )
 from leadscore.model.saved import ONEDAL_FILE
-from leadscore.model.walk import MAX_DEPTH, WALK_NAME, SmallCallsWalked, WalkedForest, WalkPredictor
+from leadscore.model.walk import MAX_DEPTH, WALK_NAME, SmallCallsWalked, WalkedForest, WalkPredictor, _walk
 from tests.model.test_saved import rewrite
 
 
@@ -238,3 +238,16 @@ def test_the_saved_file_of_a_new_bundle_holds_its_walk(tiny_bundle: Path):
     """Training writes the walk into model.onedal.npz, beside the oneDAL model."""
     with np.load(tiny_bundle / ONEDAL_FILE, allow_pickle=False) as saved:
         assert {"walk_column", "walk_threshold", "walk_leaf", "walk_class", "walk_base"} <= set(saved.files)
+
+
+def test_the_kernel_run_as_python_gives_what_its_compiled_form_gives(tiny_scorer):
+    """The kernel's Python source, interpreted, equals numba's compiled kernel on a small forest (its tail included)."""
+    booster = tiny_scorer.booster
+    walk = walk_of(booster)
+    matrix = inputs(booster, rows=20)[:40]
+    rows = walk.missing.rows(matrix, matrix.shape[0])
+    forest = walk.forest
+    out = np.empty((matrix.shape[0], forest.classes), dtype=np.float32)
+    _walk(rows, forest.column, forest.threshold, forest.leaf, forest.tree_class, forest.base, out)
+    np.testing.assert_allclose(out, walk.predict(matrix), rtol=0, atol=1e-7)
+    assert disagreement(XGBoostPredictor(booster).predict(matrix), out) is None
