@@ -236,6 +236,14 @@ print(
     f"request_id={body['request_id']} score={result['score']} confidence={result['confidence']:.3f} "
     f"probabilities={[round(p, 3) for p in result['probabilities']]} model_version={body['model_version']}"
 )
+# The predictor as deployed: oneDAL, small calls walked (numba's compiled kernel, cached on the volume: the root
+# is read-only), both checked against XGBoost at load. A fallback would be said here, not hidden.
+request = urllib.request.Request(f"{base}/api/v1/model", headers={API_KEY_HEADER: os.environ["CONTAINER_TEST_KEY"]})
+with urllib.request.urlopen(request, timeout=10) as r:
+    model = json.loads(r.read())
+print(f"predictor: {model['predictor']} (model: {model['predictor_model']})")
+assert model["predictor"].startswith("onedal") and "leadscore tree walk" in model["predictor"], model
+assert model["predictor_fallback_reason"] is None, model
 PY
 
 step "HEALTHCHECK of the image (run inside the container)"
