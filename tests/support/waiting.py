@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -19,6 +20,19 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: floa
         if time.monotonic() >= deadline:
             raise AssertionError(f"not true within {timeout} s: {what or condition}")
         time.sleep(interval)
+
+
+async def wait_until_async(
+    condition: Callable[[], T], within: float = 30.0, interval: float = 0.01, what: str = ""
+) -> T:
+    """`wait_until` on an event loop: polls `condition` between turns of the loop, so its tasks keep running."""
+    try:
+        async with asyncio.timeout(within):
+            while not (value := condition()):  # noqa: ASYNC110 - polls a plain value (lines, calls), no event to wait on
+                await asyncio.sleep(interval)
+            return value
+    except TimeoutError:
+        raise AssertionError(f"not true within {within} s: {what or condition}") from None
 
 
 class Blackhole:

@@ -16,6 +16,7 @@ from leadscore.telemetry.emf import (
     latency_bin,
     write_stdout,
 )
+from tests.support.waiting import wait_until_async
 from tests.telemetry.emf_spec import emf_problems
 
 NOW_MS = 1_790_000_000_000
@@ -150,7 +151,7 @@ def test_emitter_writes_one_line_per_interval_and_a_last_one_on_stop():
     async def run() -> None:
         emitter = EmfEmitter(aggregator, interval=0.05, write=lines.append)
         emitter.start()
-        await asyncio.sleep(0.18)
+        await wait_until_async(lambda: len(lines) >= 2, what="two intervals written")
         await emitter.stop()
 
     asyncio.run(run())
@@ -173,7 +174,7 @@ def test_emitter_keeps_going_when_stdout_fails():
     async def run() -> None:
         emitter = EmfEmitter(EmfAggregator("LeadScoring", "dev"), interval=0.03, write=flaky)
         emitter.start()
-        await asyncio.sleep(0.15)
+        await wait_until_async(lambda: len(lines) >= 3, what="two lines written after the failed one")
         await emitter.stop()
 
     asyncio.run(run())

@@ -21,6 +21,7 @@ from leadscore.scoring import ScoredBatch, score_columns
 from leadscore.telemetry import metrics
 from leadscore.telemetry.emf import EmfAggregator
 from tests.support.leads import synthetic_leads
+from tests.support.waiting import wait_until_async
 
 SCORE = "/api/v1/scoring/score"
 
@@ -389,7 +390,7 @@ def test_lake_backlog_poller_reports_until_cancelled():
 
     async def run() -> None:
         task = asyncio.create_task(metrics.poll_lake_backlog(totals, interval=0.01))
-        await asyncio.sleep(0.05)
+        await wait_until_async(lambda: len(calls) >= 2, what="a report right away and one an interval later")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

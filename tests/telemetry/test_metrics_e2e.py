@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from leadscore.api.security import generate_key
 from tests.support.leads import synthetic_leads
 from tests.support.server import ServerProcess, start_server
+from tests.support.waiting import wait_until
 from tests.telemetry.emf_spec import emf_problems
 
 pytestmark = pytest.mark.e2e
@@ -150,7 +151,8 @@ def test_prod_server_writes_valid_emf_that_counts_every_request(tmp_path):
                 assert client.post(SCORE, json={"leads": synthetic_leads(size)}).status_code == 200
                 leads += size
             assert client.post(SCORE, json={"leads": []}).status_code == 422
-            time.sleep(1.5)  # at least one interval ends while the server runs
+            # At least one interval ends while the server runs (stopping writes the last one).
+            wait_until(lambda: '"_aws"' in server.log(), what="an EMF document written while the server runs")
             assert httpx.post(f"{server.url}{SCORE}", json={"leads": []}, timeout=30).status_code == 401
     finally:
         assert server.stop() == 0
