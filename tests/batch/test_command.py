@@ -82,6 +82,61 @@ def test_a_run_in_process_leaves_the_model_logger_as_it_was(tmp_path, tiny_bundl
     assert logger.level == before
 
 
+# A CRM export's own headers for some lead fields (HubSpot's), beside columns the model does not take.
+CRM_HEADERS = {"lead_id": "Record ID", "company_size": "Company Size", "industry": "Industry", "job_title": "Job Title"}
+
+
+def _crm_export(tmp_path: Path) -> tuple[Path, pa.Table]:
+    """The leads as a CRM exports them (its headers, an extra column), and the same leads under the API's names."""
+    leads = lead_table(120, seed=3).select(list(CRM_HEADERS))
+    export = leads.rename_columns([CRM_HEADERS[n] for n in leads.column_names])
+    export = export.append_column("Lifecycle Stage", pa.array(["lead"] * leads.num_rows))
+    pacsv.write_csv(export, tmp_path / "export.csv")
+    return tmp_path / "export.csv", leads
+
+
+def test_an_export_with_no_lead_field_exits_2_with_the_mappings_to_give(tmp_path, tiny_bundle):
+    """No column named as a lead field: exit 2 before any output, naming the --column options that would read it."""
+    export, _ = _crm_export(tmp_path)
+    result = _score(str(export), "--out", str(tmp_path / "out.csv"), "--bundle", str(tiny_bundle))
+    assert result.returncode == 2
+    assert "no column of" in result.stderr
+    assert "--column 'Company Size=company_size' --column 'Industry=industry' --column 'Job Title=job_title'" in (
+        result.stderr.replace("\n", " ")
+    )
+    assert list(tmp_path.glob("out.csv*")) == []
+
+
+def test_column_options_score_an_export_as_its_renamed_leads(tmp_path, tiny_bundle):
+    """--column reads a CRM's headers as lead fields: the core's scores of the renamed leads, lacks and extras said."""
+    export, leads = _crm_export(tmp_path)
+    mapping = [arg for field, header in CRM_HEADERS.items() for arg in ("--column", f"{header}={field}")]
+    result = _score(
+        str(export),
+        "--out",
+        str(tmp_path / "out.parquet"),
+        *mapping,
+        "--as-of",
+        AS_OF.isoformat(),
+        "--bundle",
+        str(tiny_bundle),
+        "--summary-json",
+        str(tmp_path / "summary.json"),
+    )
+    assert result.returncode == 0, result.stderr
+    out = pq.read_table(tmp_path / "out.parquet")
+    expected = score_table(leads, bundle=tiny_bundle, as_of=AS_OF)
+    assert out["lead_id"].to_pylist() == leads["lead_id"].to_pylist()
+    assert out["score"].equals(expected["score"])
+    assert out["confidence"].equals(expected["confidence"])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["ignored_columns"] == ["Lifecycle Stage"]
+    assert "seniority_level" in summary["absent_fields"]
+    assert "industry" not in summary["absent_fields"]
+    assert summary["absent_custom_features"] == 34
+    assert "input columns ignored: 'Lifecycle Stage'" in result.stdout
+
+
 def test_rejected_rows_exit_1(tmp_path, tiny_bundle):
     """Some rows refused: the others are scored, the rejects written, and the exit status is 1."""
     leads = lead_table(50)

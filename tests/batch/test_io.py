@@ -77,3 +77,64 @@ def test_a_missing_input_is_an_input_error(tmp_path):
     """A file that does not exist is a clear error, not a traceback."""
     with pytest.raises(BatchInputError, match="cannot read"):
         open_reader(str(tmp_path / "nothing.parquet"), FileFormat.PARQUET)
+
+
+def _rows(reader) -> pa.Table:
+    return pa.concat_tables(
+        pa.Table.from_batches([c.rows]) if isinstance(c.rows, pa.RecordBatch) else c.rows for c in reader.chunks()
+    )
+
+
+def test_csv_header_with_a_byte_order_mark_quotes_and_crlf_is_read_by_name(tmp_path):
+    """A spreadsheet's CSV (BOM, a quoted name holding a comma and a line break, CRLF): columns by their names."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(b'\xef\xbb\xbflead_id,"Company,\r\nSize",industry\r\n1,Enterprise,Technology\r\n2,,Retail\r\n')
+    reader = open_reader(str(path), FileFormat.CSV, renames={"Company,\r\nSize": "company_size"})
+    assert reader.plan.reads == {"lead_id": "lead_id", "Company,\r\nSize": "company_size", "industry": "industry"}
+    rows = _rows(reader)
+    assert rows.column("lead_id").to_pylist() == ["1", "2"]
+    assert rows.column("company_size").to_pylist() == ["Enterprise", None]
+    assert rows.column("industry").to_pylist() == ["Technology", "Retail"]
+
+
+def test_csv_columns_not_read_may_repeat_a_name(tmp_path):
+    """Ignored columns (a CRM export repeating `Notes`) do not stop the file; the read ones keep their values."""
+    path = tmp_path / "export.csv"
+    path.write_text("Notes,industry,Notes\na,Retail,b\n", encoding="utf-8")
+    reader = open_reader(str(path), FileFormat.CSV)
+    assert reader.plan.ignored == ("Notes", "Notes")
+    assert _rows(reader).column("industry").to_pylist() == ["Retail"]
+
+
+@pytest.mark.parametrize("ending", [b"", b"\n", b"\r\n"])
+def test_a_csv_header_without_rows_has_no_chunks(tmp_path, ending):
+    """A header and no data line is an empty input, not an error."""
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"lead_id,industry" + ending)
+    assert list(open_reader(str(path), FileFormat.CSV).chunks()) == []
+
+
+def test_an_empty_csv_file_is_an_input_error(tmp_path):
+    """A file with not even a header line says so."""
+    (tmp_path / "nothing.csv").write_bytes(b"")
+    with pytest.raises(BatchInputError, match="no header line"):
+        open_reader(str(tmp_path / "nothing.csv"), FileFormat.CSV)
+
+
+def test_parquet_columns_are_read_under_their_mapped_names(tmp_path):
+    """A renamed Parquet column arrives as its lead field, text still as a dictionary; ignored columns are dropped."""
+    table = lead_table(300).rename_columns(
+        ["Record ID" if n == "lead_id" else "Industry" if n == "industry" else n for n in lead_table(1).column_names]
+    )
+    table = table.append_column("Owner", pa.array(["x"] * 300))
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=64)
+    reader = open_reader(
+        str(tmp_path / "in.parquet"), FileFormat.PARQUET, 100, {"Record ID": "lead_id", "Industry": "industry"}
+    )
+    assert reader.plan.ignored == ("Owner",)
+    rows = _rows(reader)
+    assert "Owner" not in rows.column_names
+    assert "Industry" not in rows.column_names
+    assert rows.column("lead_id").to_pylist() == table.column("Record ID").to_pylist()
+    assert pa.types.is_dictionary(rows.schema.field("industry").type)
+    assert rows.column("industry").to_pylist() == table.column("Industry").to_pylist()

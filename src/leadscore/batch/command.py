@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from leadscore.batch.columns import parse_column_options
 from leadscore.batch.options import DEFAULT_CHUNK_ROWS, RECORDED_COMMIT_ROWS, FileFormat
 from leadscore.errors import LeadscoreError
 
@@ -105,6 +106,15 @@ def score(
     run_id: Annotated[
         str | None, typer.Option(help="Id of the recorded run; the same id again adds nothing already recorded.")
     ] = None,
+    column: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--column",
+            metavar="'INPUT=FIELD'",
+            help="Read an input column as a lead field, e.g. --column 'Company Size=company_size' (repeat it for "
+            "each). Other columns are read by the API's field names.",
+        ),
+    ] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -123,6 +133,10 @@ def score(
 
     if run_id is not None and not record:
         raise typer.BadParameter("--run-id names a recorded run: add --record", param_hint="--run-id")
+    try:
+        renames = parse_column_options(column or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--column") from None
     model_dir = bundle
     if model_dir is None and os.environ.get("LEADSCORE_MODEL_DIR"):
         model_dir = Path(os.environ["LEADSCORE_MODEL_DIR"])
@@ -143,6 +157,7 @@ def score(
                 record=record,
                 run_id=run_id,
                 progress=not quiet,
+                columns=renames,
             )
     except LeadscoreError as exc:
         typer.echo(f"error: {exc.message}", err=True)

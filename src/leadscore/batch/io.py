@@ -7,8 +7,9 @@ the API's message instead of stopping the file.
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -20,16 +21,17 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from leadscore.batch.columns import LEAD_COLUMNS, ColumnPlan, plan_columns
 from leadscore.batch.options import DEFAULT_CHUNK_ROWS, FileFormat
 from leadscore.errors import LeadscoreError
 from leadscore.features.spec import INPUT_FIELDS, Kind
 from leadscore.lake._compat import s3_checksums_when_required
 
-# The columns a batch reads: the API's lead fields by the same names (custom features as flat columns).
-LEAD_COLUMNS: Final = ("lead_id", *(f.name for f in INPUT_FIELDS))
 # Picklists and titles: few distinct values, each repeated over many rows (not lead_id, one per row).
 _TEXT_COLUMNS: Final = frozenset(f.name for f in INPUT_FIELDS if f.kind in (Kind.CATEGORY, Kind.TEXT))
 _CSV_BLOCK_BYTES: Final = 4 << 20
+# A CSV header longer than this is refused (a file that is not CSV, or has no line breaks).
+_CSV_HEADER_MAX_BYTES: Final = 1 << 20
 PARTIAL_SUFFIX: Final = ".partial"  # an output file being written, renamed when finished
 
 
@@ -86,6 +88,7 @@ class Reader(Protocol):
 
     unit: str  # "rows" or "bytes"
     total: int | None  # the input's size in that unit, when known
+    plan: ColumnPlan  # which of its columns are read, as which lead fields
 
     def chunks(self) -> Iterator[Chunk]:
         """The input's rows, in order, in chunks of at most the chunk size."""
@@ -124,21 +127,26 @@ class ParquetReader:
 
     unit = "rows"
 
-    def __init__(self, path: str, chunk_rows: int) -> None:
+    def __init__(self, path: str, chunk_rows: int, renames: Mapping[str, str] | None = None) -> None:
         fs, inner = filesystem(path)
         try:
             source = fs.open_input_file(inner)
             metadata = pq.read_metadata(source)  # the footer, read once (ParquetFile is given it)
             schema = metadata.schema.to_arrow_schema()
+            self.plan = plan_columns(path, schema.names, renames)
             # Text columns read as Arrow dictionaries, as Parquet stores them: the core checks and encodes each
             # distinct value once (leadscore.columnar), and their strings are never decoded row by row.
-            strings = [f.name for f in schema if f.name in _TEXT_COLUMNS and pa.types.is_string(f.type)]
+            strings = [
+                f.name for f in schema if self.plan.reads.get(f.name) in _TEXT_COLUMNS and pa.types.is_string(f.type)
+            ]
             # No pre-buffering: it holds whole row groups' column chunks ahead, about twice the reader's memory.
             self._file = pq.ParquetFile(source, metadata=metadata, pre_buffer=False, read_dictionary=strings)
         except (OSError, pa.ArrowInvalid) as exc:
             raise BatchInputError(f"cannot read {path} as Parquet: {exc}") from exc
-        names = set(self._file.schema_arrow.names)
-        self._columns = [c for c in (*LEAD_COLUMNS, "custom_features") if c in names]
+        self._columns = list(self.plan.reads)
+        # The read columns under their lead field names (None: every one has its name already).
+        names = list(self.plan.reads.values())
+        self._names = names if names != self._columns else None
         self.total: int | None = self._file.metadata.num_rows
         self._chunk_rows = chunk_rows
 
@@ -156,7 +164,9 @@ class ParquetReader:
         batches = self._file.iter_batches(batch_size=self._chunk_rows, columns=self._columns, use_threads=False)
         for batch in _rechunk(batches, self._chunk_rows):
             start += batch.num_rows
-            yield Chunk(start - batch.num_rows, batch, start)
+            yield Chunk(
+                start - batch.num_rows, batch if self._names is None else batch.rename_columns(self._names), start
+            )
 
     def _parts(self, sizes: list[int]) -> Iterator[Chunk]:
         start = held = 0
@@ -172,7 +182,7 @@ class ParquetReader:
 
     def _part(self, start: int, groups: list[int], rows: int) -> Chunk:
         table = self._file.read_row_groups(groups, columns=self._columns)
-        return Chunk(start, table, start + rows)
+        return Chunk(start, table if self._names is None else table.rename_columns(self._names), start + rows)
 
 
 class CsvReader:
@@ -180,14 +190,25 @@ class CsvReader:
 
     unit = "bytes"
 
-    def __init__(self, path: str, chunk_rows: int) -> None:
+    def __init__(self, path: str, chunk_rows: int, renames: Mapping[str, str] | None = None) -> None:
+        self._chunk_rows = chunk_rows
         fs, inner = filesystem(path)
         try:
             self.total: int | None = fs.get_file_info(inner).size
             self._stream = fs.open_input_file(inner)
+            header, data_start = _csv_header(path, self._stream)
+            self.plan = plan_columns(path, header, renames)
+            # Every column named by the plan: the read ones as their lead fields, the others apart (a header may
+            # repeat a name it does not read). Arrow reads from the first data row on.
+            names = [self.plan.reads.get(name, f"\0ignored {i}") for i, name in enumerate(header)]
+            self._stream.seek(data_start)
+            # A header and no rows: nothing to read (Arrow calls a file with no data line empty).
+            self._reader: pacsv.CSVStreamingReader | None = None
+            if self.total is not None and data_start >= self.total:
+                return
             self._reader = pacsv.open_csv(
                 self._stream,
-                read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+                read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, column_names=names),
                 convert_options=pacsv.ConvertOptions(
                     # Text: the core reads numbers and booleans from it; a bad cell rejects its row, not the file.
                     column_types=dict.fromkeys(LEAD_COLUMNS, pa.string()),
@@ -200,21 +221,60 @@ class CsvReader:
             )
         except (OSError, pa.ArrowInvalid) as exc:
             raise BatchInputError(f"cannot read {path} as CSV: {exc}") from exc
-        self._chunk_rows = chunk_rows
 
     def chunks(self) -> Iterator[Chunk]:
         """The rows in chunks, with the bytes read so far."""
         start = 0
+        if self._reader is None:
+            return
         for batch in _rechunk(iter(self._reader), self._chunk_rows):
             start += batch.num_rows
             yield Chunk(start - batch.num_rows, batch, self._stream.tell())
 
 
-def open_reader(path: str, fmt: FileFormat, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Reader:
-    """A reader of `path` in chunks of `chunk_rows`."""
+def _header_end(data: bytes) -> int | None:
+    """Where a CSV's first record ends: its first line break outside quotes (None: not in `data` yet).
+
+    Scanned as bytes: in UTF-8 no byte of a multi-byte character is a quote or a line break.
+    """
+    quoted = False
+    for i, byte in enumerate(data):
+        if byte == 0x22:  # "
+            quoted = not quoted  # an escaped quote ("") flips twice
+        elif byte in (0x0A, 0x0D) and not quoted:
+            return i
+    return None
+
+
+def _csv_header(path: str, stream: pa.NativeFile) -> tuple[list[str], int]:
+    """A CSV file's column names (a UTF-8 byte order mark, as spreadsheets write, dropped) and where its data starts.
+
+    Read here, not by Arrow, so that the run can name the columns itself (`--column`) and say which it ignores;
+    Arrow's `skip_rows` counts line breaks, even quoted ones.
+    """
+    data = b""
+    while (end := _header_end(data)) is None:
+        block = stream.read(64 << 10)
+        if not block:
+            end = len(data)
+            break
+        data += block
+        if len(data) > _CSV_HEADER_MAX_BYTES:
+            raise BatchInputError(f"cannot read {path} as CSV: no header line in its first {len(data):,} bytes")
+    first = next(csv.reader([data[:end].decode("utf-8-sig", errors="replace")]), [])
+    if not first:
+        raise BatchInputError(f"cannot read {path} as CSV: it has no header line")
+    skip = 2 if data[end : end + 2] == b"\r\n" else 1 if end < len(data) else 0
+    return [name.strip() for name in first], end + skip
+
+
+def open_reader(
+    path: str, fmt: FileFormat, chunk_rows: int = DEFAULT_CHUNK_ROWS, renames: Mapping[str, str] | None = None
+) -> Reader:
+    """A reader of `path` in chunks of `chunk_rows`; `renames`: input columns read as lead fields (`--column`)."""
     if fmt is FileFormat.PARQUET:
-        return ParquetReader(path, chunk_rows)
-    return CsvReader(path, chunk_rows)
+        return ParquetReader(path, chunk_rows, renames)
+    return CsvReader(path, chunk_rows, renames)
 
 
 class Writer(Protocol):

@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -75,6 +75,11 @@ class Summary:
     recorded_rows: int = 0
     already_recorded_rows: int = 0  # rows of this run id that an earlier run had recorded (not added again)
     input_format: str = ""
+    # What the run made of the input's columns (leadscore.batch.columns): fields it lacks, columns it ignored.
+    absent_fields: tuple[str, ...] = ()
+    absent_custom_features: int = 0
+    ignored_columns: tuple[str, ...] = ()
+    column_notes: tuple[str, ...] = ()
 
     @property
     def rows_per_second(self) -> float:
@@ -84,6 +89,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         """The summary as JSON-ready values."""
         values = asdict(self)
+        for name in ("absent_fields", "ignored_columns", "column_notes"):
+            values[name] = list(values[name])
         values["scores"] = {str(k): v for k, v in self.scores.items()}
         values["rows_per_second"] = round(self.rows_per_second, 1)
         values["seconds"] = round(self.seconds, 3)
@@ -100,6 +107,7 @@ class Summary:
         if self.scored:
             shares = "  ".join(f"{s}: {n:,} ({100 * n / self.scored:.1f}%)" for s, n in self.scores.items())
             lines.append(f"scores  {shares}")
+        lines.extend(self.column_notes)
         if self.run_id is not None:
             again = f", {self.already_recorded_rows:,} already recorded" if self.already_recorded_rows else ""
             lines.append(f"run_id {self.run_id}: {self.recorded_rows:,} rows recorded in the lake{again}")
@@ -287,6 +295,7 @@ def score_file(
     run_id: str | None = None,
     settings: Settings | None = None,
     progress: bool = False,
+    columns: Mapping[str, str] | None = None,
 ) -> Summary:
     """Score every lead of `input` (CSV or Parquet, local or s3://) into `output`, rejects into `rejects`.
 
@@ -295,6 +304,8 @@ def score_file(
     nothing already recorded). `settings`: where the lake is (default: the LEADSCORE_* environment).
     `chunk_rows`: rows read and scored at a time (default `DEFAULT_CHUNK_ROWS`); a recorded run commits a chunk at
     a time when it is given, else `RECORDED_COMMIT_ROWS` input rows at a time.
+    `columns`: input columns read as lead fields ({"Company Size": "company_size"}); the others are read by their
+    names. A file with no lead field among its columns is refused (ColumnError) before anything is written.
     """
     started = time.perf_counter()
     source, target = os.fspath(input), os.fspath(output)
@@ -304,8 +315,9 @@ def score_file(
     workers = workers or os.cpu_count() or 1
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    reader = open_reader(source, in_format, chunk_rows_for(chunk_rows), columns)
     recorder, run_id, environment = _recorder(settings, run_id, moment, chunk_rows) if record else (None, None, "")
-    reader = open_reader(source, in_format, chunk_rows := chunk_rows_for(chunk_rows))
+    chunk_rows = chunk_rows_for(chunk_rows)
     if reader.unit == "rows" and reader.total is not None:
         # No more threads than chunks.
         workers = max(1, min(workers, math.ceil(reader.total / chunk_rows)))
@@ -360,4 +372,8 @@ def score_file(
         recorded_rows=recorder.rows if recorder is not None else 0,
         already_recorded_rows=recorder.skipped_rows if recorder is not None else 0,
         input_format=in_format.value,
+        absent_fields=reader.plan.absent,
+        absent_custom_features=reader.plan.absent_custom,
+        ignored_columns=reader.plan.ignored,
+        column_notes=tuple(reader.plan.notes()),
     )
