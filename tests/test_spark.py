@@ -7,6 +7,7 @@ here (the hadoop-aws jars cannot be fetched): S3 is covered by the bundle downlo
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
+from leadscore.batch.columns import ColumnError
 from leadscore.columnar import output_schema, score_table
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_bundle_dir
 from leadscore.spark import ARROW_BATCH_CONF, ARROW_BATCH_ROWS, local_bundle_dir, score_dataframe, spark_schema
@@ -151,6 +153,18 @@ def test_default_bundle_is_used_without_a_bundle(spark: SparkSession) -> None:
     assert row.score is not None
 
 
+def test_a_dataframe_with_no_lead_field_is_refused_with_the_renames_to_make(spark: SparkSession) -> None:
+    """Columns named as a CRM names them are not scored on nothing: ColumnError names the renames to make."""
+    df = spark.createDataFrame([{"Record ID": "a", "Job Title": "VP Sales"}])
+    with pytest.raises(ColumnError) as refused:
+        score_dataframe(df, as_of=AS_OF)
+    assert ".withColumnRenamed('Job Title', 'job_title')" in refused.value.message
+    renamed = df.withColumnRenamed("Record ID", "lead_id").withColumnRenamed("Job Title", "job_title")
+    (row,) = score_dataframe(renamed, as_of=AS_OF).collect()
+    assert row.lead_id == "a"
+    assert row.score is not None
+
+
 def test_bundle_on_s3_is_downloaded_to_a_local_directory(
     tiny_bundle: Path, rgw: RgwServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,6 +220,31 @@ def test_glue_job_hands_the_scorer_large_arrow_batches(
     argv = ["--input", str(leads_dir), "--output", str(tmp_path / "out"), "--model-uri", str(tiny_bundle)]
     glue_job().run(spark, argv)
     assert spark.conf.get(ARROW_BATCH_CONF) == str(ARROW_BATCH_ROWS)
+
+
+def test_glue_job_reads_a_crm_export_with_its_column_map(
+    spark: SparkSession, leads_dir: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """--columns (JSON) reads columns named as a CRM names them (a dot included) as lead fields; scores unchanged."""
+    table = pq.read_table(leads_dir)
+    crm_names = {"lead_id": "Record.ID", "industry": "Industry", "job_title": "Job Title"}
+    pq.write_table(table.rename_columns([crm_names.get(n, n) for n in table.column_names]), tmp_path / "crm.parquet")
+    common = ["--model-uri", str(tiny_bundle), "--as-of", "2026-06-01T00:00:00"]
+    glue_job().run(spark, ["--input", str(leads_dir), "--output", str(tmp_path / "a"), *common])
+    columns = json.dumps({crm: field for field, crm in crm_names.items()})
+    argv = ["--input", str(tmp_path / "crm.parquet"), "--output", str(tmp_path / "b"), "--columns", columns]
+    glue_job().run(spark, [*argv, *common])
+    original, mapped = (pq.read_table(tmp_path / d).sort_by("lead_id") for d in ("a", "b"))
+    assert mapped["lead_id"].to_pylist() == original["lead_id"].to_pylist()
+    assert mapped["score"].equals(original["score"])
+    assert mapped["confidence"].equals(original["confidence"])
+
+
+def test_a_column_map_naming_a_column_the_dataframe_lacks_is_refused(spark: SparkSession) -> None:
+    """A mapping is checked, not dropped silently as withColumnRenamed would drop it."""
+    df = spark.createDataFrame([{"lead_id": "a", "industry": "Retail"}])
+    with pytest.raises(ColumnError, match="has no column 'Job Title'"):
+        score_dataframe(df, as_of=AS_OF, columns={"Job Title": "job_title"})
 
 
 def test_importing_leadscore_spark_loads_no_pyspark() -> None:

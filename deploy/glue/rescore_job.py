@@ -7,6 +7,8 @@ Arguments (Glue passes each as `--name value`, with its own ones beside them):
   --as-of       optional ISO 8601 time recency features are measured from (default: the job's start)
   --explain     "true" adds the reasons and drivers columns
   --mode        Spark save mode for the output: errorifexists (default) or overwrite
+  --columns     optional JSON object reading columns named otherwise as lead fields, e.g.
+                {"Company Size": "company_size", "Record ID": "lead_id"} (as `leadscore score --column`)
 
 leadscore comes from its wheel (`--additional-python-modules s3://.../leadscore-VERSION-py3-none-any.whl`). The same
 script runs on EMR or any Spark 3.5 with `spark-submit rescore_job.py --input ... --output ... --model-uri ...`.
@@ -15,6 +17,7 @@ script runs on EMR or any Spark 3.5 with `spark-submit rescore_job.py --input ..
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -35,6 +38,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--as-of", default="", type=str)
     parser.add_argument("--explain", default="false", choices=("true", "false"))
     parser.add_argument("--mode", default="errorifexists", choices=SAVE_MODES)
+    parser.add_argument("--columns", default="", type=str)
     args, _glue_args = parser.parse_known_args(argv)
     return args
 
@@ -47,6 +51,16 @@ def as_of_time(text: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def column_map(text: str) -> dict[str, str]:
+    """The `--columns` value: a JSON object of input column names to lead fields (empty: none)."""
+    if not text:
+        return {}
+    value = json.loads(text)
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f'--columns must be a JSON object such as {{"Company Size": "company_size"}}, got {text!r}')
+    return value
+
+
 def run(spark: SparkSession, argv: Sequence[str]) -> tuple[int, int]:
     """Read, score and write; the numbers of leads scored and rejected (read back from the output's one column)."""
     args = parse_args(argv)
@@ -56,7 +70,11 @@ def run(spark: SparkSession, argv: Sequence[str]) -> tuple[int, int]:
     spark.conf.set(ARROW_BATCH_CONF, str(ARROW_BATCH_ROWS))
     leads = spark.read.parquet(args.input)
     scores = score_dataframe(
-        leads, bundle=args.model_uri or None, as_of=as_of_time(args.as_of), explain=args.explain == "true"
+        leads,
+        bundle=args.model_uri or None,
+        as_of=as_of_time(args.as_of),
+        explain=args.explain == "true",
+        columns=column_map(args.columns),
     )
     scores.write.mode(args.mode).parquet(args.output)
     errors = spark.read.parquet(args.output).select("error_field")

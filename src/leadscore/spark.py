@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from leadscore.features.spec import INPUT_FIELDS
+from leadscore.batch.columns import CUSTOM_STRUCT, LEAD_COLUMNS, plan_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from leadscore.columnar import ModelBundle
 
 # The columns `score_table` reads; a DataFrame's other columns are left out before its rows cross to Python.
-INPUT_COLUMNS: Final = ("lead_id", *(f.name for f in INPUT_FIELDS), "custom_features")
+INPUT_COLUMNS: Final = (*LEAD_COLUMNS, CUSTOM_STRUCT)
 # Rows per Arrow batch Spark hands the scoring function: `spark.sql.execution.arrow.maxRecordsPerBatch`, which the
 # rescoring job sets (Spark's default is 10,000). A batch has a fixed cost on both sides; measured with bench/spark.py
 # (local[2], 400,000 leads, alternating runs): 0.361-0.388 of the predictor per core at 10,000, 0.353-0.432 (mean
@@ -121,18 +121,30 @@ def spark_schema(explain: bool = False) -> StructType:
 
 
 def score_dataframe(
-    df: DataFrame, bundle: str | Path | None = None, as_of: datetime | None = None, explain: bool = False
+    df: DataFrame,
+    bundle: str | Path | None = None,
+    as_of: datetime | None = None,
+    explain: bool = False,
+    columns: Mapping[str, str] | None = None,
 ) -> DataFrame:
     """Score every row of `df` (columns named as the API's lead fields); one output row per input row.
 
     `as_of` defaults to now, taken once here so that every row of the job is measured from the same time.
     Rejected rows are kept, with a null score and their `error_field` / `error_message`. The session's Arrow batch
-    size applies (`ARROW_BATCH_CONF`; the rescoring job sets `ARROW_BATCH_ROWS`).
+    size applies (`ARROW_BATCH_CONF`; the rescoring job sets `ARROW_BATCH_ROWS`). `columns` reads columns named
+    otherwise as lead fields ({"Company Size": "company_size"}), as `leadscore score --column` does; a DataFrame
+    with no lead field among its columns, or a mapping naming a column it lacks, is refused (ColumnError).
     """
     when = as_of or datetime.now(UTC)
-    columns = [name for name in df.columns if name in INPUT_COLUMNS]
-    leads = df.select(*columns)
+    plan = plan_columns("the DataFrame", df.columns, columns, rename_hint=_spark_rename)
+    renamed = {name: field for name, field in plan.reads.items() if name != field}
+    # Renamed by name as it is (a `.` in a CRM's column name is no struct access), then the fields selected.
+    leads = (df.withColumnsRenamed(renamed) if renamed else df).select(*plan.reads.values())
     return leads.mapInArrow(arrow_scorer(_location(bundle), as_of=when, explain=explain), spark_schema(explain))
+
+
+def _spark_rename(name: str, field: str) -> str:
+    return f".withColumnRenamed({name!r}, {field!r})"
 
 
 def _location(bundle: str | Path | None) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -81,8 +81,21 @@ class ColumnPlan:
         return lines
 
 
-def plan_columns(source: str, header: Sequence[str], renames: Mapping[str, str] | None = None) -> ColumnPlan:
-    """The plan for an input whose columns are `header` (in file order); ColumnError when it cannot be read."""
+def cli_rename(name: str, field: str) -> str:
+    """How the command line reads column `name` as `field`."""
+    return f"--column '{name}={field}'"
+
+
+def plan_columns(
+    source: str,
+    header: Sequence[str],
+    renames: Mapping[str, str] | None = None,
+    rename_hint: Callable[[str, str], str] = cli_rename,
+) -> ColumnPlan:
+    """The plan for an input whose columns are `header` (in file order); ColumnError when it cannot be read.
+
+    `rename_hint` writes the advice to read a column as a field (the command line's `--column` by default).
+    """
     renames = dict(renames or {})
     present = set(header)
     for name, target in renames.items():
@@ -114,9 +127,9 @@ def plan_columns(source: str, header: Sequence[str], renames: Mapping[str, str] 
     absent = tuple(c for c in ("lead_id", *(f.name for f in CORE_FIELDS)) if c not in read)
     absent_custom = 0 if CUSTOM_STRUCT in read else sum(1 for c in _CUSTOM_NAMES if c not in read)
     wanted = set(absent) | {c for c in _CUSTOM_NAMES if c not in read and CUSTOM_STRUCT not in read}
-    hints = tuple(f"--column '{name}={_normalized(name)}'" for name in ignored if _normalized(name) in wanted)
+    hints = tuple(rename_hint(name, _normalized(name)) for name in ignored if _normalized(name) in wanted)
     if not read - {"lead_id"}:
-        advice = f" Map yours: {' '.join(hints)}" if hints else " Map yours with --column 'Input column=lead_field'."
+        advice = f" Map yours: {' '.join(hints)}" if hints else f" Map yours: {rename_hint('Its name', 'lead_field')}."
         raise ColumnError(
             f"no column of {source} is a lead field, so every lead would be scored on nothing. Columns are read by "
             f"the API's field names (company_size, industry, job_title, ..., custom_feature_1..{len(CUSTOM_FIELDS)});"
