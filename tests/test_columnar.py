@@ -17,6 +17,7 @@ from pydantic import ValidationError as PydanticValidationError
 from leadscore import columnar
 from leadscore.api.decode import parse_leads
 from leadscore.api.schemas import CustomFeatures, Lead, parse_score_request
+from leadscore.batch.columns import ColumnError
 from leadscore.columnar import output_schema, score_table
 from leadscore.errors import ValidationFailed
 from leadscore.features.spec import CATEGORY_FIELDS, CORE_FIELDS, CUSTOM_FIELDS, MAX_TEXT_LENGTH, SCORES
@@ -100,6 +101,14 @@ def test_flat_custom_columns_score_as_the_struct(default_scorer: Scorer) -> None
     scores, confidences = api_scores(default_scorer, synthetic_leads(3000, seed=4))
     np.testing.assert_array_equal(out["score"].to_numpy(), scores)
     np.testing.assert_array_equal(out["confidence"].to_numpy(), confidences)
+
+
+def test_a_table_with_no_lead_field_is_refused(tiny_scorer: Scorer) -> None:
+    """Rows whose columns are all named otherwise are a naming mismatch, not leads to score on nothing."""
+    crm = pa.table({"Record ID": ["a"], "Job Title": ["VP Sales"]})
+    with pytest.raises(ColumnError, match="Read yours as fields: 'Job Title': 'job_title'"):
+        score_table(crm, bundle=tiny_scorer, as_of=AS_OF)
+    assert score_table(crm.slice(0, 0), bundle=tiny_scorer, as_of=AS_OF).num_rows == 0
 
 
 def test_chunks_keep_rows_in_order(
@@ -231,15 +240,15 @@ def test_numeric_text_that_is_no_number_is_rejected(tiny_scorer: Scorer) -> None
 
 
 def test_missing_columns_and_nulls_score_as_an_empty_lead(tiny_scorer: Scorer) -> None:
-    """No lead columns at all, or all-null ones, score as the API scores a lead with no fields."""
+    """Lead columns all null, or only some lead columns, score as the API scores a lead without those fields."""
     columns = {"lead_id": ["a"]} | {f.name: pa.nulls(1) for f in (*CORE_FIELDS, *CUSTOM_FIELDS)}
     nulls = score_table(pa.table(columns), bundle=tiny_scorer, as_of=AS_OF)
-    nothing = score_table(pa.table({"other_column": [1]}), bundle=tiny_scorer, as_of=AS_OF)
+    few = score_table(pa.table({"other_column": [1], "form_fills": pa.nulls(1)}), bundle=tiny_scorer, as_of=AS_OF)
     scores, confidences = api_scores(tiny_scorer, [{}])
-    for out in (nulls, nothing):
+    for out in (nulls, few):
         assert out["score"].to_pylist() == scores.tolist()
         assert out["confidence"].to_pylist() == confidences.tolist()
-    assert nothing["lead_id"].to_pylist() == [None]
+    assert few["lead_id"].to_pylist() == [None]
 
 
 def test_empty_table_gives_an_empty_result_with_the_schema(tiny_scorer: Scorer) -> None:

@@ -158,7 +158,7 @@ def test_a_dataframe_with_no_lead_field_is_refused_with_the_renames_to_make(spar
     df = spark.createDataFrame([{"Record ID": "a", "Job Title": "VP Sales"}])
     with pytest.raises(ColumnError) as refused:
         score_dataframe(df, as_of=AS_OF)
-    assert ".withColumnRenamed('Job Title', 'job_title')" in refused.value.message
+    assert "Read yours as fields: .withColumnRenamed('Job Title', 'job_title')" in refused.value.message
     renamed = df.withColumnRenamed("Record ID", "lead_id").withColumnRenamed("Job Title", "job_title")
     (row,) = score_dataframe(renamed, as_of=AS_OF).collect()
     assert row.lead_id == "a"

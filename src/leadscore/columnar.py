@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from leadscore.api.schemas import ISO_DATETIME, MAX_ABS_FLOAT, MAX_INT, CustomFeatures, Lead, Timestamp
+from leadscore.batch.columns import CUSTOM_STRUCT, Renaming, plan_columns
 from leadscore.features.encode import (
     NUMERIC_INPUTS,
     TEXT_INPUTS,
@@ -56,7 +57,6 @@ BoolArray = npt.NDArray[np.bool_]
 # Rows encoded and predicted at once: bounds the float64 working matrix (about 30 MB) whatever the table's size.
 CHUNK_ROWS: Final = 65_536
 LEAD_ID_MAX_LENGTH: Final = 128
-CUSTOM_STRUCT: Final = "custom_features"
 _UTC: Final = "UTC"
 # CRM exports write booleans as words or digits; compared trimmed and case-folded.
 TRUE_WORDS: Final = ("true", "yes", "1")
@@ -570,6 +570,10 @@ def _load(directory: str) -> Scorer:
     return load_bundle(Path(directory), warm_explainer=False, walk_small_calls=False)
 
 
+# How a table's columns are renamed, in the advice of a refusal (`table.rename_columns` takes such a mapping).
+_TABLE_RENAMING: Final = Renaming("{name!r}: {field!r}", ", ")
+
+
 def resolve_bundle(bundle: ModelBundle | str | os.PathLike[str] | None) -> Scorer:
     """A loaded bundle: the one given, the one at a path (loaded once per process), or the packaged default."""
     if isinstance(bundle, Scorer):
@@ -590,7 +594,8 @@ def score_table(
     Columns are the API's lead fields by name (`custom_feature_N` flat, or a `custom_features` struct); a missing
     column is missing values, other columns are ignored. `as_of` is the time recency is measured from (naive means
     UTC; default now). A row the contract refuses is not scored: `score` and `confidence` are null and
-    `error_field` / `error_message` say why, as the API would. Schema: `output_schema(explain)`.
+    `error_field` / `error_message` say why, as the API would. Schema: `output_schema(explain)`. A table with rows and
+    no lead field among its columns is refused (`leadscore.batch.columns.ColumnError`).
     """
     scorer = resolve_bundle(bundle)
     scored_at = datetime.now(UTC)
@@ -603,6 +608,8 @@ def score_table(
     n = table.num_rows
     if n == 0:
         return output_schema(explain).empty_table()
+    # No lead field among the columns: a naming mismatch (ColumnError), not leads to score on nothing.
+    plan_columns("the table", table.column_names, renaming=_TABLE_RENAMING)
     starts = range(0, n, CHUNK_ROWS)
 
     def chunk(start: int) -> pa.Table:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from leadscore.batch.columns import CUSTOM_STRUCT, LEAD_COLUMNS, plan_columns
+from leadscore.batch.columns import CUSTOM_STRUCT, LEAD_COLUMNS, Renaming, plan_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -42,6 +42,9 @@ ARROW_BATCH_CONF: Final = "spark.sql.execution.arrow.maxRecordsPerBatch"
 ARROW_BATCH_ROWS: Final = 50_000
 # Spark's `monotonically_increasing_id` layout: the partition id above the row's offset in its partition.
 _PARTITION_SHIFT: Final = 33
+
+# How a DataFrame's columns are renamed, in the advice of a refusal: one chained call per column.
+_SPARK_RENAMING: Final = Renaming(".withColumnRenamed({name!r}, {field!r})", "")
 
 BatchScorer = Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -136,15 +139,11 @@ def score_dataframe(
     with no lead field among its columns, or a mapping naming a column it lacks, is refused (ColumnError).
     """
     when = as_of or datetime.now(UTC)
-    plan = plan_columns("the DataFrame", df.columns, columns, rename_hint=_spark_rename)
+    plan = plan_columns("the DataFrame", df.columns, columns, renaming=_SPARK_RENAMING)
     renamed = {name: field for name, field in plan.reads.items() if name != field}
     # Renamed by name as it is (a `.` in a CRM's column name is no struct access), then the fields selected.
     leads = (df.withColumnsRenamed(renamed) if renamed else df).select(*plan.reads.values())
     return leads.mapInArrow(arrow_scorer(_location(bundle), as_of=when, explain=explain), spark_schema(explain))
-
-
-def _spark_rename(name: str, field: str) -> str:
-    return f".withColumnRenamed({name!r}, {field!r})"
 
 
 def _location(bundle: str | Path | None) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -65,7 +65,8 @@ class ColumnPlan:
     ignored: tuple[str, ...]  # input columns not read
     absent: tuple[str, ...]  # lead_id and core fields no column gives: missing in every row
     absent_custom: int  # custom features no column gives
-    hints: tuple[str, ...]  # `--column` options for ignored columns whose names read as absent fields
+    hints: tuple[str, ...]  # the renames (`--column` options) of ignored columns whose names read as absent fields
+    separator: str = " "  # between hints
 
     def notes(self) -> list[str]:
         """What a run's summary says of its columns (nothing when the file has every field and nothing else)."""
@@ -77,24 +78,34 @@ class ColumnPlan:
         if self.ignored:
             lines.append(f"input columns ignored: {_listed(self.ignored)}")
         if self.hints:
-            lines.append(f"to read them as fields: {' '.join(self.hints)}")
+            lines.append(f"to read them as fields: {self.separator.join(self.hints)}")
         return lines
 
 
-def cli_rename(name: str, field: str) -> str:
-    """How the command line reads column `name` as `field`."""
-    return f"--column '{name}={field}'"
+@dataclass(frozen=True, slots=True)
+class Renaming:
+    """How a caller reads a column as a field, for advice: `template` has `{name}` and `{field}`, `separator` joins."""
+
+    template: str
+    separator: str
+
+    def advice(self, pairs: Sequence[tuple[str, str]]) -> str:
+        """The renames of `pairs` (column, field) as the caller writes them."""
+        return self.separator.join(self.template.format(name=name, field=field) for name, field in pairs)
+
+
+CLI_RENAMING: Final = Renaming("--column '{name}={field}'", " ")
 
 
 def plan_columns(
     source: str,
     header: Sequence[str],
     renames: Mapping[str, str] | None = None,
-    rename_hint: Callable[[str, str], str] = cli_rename,
+    renaming: Renaming = CLI_RENAMING,
 ) -> ColumnPlan:
     """The plan for an input whose columns are `header` (in file order); ColumnError when it cannot be read.
 
-    `rename_hint` writes the advice to read a column as a field (the command line's `--column` by default).
+    `renaming`: how the advice to read a column as a field is written (the command line's `--column` by default).
     """
     renames = dict(renames or {})
     present = set(header)
@@ -127,12 +138,13 @@ def plan_columns(
     absent = tuple(c for c in ("lead_id", *(f.name for f in CORE_FIELDS)) if c not in read)
     absent_custom = 0 if CUSTOM_STRUCT in read else sum(1 for c in _CUSTOM_NAMES if c not in read)
     wanted = set(absent) | {c for c in _CUSTOM_NAMES if c not in read and CUSTOM_STRUCT not in read}
-    hints = tuple(rename_hint(name, _normalized(name)) for name in ignored if _normalized(name) in wanted)
+    pairs = [(name, _normalized(name)) for name in ignored if _normalized(name) in wanted]
+    hints = tuple(renaming.advice([pair]) for pair in pairs)
     if not read - {"lead_id"}:
-        advice = f" Map yours: {' '.join(hints)}" if hints else f" Map yours: {rename_hint('Its name', 'lead_field')}."
+        advice = renaming.advice(pairs or [("Its name", "lead_field")])
         raise ColumnError(
             f"no column of {source} is a lead field, so every lead would be scored on nothing. Columns are read by "
             f"the API's field names (company_size, industry, job_title, ..., custom_feature_1..{len(CUSTOM_FIELDS)});"
-            f" its columns: {_listed(header)}.{advice}"
+            f" its columns: {_listed(header)}. Read yours as fields: {advice}"
         )
-    return ColumnPlan(reads, tuple(ignored), absent, absent_custom, hints)
+    return ColumnPlan(reads, tuple(ignored), absent, absent_custom, hints, renaming.separator)
