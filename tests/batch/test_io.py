@@ -138,3 +138,16 @@ def test_parquet_columns_are_read_under_their_mapped_names(tmp_path):
     assert rows.column("lead_id").to_pylist() == table.column("Record ID").to_pylist()
     assert pa.types.is_dictionary(rows.schema.field("industry").type)
     assert rows.column("industry").to_pylist() == table.column("Industry").to_pylist()
+
+
+def test_a_csv_with_no_line_break_in_its_first_mebibyte_is_an_input_error(tmp_path):
+    """A file that is no CSV (one endless line) is refused after 1 MiB, not read whole as a header."""
+    (tmp_path / "blob.csv").write_bytes(b"x" * (2 << 20))
+    with pytest.raises(BatchInputError, match="no header line in its first"):
+        open_reader(str(tmp_path / "blob.csv"), FileFormat.CSV)
+
+
+def test_a_missing_csv_is_an_input_error(tmp_path):
+    """A CSV that does not exist is a clear error, as a missing Parquet file is."""
+    with pytest.raises(BatchInputError, match="cannot read"):
+        open_reader(str(tmp_path / "nothing.csv"), FileFormat.CSV)

@@ -159,6 +159,29 @@ def test_s3_input_and_output(tmp_path, leads, tiny_bundle, s3_bucket):
     assert summary.rows == leads.num_rows
 
 
+def test_s3_csv_export_with_a_byte_order_mark_and_its_own_names(tmp_path, leads, tiny_bundle, s3_bucket):
+    """A spreadsheet-saved CSV on S3 (byte order mark, CRM headers) scores as the same leads under the API's names."""
+    bucket, s3 = s3_bucket
+    crm = leads.rename_columns(
+        ["Record ID" if n == "lead_id" else "Job Title" if n == "job_title" else n for n in leads.column_names]
+    )
+    pacsv.write_csv(crm, tmp_path / "export.csv")
+    with s3.open_output_stream(f"{bucket}/in/export.csv") as f:
+        f.write(b"\xef\xbb\xbf" + (tmp_path / "export.csv").read_bytes())
+    summary = score_file(
+        f"s3://{bucket}/in/export.csv",
+        tmp_path / "out.parquet",
+        workers=1,
+        as_of=AS_OF,
+        bundle=tiny_bundle,
+        columns={"Record ID": "lead_id", "Job Title": "job_title"},
+    )
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out["lead_id"].to_pylist() == leads["lead_id"].to_pylist()
+    assert out["score"].to_pylist() == _expected(leads, tiny_bundle)["score"].to_pylist()
+    assert (summary.rows, summary.absent_fields, summary.ignored_columns) == (leads.num_rows, (), ())
+
+
 def test_a_recorded_run_is_recorded_once(tmp_path, leads, tiny_bundle):
     """--record writes every scored row as source=batch with the run id; the same run id again adds nothing."""
     settings = local_settings(tmp_path, model_dir=tiny_bundle)
