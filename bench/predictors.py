@@ -2,9 +2,10 @@
 
 Compares XGBoost's `inplace_predict` (the reference) with the service's fast path (oneDAL, as served: missing
 inputs as infinities, tail padded to whole blocks), oneDAL unpadded, oneDAL fed NaN for missing (the path before
-`MissingAsBounds`), and the walk the service uses for calls under 26 rows (`leadscore.model.walk`). ONNX Runtime
-and tl2cgen rows are added when their packages are importable (they are not dependencies of the service: install
-onnxruntime + onnxmltools, or treelite + tl2cgen + a C compiler, to see them). Every predictor is checked against
+`MissingAsBounds`), and the walk the service uses for small calls (under 26 rows on Intel, 48 elsewhere:
+`leadscore.model.walk`). ONNX Runtime and tl2cgen rows are added when their packages are importable (they are not
+dependencies of the service: install onnxruntime + onnxmltools, or treelite + tl2cgen + a C compiler, to see
+them). Every predictor is checked against
 XGBoost before it is timed.
 
     uv run python bench/predictors.py --cpu 1            # pin to core 1 (as `taskset -c 1` would)
@@ -102,7 +103,7 @@ def candidates(booster: xgb.Booster) -> dict[str, Predict]:
     found["onedal, NaN for missing"] = OneDalPredictor(booster, 1, block, missing_as_bounds=False).predict
     trees = booster_trees(booster)
     plan = MissingAsBounds.of(trees, booster.num_features())
-    found["walk (served under 26 rows)"] = WalkPredictor(WalkedForest.of_booster(booster, trees, plan), plan).predict
+    found["walk (served for small calls)"] = WalkPredictor(WalkedForest.of_booster(booster, trees, plan), plan).predict
     for name, build in (("onnxruntime", onnxruntime_predict), ("tl2cgen (reference only)", tl2cgen_predict)):
         predict = build(booster)
         if predict is not None:

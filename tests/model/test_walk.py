@@ -17,12 +17,24 @@ from leadscore.model.predictors import (
     OneDalPredictor,
     XGBoostPredictor,
     booster_trees,
+    cpu_vendor,
+    default_block_rows,
     disagreement,
     probe_matrix,
     with_walk,
 )
 from leadscore.model.saved import ONEDAL_FILE
-from leadscore.model.walk import MAX_DEPTH, WALK_NAME, SmallCallsWalked, WalkedForest, WalkPredictor, _walk
+from leadscore.model.walk import (
+    MAX_DEPTH,
+    WALK_BELOW_ROWS,
+    WALK_BELOW_ROWS_FIXED_BLOCKS,
+    WALK_NAME,
+    SmallCallsWalked,
+    WalkedForest,
+    WalkPredictor,
+    _walk,
+    walk_below_rows,
+)
 from tests.model.test_saved import rewrite
 
 
@@ -166,6 +178,18 @@ def test_calls_below_the_cut_are_walked_and_the_rest_go_to_onedal():
         routed.predict(np.zeros((rows, 3), dtype=np.float32))
     assert (small.calls, large.calls) == ([1, 63], [64, 500])
     assert routed.name == "blocks; under 64 rows: walk"
+
+
+def test_the_cut_follows_onedals_blocks():
+    """26 rows where oneDAL sizes its blocks (Intel); 48 under its fixed 80-row blocks (AMD), as measured."""
+    assert walk_below_rows(None) == WALK_BELOW_ROWS == 26
+    assert walk_below_rows(80) == WALK_BELOW_ROWS_FIXED_BLOCKS == 48
+
+
+def test_the_service_walks_small_calls_below_this_cpus_cut():
+    """The served predictor's name gives the cut of this machine's oneDAL blocks."""
+    cut = walk_below_rows(default_block_rows(cpu_vendor()))
+    assert f"under {cut} rows: {WALK_NAME}" in load_bundle(default_bundle_dir(), warm_explainer=False).predictor
 
 
 def test_the_service_walks_small_calls_of_the_packaged_bundle():

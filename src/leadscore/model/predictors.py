@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from leadscore.heap import trim_heap
 from leadscore.model.lean import import_daal4py
-from leadscore.model.walk import SmallCallsWalked, WalkedForest, WalkPredictor
+from leadscore.model.walk import SmallCallsWalked, WalkedForest, WalkPredictor, walk_below_rows
 
 if TYPE_CHECKING:
     import xgboost as xgb
@@ -521,7 +521,7 @@ def with_walk(
         walked = forest()
         if walked is None:
             return large
-        combined = SmallCallsWalked(WalkPredictor(walked, missing), large)
+        combined = SmallCallsWalked(WalkPredictor(walked, missing), large, walk_below_rows(large.block_rows))
         problem = checked_against(expected, combined, probe)
     except _BUILD_ERRORS as exc:
         problem = f"{type(exc).__name__}: {exc}"

@@ -15,7 +15,8 @@ No library at hand walks small batches of a forest this size fast, so this modul
 Measured the same way, on the API bench's leads (`bench/predictors.py --cpu 1`, figures in `bench/README.md`):
 the walk costs ~9.5 us a row (1 row 14 us, 8 rows 79, 20 rows 191), oneDAL 45, 181 and 247 us (20 rows padded to
 one 32-row block). From 26 rows oneDAL's padded block is as fast or faster (28 rows: 248 against 266), so
-`SmallCallsWalked` walks calls below 26 rows.
+`SmallCallsWalked` walks calls below 26 rows there; where oneDAL's blocks are a fixed 80 rows (AMD), below 48
+(`walk_below_rows`).
 
 Trees are summed per class in the booster's order, in float32 as XGBoost sums them: on the probe inputs the margins
 are XGBoost's bit for bit. The probabilities are checked against XGBoost's at load, as oneDAL's are.
@@ -44,11 +45,21 @@ WALK_NAME: Final = "leadscore tree walk"
 # The deepest forest walked: a complete tree of depth 10 has 1,023 split slots. Deeper forests keep oneDAL for every
 # call (the walk's arrays would grow as 2^depth per tree).
 MAX_DEPTH: Final = 10
-# Calls of fewer rows than this are walked; larger ones go to oneDAL. Measured on the API bench's leads, one core:
-# 24 rows 229 us walked, 245 oneDAL (padded to 32); 28 rows 266 against 248. oneDAL scores a tail below 26 rows
-# row by row on every CPU (`leadscore.model.predictors`). Calls of 41-63 rows are walked faster too (56 rows 523
-# against 652) but are left to oneDAL, whose blocks win again from 64 rows: one rule, not a table per CPU.
+# Calls of fewer rows than this are walked; larger ones go to oneDAL. Where oneDAL sizes its blocks from the call
+# (Intel), measured on the API bench's leads, one core (Intel Xeon): 24 rows 229 us walked, 245 oneDAL (padded to
+# 32); 28 rows 266 against 248. Calls of 41-63 rows are walked faster too there (56 rows 523 against 652) but are
+# left to oneDAL, whose blocks win again from 64 rows.
 WALK_BELOW_ROWS: Final = 26
+# Where oneDAL's vector blocks are a fixed 80 rows (other CPUs, `leadscore.model.predictors`), a call of 26 to 79
+# rows costs one padded block whatever its size, and the walk's ~11 us a row stays under it longer. Measured on AMD
+# EPYC (`bench/predictors.py --cpu 1`, the API bench's leads, median of 5 rounds): 26 rows 306 us walked against 571
+# for oneDAL's block, 32 rows 380 / 571, 40 rows 464 / 568, 48 rows 554 / 572, 56 rows 642 / 570.
+WALK_BELOW_ROWS_FIXED_BLOCKS: Final = 48
+
+
+def walk_below_rows(block_rows: int | None) -> int:
+    """Where small calls end for oneDAL with `block_rows`-row blocks (None: oneDAL sizes its blocks, as on Intel)."""
+    return WALK_BELOW_ROWS if block_rows is None else WALK_BELOW_ROWS_FIXED_BLOCKS
 _GROUP: Final = 10  # trees walked at once (measured: 5 at once 16 us for one row, 10 at once 14)
 _LEAF: Final = -1  # child index of a leaf in XGBoost's JSON model
 
