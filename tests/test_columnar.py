@@ -17,8 +17,8 @@ from pydantic import ValidationError as PydanticValidationError
 from leadscore import columnar
 from leadscore.api.decode import parse_leads
 from leadscore.api.schemas import CustomFeatures, Lead, parse_score_request
-from leadscore.batch.columns import ColumnError
 from leadscore.columnar import output_schema, score_table
+from leadscore.columns import ColumnError
 from leadscore.errors import ValidationFailed
 from leadscore.features.spec import CATEGORY_FIELDS, CORE_FIELDS, CUSTOM_FIELDS, MAX_TEXT_LENGTH, SCORES
 from leadscore.loadtest.data import synthetic_leads

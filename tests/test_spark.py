@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
-from leadscore.batch.columns import ColumnError
 from leadscore.columnar import output_schema, score_table
+from leadscore.columns import ColumnError
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_bundle_dir
 from leadscore.spark import ARROW_BATCH_CONF, ARROW_BATCH_ROWS, local_bundle_dir, score_dataframe, spark_schema
 from leadscore.training.synth import synthesize

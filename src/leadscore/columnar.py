@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from leadscore.api.schemas import ISO_DATETIME, MAX_ABS_FLOAT, MAX_INT, CustomFeatures, Lead, Timestamp
-from leadscore.batch.columns import CUSTOM_STRUCT, Renaming, plan_columns
+from leadscore.columns import CUSTOM_STRUCT, Renaming, plan_columns
 from leadscore.features.encode import (
     NUMERIC_INPUTS,
     TEXT_INPUTS,
@@ -595,7 +595,7 @@ def score_table(
     column is missing values, other columns are ignored. `as_of` is the time recency is measured from (naive means
     UTC; default now). A row the contract refuses is not scored: `score` and `confidence` are null and
     `error_field` / `error_message` say why, as the API would. Schema: `output_schema(explain)`. A table with rows and
-    no lead field among its columns is refused (`leadscore.batch.columns.ColumnError`).
+    no lead field among its columns is refused (`leadscore.columns.ColumnError`).
     """
     scorer = resolve_bundle(bundle)
     scored_at = datetime.now(UTC)

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
-from leadscore.batch.columns import CUSTOM_STRUCT, LEAD_COLUMNS, Renaming, plan_columns
+from leadscore.columns import CUSTOM_STRUCT, LEAD_COLUMNS, Renaming, plan_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from leadscore.batch.columns import parse_column_options
 from leadscore.batch.options import DEFAULT_CHUNK_ROWS, RECORDED_COMMIT_ROWS, FileFormat
+from leadscore.columns import parse_column_options
 from leadscore.errors import LeadscoreError
 
 EXIT_REJECTED = 1

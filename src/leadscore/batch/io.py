@@ -21,8 +21,8 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from leadscore.batch.columns import LEAD_COLUMNS, ColumnPlan, plan_columns
 from leadscore.batch.options import DEFAULT_CHUNK_ROWS, FileFormat
+from leadscore.columns import LEAD_COLUMNS, ColumnPlan, plan_columns
 from leadscore.errors import LeadscoreError
 from leadscore.features.spec import INPUT_FIELDS, Kind
 from leadscore.lake._compat import s3_checksums_when_required
@@ -235,15 +235,18 @@ class CsvReader:
 def _header_end(data: bytes) -> int | None:
     """Where a CSV's first record ends: its first line break outside quotes (None: not in `data` yet).
 
-    Scanned as bytes: in UTF-8 no byte of a multi-byte character is a quote or a line break.
+    A line break is outside quotes when an even number of quotes comes before it (an escaped quote, `""`, counts
+    twice). Searched as bytes: in UTF-8 no byte of a multi-byte character is a quote or a line break.
     """
-    quoted = False
-    for i, byte in enumerate(data):
-        if byte == 0x22:  # "
-            quoted = not quoted  # an escaped quote ("") flips twice
-        elif byte in (0x0A, 0x0D) and not quoted:
-            return i
-    return None
+    start = 0
+    while True:
+        breaks = [i for i in (data.find(b"\n", start), data.find(b"\r", start)) if i >= 0]
+        if not breaks:
+            return None
+        end = min(breaks)
+        if data.count(b'"', 0, end) % 2 == 0:
+            return end
+        start = end + 1
 
 
 def _csv_header(path: str, stream: pa.NativeFile) -> tuple[list[str], int]:

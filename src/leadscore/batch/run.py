@@ -75,7 +75,7 @@ class Summary:
     recorded_rows: int = 0
     already_recorded_rows: int = 0  # rows of this run id that an earlier run had recorded (not added again)
     input_format: str = ""
-    # What the run made of the input's columns (leadscore.batch.columns): fields it lacks, columns it ignored.
+    # What the run made of the input's columns (leadscore.columns): fields it lacks, columns it ignored.
     absent_fields: tuple[str, ...] = ()
     absent_custom_features: int = 0
     ignored_columns: tuple[str, ...] = ()
@@ -315,12 +315,12 @@ def score_file(
     workers = workers or os.cpu_count() or 1
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    reader = open_reader(source, in_format, chunk_rows_for(chunk_rows), columns)
+    chunk = chunk_rows_for(chunk_rows)
+    reader = open_reader(source, in_format, chunk, columns)
     recorder, run_id, environment = _recorder(settings, run_id, moment, chunk_rows) if record else (None, None, "")
-    chunk_rows = chunk_rows_for(chunk_rows)
     if reader.unit == "rows" and reader.total is not None:
         # No more threads than chunks.
-        workers = max(1, min(workers, math.ceil(reader.total / chunk_rows)))
+        workers = max(1, min(workers, math.ceil(reader.total / chunk)))
     tally = _Tally()
     writer = _LazyWriter(target, out_format)
     rejects_writer = _LazyWriter(rejects_path, FileFormat.CSV, _REJECTS_SCHEMA)

@@ -1,10 +1,11 @@
-"""Which columns of an input file a batch run reads, under which lead field names, and what it leaves out.
+"""Which columns of a table or file are read as leads, under which lead field names, and what is left out.
 
-A run reads the API's lead fields by name (`company_size`, `custom_feature_7`). A CRM export names its columns its
-own way (`Company Size`, `Record ID`): `--column 'Company Size=company_size'` reads a column as a field. A file in
-which no column is a lead field is refused (scoring it would score every row on nothing); the fields a file lacks
-and the columns a run ignores are reported in its summary, with a `--column` for each ignored column whose name
-reads as a missing field.
+Every path that scores tables reads the API's lead fields by name (`company_size`, `custom_feature_7`): the batch
+command, `score_table` and Spark. A CRM export names its columns its own way (`Company Size`, `Record ID`): a
+mapping reads a column as a field (`leadscore score --column 'Company Size=company_size'`, `score_dataframe(...,
+columns=...)`). Input in which no column is a lead field is refused (scoring it would score every row on nothing);
+the fields an input lacks and the columns ignored are reported in a batch run's summary, with a rename for each
+ignored column whose name reads as a missing field.
 """
 
 from __future__ import annotations
@@ -136,9 +137,9 @@ def plan_columns(
         reads[name] = field
     read = set(reads.values())
     absent = tuple(c for c in ("lead_id", *(f.name for f in CORE_FIELDS)) if c not in read)
-    absent_custom = 0 if CUSTOM_STRUCT in read else sum(1 for c in _CUSTOM_NAMES if c not in read)
-    wanted = set(absent) | {c for c in _CUSTOM_NAMES if c not in read and CUSTOM_STRUCT not in read}
-    pairs = [(name, _normalized(name)) for name in ignored if _normalized(name) in wanted]
+    absent_custom = frozenset() if CUSTOM_STRUCT in read else _CUSTOM_NAMES - read
+    wanted = absent_custom.union(absent)
+    pairs = [(name, field) for name in ignored if (field := _normalized(name)) in wanted]
     hints = tuple(renaming.advice([pair]) for pair in pairs)
     if not read - {"lead_id"}:
         advice = renaming.advice(pairs or [("Its name", "lead_field")])
@@ -147,4 +148,4 @@ def plan_columns(
             f"the API's field names (company_size, industry, job_title, ..., custom_feature_1..{len(CUSTOM_FIELDS)});"
             f" its columns: {_listed(header)}. Read yours as fields: {advice}"
         )
-    return ColumnPlan(reads, tuple(ignored), absent, absent_custom, hints, renaming.separator)
+    return ColumnPlan(reads, tuple(ignored), absent, len(absent_custom), hints, renaming.separator)

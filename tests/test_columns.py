@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from leadscore.batch.columns import LEAD_COLUMNS, ColumnError, parse_column_options, plan_columns
+from leadscore.columns import LEAD_COLUMNS, ColumnError, parse_column_options, plan_columns
 
 HUBSPOT_HEADER = ["Record ID", "Company Size", "Industry", "Job Title", "Lifecycle Stage"]
 
