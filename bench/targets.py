@@ -142,7 +142,20 @@ def targets() -> list[Target]:
             source="batch.json",
         ),
         Target(
-            "Spark local[2], per core",
+            "Spark local[2], per core, file to file (score_parquet)",
+            f"{_get(spark, 'spark_files_rows_per_s_per_core') or 0:,.0f} rows/s per core"
+            if _get(spark, "spark_files_rows_per_s_per_core")
+            else "not measured",
+            f"predictor {_get(spark, 'predictor_rows_per_s_per_core') or 0:,.0f} rows/s per core"
+            if spark
+            else "not measured",
+            _get(spark, "spark_files_per_core_vs_predictor"),
+            0.7,
+            source="spark.json",
+            bound=1.0,
+        ),
+        Target(
+            "Spark local[2], per core, DataFrame (score_dataframe)",
             f"{_get(spark, 'spark_rows_per_s_per_core') or 0:,.0f} rows/s per core" if spark else "not measured",
             f"predictor {_get(spark, 'predictor_rows_per_s_per_core') or 0:,.0f} rows/s per core"
             if spark

@@ -20,7 +20,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from leadscore.features.spec import INPUT_FIELDS
-from leadscore.spark import score_dataframe
+from leadscore.spark import score_dataframe, score_parquet
 from tests.support.leads import synthetic_leads
 from tests.support.server import ServerProcess, start_server
 from tests.support.spark import local_spark
@@ -119,7 +119,21 @@ def spark_out(api, leads_file: Path, tiny_bundle: Path) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("entrance", ["cli", "spark_out"])
+@pytest.fixture(scope="module")
+def spark_files_out(
+    api, leads_file: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The same file rescored file to file on Spark (`score_parquet`, the Glue job's default), as spark_out."""
+    out = tmp_path_factory.mktemp("spark-files") / "scores"
+    score_parquet(local_spark(), str(leads_file), str(out), bundle=tiny_bundle, as_of=api["as_of"])
+    rows = pq.read_table(out).to_pylist()
+    return {
+        "scores": {r["lead_id"]: r for r in rows if r["error_field"] is None},
+        "errors": {r["lead_id"]: (r["error_field"], r["error_message"]) for r in rows if r["error_field"]},
+    }
+
+
+@pytest.mark.parametrize("entrance", ["cli", "spark_out", "spark_files_out"])
 def test_every_valid_lead_gets_the_api_score_confidence_and_version(api, entrance: str, request) -> None:
     """For each of the 10,000 valid leads, score, confidence and model version equal the API's."""
     other = request.getfixturevalue(entrance)["scores"]
@@ -134,7 +148,7 @@ def test_every_valid_lead_gets_the_api_score_confidence_and_version(api, entranc
     assert differing == []
 
 
-@pytest.mark.parametrize("entrance", ["cli", "spark_out"])
+@pytest.mark.parametrize("entrance", ["cli", "spark_out", "spark_files_out"])
 def test_refused_leads_carry_the_api_field_and_message(api, entrance: str, request) -> None:
     """Each lead the API refuses is refused by the other entrance with the API's field and message."""
     assert request.getfixturevalue(entrance)["errors"] == api["errors"]

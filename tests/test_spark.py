@@ -1,13 +1,15 @@
-"""Scoring a Spark DataFrame (leadscore.spark) with real pyspark in local mode, Parquet in and out.
+"""Scoring with Spark (leadscore.spark) with real pyspark in local mode, Parquet in and out.
 
 One SparkSession serves the module (the JVM takes ~10 s to start). Spark's own `s3a://` filesystem cannot run
-here (the hadoop-aws jars cannot be fetched): S3 is covered by the bundle download, on a real S3 server.
+here (the hadoop-aws jars cannot be fetched): S3 is covered by the bundle download and by `score_parquet`, whose
+tasks read and write S3 with pyarrow, run by the Glue script in a Spark of its own on a real S3 server.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -23,11 +25,22 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import SparkSession
 
+from leadscore.batch.io import BatchInputError
 from leadscore.columnar import output_schema, score_table
 from leadscore.columns import ColumnError
 from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_bundle_dir
-from leadscore.spark import ARROW_BATCH_CONF, ARROW_BATCH_ROWS, local_bundle_dir, score_dataframe, spark_schema
+from leadscore.spark import (
+    ARROW_BATCH_CONF,
+    ARROW_BATCH_ROWS,
+    input_files,
+    local_bundle_dir,
+    plan_parts,
+    score_dataframe,
+    score_parquet,
+    spark_schema,
+)
 from leadscore.training.synth import synthesize
+from tests.lake.conftest import REGION, make_bucket
 from tests.support.rgw import RgwServer
 from tests.support.spark import local_spark
 
@@ -51,6 +64,8 @@ def leads_table(rows: int = ROWS) -> pa.Table:
     table = synthesize(rows, seed=21)
     table = table.add_column(0, "lead_id", pa.array([f"crm-{i}" for i in range(rows)]))
     for index, (name, value) in INVALID.items():
+        if index >= rows:
+            continue
         column = table.column(name).to_pylist()
         column[index] = value
         position = table.schema.get_field_index(name)
@@ -211,6 +226,21 @@ def test_glue_job_scores_a_dataset_end_to_end(
     assert pq.read_table(out).num_rows == ROWS
 
 
+def test_glue_job_reads_with_spark_when_asked_to_and_writes_the_same_scores(
+    spark: SparkSession, leads_dir: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """--reader spark (Spark reads, mapInArrow scores, Spark writes) gives what the default pyarrow reader gives."""
+    common = ["--input", str(leads_dir), "--model-uri", str(tiny_bundle), "--as-of", "2026-06-01T00:00:00"]
+    counts = {
+        reader: glue_job().run(spark, [*common, "--output", str(tmp_path / reader), "--reader", reader])
+        for reader in ("pyarrow", "spark")
+    }
+    assert counts["pyarrow"] == counts["spark"] == (ROWS - len(INVALID), len(INVALID))
+    by_pyarrow, by_spark = (ds.dataset(tmp_path / r).to_table().sort_by("lead_id") for r in ("pyarrow", "spark"))
+    for name in COMPARED:
+        assert by_pyarrow.column(name).equals(by_spark.column(name)), name
+
+
 def test_glue_job_hands_the_scorer_large_arrow_batches(
     spark: SparkSession, leads_dir: Path, tiny_bundle: Path, tmp_path: Path
 ) -> None:
@@ -218,6 +248,7 @@ def test_glue_job_hands_the_scorer_large_arrow_batches(
     spark.conf.unset(ARROW_BATCH_CONF)
     assert spark.conf.get(ARROW_BATCH_CONF) == "10000"
     argv = ["--input", str(leads_dir), "--output", str(tmp_path / "out"), "--model-uri", str(tiny_bundle)]
+    argv += ["--reader", "spark"]
     glue_job().run(spark, argv)
     assert spark.conf.get(ARROW_BATCH_CONF) == str(ARROW_BATCH_ROWS)
 
@@ -251,3 +282,174 @@ def test_importing_leadscore_spark_loads_no_pyspark() -> None:
     """Pyspark is optional: `import leadscore.spark` does not import it (the service never needs it)."""
     code = "import sys, leadscore.spark; sys.exit('pyspark' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def rescored(spark: SparkSession, leads_dir: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset rescored file to file by `score_parquet`: the output folder."""
+    out = tmp_path_factory.mktemp("rescored") / "scores"
+    score_parquet(spark, str(leads_dir), str(out), bundle=tiny_bundle, as_of=AS_OF)
+    return out
+
+
+def test_parquet_rescoring_equals_score_table_on_the_same_rows(rescored: Path, expected: pa.Table) -> None:
+    """Every lead rescored file to file gets exactly the score, confidence, version and error score_table gives."""
+    table = ds.dataset(rescored).to_table().sort_by("lead_id")
+    assert table.num_rows == ROWS
+    assert table.schema == output_schema(explain=False)
+    for name in COMPARED:
+        assert table.column(name).to_pylist() == expected.column(name).to_pylist(), name
+
+
+def test_parquet_rescoring_marks_a_finished_output_with_success_and_keeps_no_staging(rescored: Path) -> None:
+    """The output holds one part per task and `_SUCCESS`; the staged files under `_temporary` are gone."""
+    names = sorted(p.name for p in rescored.iterdir())
+    assert names[0] == "_SUCCESS"  # and no `_temporary`
+    parts = names[1:]
+    assert len(parts) == 3  # three 1,000-row files, each one task
+    assert all(n.startswith("part-") and n.endswith(".zstd.parquet") for n in parts)
+
+
+def test_parquet_rescoring_splits_a_file_into_parts_of_row_groups(
+    spark: SparkSession, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """A file's row groups are shared among tasks of at most `part_rows` rows; `row` stays unique; nothing is lost."""
+    source = tmp_path / "leads.parquet"
+    table = leads_table(2500)
+    pq.write_table(table, source, row_group_size=500)
+    parts = plan_parts(input_files(str(source)), part_rows=1000)
+    assert [p.row_groups for p in parts] == [(0, 1), (2, 3), (4,)]
+    done = score_parquet(spark, str(source), str(tmp_path / "out"), bundle=tiny_bundle, as_of=AS_OF, part_rows=1000)
+    assert (done.parts, done.rows, done.rejected) == (3, 2500, 2)  # INVALID's row 7 and row 1500
+    out = ds.dataset(tmp_path / "out").to_table()
+    assert sorted(out.column("lead_id").to_pylist()) == sorted(table.column("lead_id").to_pylist())
+    assert pc.count_distinct(out.column("row")).as_py() == 2500
+
+
+def test_parquet_rescoring_skips_hidden_files_and_folders(
+    spark: SparkSession, leads_dir: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Files named `_...` or `.` (Spark's `_SUCCESS`, `.crc`, `_temporary/`) are not read as data."""
+    source = tmp_path / "in"
+    (source / "_temporary").mkdir(parents=True)
+    pq.write_table(leads_table(10), source / "part-0.parquet")
+    pq.write_table(leads_table(5), source / "_temporary" / "part-9.parquet")
+    (source / "_SUCCESS").write_bytes(b"")
+    (source / ".part-0.parquet.crc").write_bytes(b"not parquet")
+    done = score_parquet(spark, str(source), str(tmp_path / "out"), bundle=tiny_bundle, as_of=AS_OF)
+    assert (done.parts, done.rows) == (1, 10)
+
+
+def test_parquet_rescoring_refuses_an_output_holding_files_unless_told_to_overwrite(
+    spark: SparkSession, leads_dir: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """An output with files is refused (Spark's errorifexists); `overwrite` replaces them with the new parts."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.parquet").write_bytes(b"an earlier run")
+    with pytest.raises(BatchInputError, match="already holds files: pass mode='overwrite'"):
+        score_parquet(spark, str(leads_dir), str(out), bundle=tiny_bundle, as_of=AS_OF)
+    assert sorted(p.name for p in out.iterdir()) == ["old.parquet"]
+    done = score_parquet(spark, str(leads_dir), str(out), bundle=tiny_bundle, as_of=AS_OF, mode="overwrite")
+    assert "old.parquet" not in {p.name for p in out.iterdir()}
+    assert ds.dataset(out).count_rows() == done.rows == ROWS
+
+
+def test_parquet_rescoring_refuses_to_write_into_its_input(
+    spark: SparkSession, leads_dir: Path, tiny_bundle: Path
+) -> None:
+    """An output folder holding the input (overwrite would delete the leads) is refused before anything is removed."""
+    with pytest.raises(BatchInputError, match="holds the input"):
+        score_parquet(spark, str(leads_dir), str(leads_dir.parent), bundle=tiny_bundle, mode="overwrite")
+    assert ds.dataset(leads_dir).count_rows() == ROWS
+
+
+def test_a_failed_parquet_rescoring_leaves_no_part_and_no_success(
+    spark: SparkSession, leads_dir: Path, tmp_path: Path
+) -> None:
+    """A job whose tasks fail (no bundle on the workers) raises and leaves an empty output: no part, no _SUCCESS."""
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="no model bundle at"):
+        score_parquet(spark, str(leads_dir), str(out), bundle=tmp_path / "missing-bundle", as_of=AS_OF)
+    assert list(out.iterdir()) == []
+
+
+def test_parquet_rescoring_refuses_a_file_with_no_lead_field_before_any_task(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Columns named as a CRM names them are refused from the footers, with the column map to give; nothing written."""
+    source = tmp_path / "crm.parquet"
+    pq.write_table(pa.table({"Record ID": ["a"], "Job Title": ["VP Sales"]}), source)
+    with pytest.raises(ColumnError, match=r"\.withColumnRenamed\('Job Title', 'job_title'\)"):
+        score_parquet(spark, str(source), str(tmp_path / "out"), as_of=AS_OF)
+    assert not (tmp_path / "out").exists()
+    columns = {"Record ID": "lead_id", "Job Title": "job_title"}
+    done = score_parquet(spark, str(source), str(tmp_path / "out"), as_of=AS_OF, columns=columns)
+    (row,) = ds.dataset(tmp_path / "out").to_table().to_pylist()
+    assert (done.rows, row["lead_id"]) == (1, "a")
+    assert row["score"] is not None
+
+
+def test_parquet_rescoring_of_a_dataset_with_no_rows_writes_an_empty_part(
+    spark: SparkSession, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Files with no rows: no task runs; the output has one empty part with the scores' schema, and _SUCCESS."""
+    source = tmp_path / "empty.parquet"
+    pq.write_table(leads_table(1).slice(0, 0), source)
+    done = score_parquet(spark, str(source), str(tmp_path / "out"), bundle=tiny_bundle, as_of=AS_OF)
+    assert (done.parts, done.rows) == (0, 0)
+    out = ds.dataset(tmp_path / "out").to_table()
+    assert (out.num_rows, out.schema) == (0, output_schema(explain=False))
+    assert (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_a_missing_input_is_refused(spark: SparkSession, tmp_path: Path) -> None:
+    """An input path that does not exist is a BatchInputError naming it, before Spark runs anything."""
+    with pytest.raises(BatchInputError, match="does not exist"):
+        score_parquet(spark, str(tmp_path / "nowhere"), str(tmp_path / "out"))
+
+
+def test_glue_script_rescores_a_dataset_on_s3_with_a_bundle_on_s3(
+    rgw: RgwServer, tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Glue script, run as spark-submit runs it, rescores leads on S3 with a bundle on S3 into scores on S3.
+
+    Its own local Spark, the AWS variables as an instance role would give them, a real S3 server; the tasks read
+    and write S3 themselves.
+    """
+    # Ceph RGW refuses the SDK's default aws-chunked uploads (see the lake's S3 settings): for this test's client.
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+    bucket = make_bucket(rgw)
+    s3 = rgw.filesystem(REGION)
+    table = leads_table(1200)
+    for part in range(2):
+        pq.write_table(table.slice(600 * part, 600), f"{bucket}/crm/export-{part}.parquet", filesystem=s3)
+    pafs.copy_files(
+        str(tiny_bundle), f"{bucket}/models/v1", source_filesystem=pafs.LocalFileSystem(), destination_filesystem=s3
+    )
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": rgw.access_key,
+        "AWS_SECRET_ACCESS_KEY": rgw.secret_key,
+        "AWS_ENDPOINT_URL": rgw.endpoint,
+        "AWS_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    script = ROOT / "deploy" / "glue" / "rescore_job.py"
+    argv = ["--input", f"s3://{bucket}/crm/", "--output", f"s3://{bucket}/scores/", "--as-of", "2026-06-01T00:00:00"]
+    argv += ["--model-uri", f"s3://{bucket}/models/v1/"]
+    done = subprocess.run(
+        [sys.executable, str(script), *argv], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "leadscore rescore: 1199 leads scored, 1 rejected" in done.stdout
+    names = sorted(f.base_name for f in s3.get_file_info(pafs.FileSelector(f"{bucket}/scores")))
+    assert names[0] == "_SUCCESS"
+    assert len(names) == 3  # _SUCCESS and a part per file
+    got = ds.dataset(f"{bucket}/scores", filesystem=s3).to_table().sort_by("lead_id")
+    want = score_table(table, bundle=tiny_bundle, as_of=AS_OF).sort_by("lead_id")
+    for name in COMPARED:
+        assert got.column(name).equals(want.column(name)), name

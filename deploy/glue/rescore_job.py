@@ -7,6 +7,10 @@ Arguments (Glue passes each as `--name value`, with its own ones beside them):
   --as-of       optional ISO 8601 time recency features are measured from (default: the job's start)
   --explain     "true" adds the reasons and drivers columns
   --mode        Spark save mode for the output: errorifexists (default) or overwrite
+  --reader      pyarrow (default): each task reads its row groups, scores them and writes its part itself, the
+                rows never in the JVM (`leadscore.spark.score_parquet`); spark: Spark reads and writes the files
+                and hands the rows to Python as Arrow batches (`score_dataframe`), e.g. for a dataset whose
+                `key=value` folders carry lead fields
   --columns     optional JSON object reading columns named otherwise as lead fields, e.g.
                 {"Company Size": "company_size", "Record ID": "lead_id"} (as `leadscore score --column`)
 
@@ -24,9 +28,10 @@ from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 
-from leadscore.spark import ARROW_BATCH_CONF, ARROW_BATCH_ROWS, score_dataframe
+from leadscore.spark import ARROW_BATCH_CONF, ARROW_BATCH_ROWS, score_dataframe, score_parquet
 
 SAVE_MODES = ("errorifexists", "overwrite")
+READERS = ("pyarrow", "spark")
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -39,6 +44,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--explain", default="false", choices=("true", "false"))
     parser.add_argument("--mode", default="errorifexists", choices=SAVE_MODES)
     parser.add_argument("--columns", default="", type=str)
+    parser.add_argument("--reader", default="pyarrow", choices=READERS)
     args, _glue_args = parser.parse_known_args(argv)
     return args
 
@@ -62,8 +68,20 @@ def column_map(text: str) -> dict[str, str]:
 
 
 def run(spark: SparkSession, argv: Sequence[str]) -> tuple[int, int]:
-    """Read, score and write; the numbers of leads scored and rejected (read back from the output's one column)."""
+    """Read, score and write; the numbers of leads scored and rejected."""
     args = parse_args(argv)
+    if args.reader == "pyarrow":
+        done = score_parquet(
+            spark,
+            args.input,
+            args.output,
+            bundle=args.model_uri or None,
+            as_of=as_of_time(args.as_of),
+            explain=args.explain == "true",
+            columns=column_map(args.columns),
+            mode=args.mode,
+        )
+        return done.scored, done.rejected
     # `scored_at` as Parquet's UTC microseconds (what Athena, pyarrow and DuckDB read as a UTC time), not INT96.
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     # Larger Arrow batches than Spark's 10,000 rows: less fixed cost per batch (see leadscore.spark).
@@ -77,6 +95,7 @@ def run(spark: SparkSession, argv: Sequence[str]) -> tuple[int, int]:
         columns=column_map(args.columns),
     )
     scores.write.mode(args.mode).parquet(args.output)
+    # Counted from the output's one column (the scores were computed on the executors, as they were written).
     errors = spark.read.parquet(args.output).select("error_field")
     rejected = errors.where(errors.error_field.isNotNull()).count()
     return errors.count() - rejected, rejected

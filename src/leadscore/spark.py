@@ -1,4 +1,12 @@
-"""Score a Spark DataFrame with `score_table`, one Arrow batch at a time, on the executors' Python workers.
+"""Score with Spark: a DataFrame with `score_table` on the executors' Python workers, or a Parquet dataset whole.
+
+Two ways in:
+- `score_dataframe(df)`: any DataFrame, its rows handed to Python as Arrow batches (`mapInArrow`), the scores
+  back to the JVM as a DataFrame.
+- `score_parquet(spark, input, output)`: a Parquet dataset rescored file to file. Spark only schedules: each task
+  is a run of row groups of one file, which its Python worker reads with pyarrow, scores with `score_table` and
+  writes as one Parquet part. The rows never pass through the JVM, whose reading, Arrow conversion and writing
+  cost more CPU a row than the scoring itself (`bench/spark.py` measures both ways in one run).
 
 pyspark is not a dependency of the package: it is imported only inside the functions that need it, so the service
 and the command line never load it. The scoring function runs on the executors; the model bundle is loaded there
@@ -15,19 +23,24 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from leadscore.columns import CUSTOM_STRUCT, LEAD_COLUMNS, Renaming, plan_columns
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
     from leadscore.columnar import ModelBundle
@@ -155,3 +168,247 @@ def _location(bundle: str | Path | None) -> str | None:
         return text
     path = Path(text)
     return str(path.resolve()) if path.exists() else text
+
+
+# `score_parquet`: the most rows a task is given (consecutive row groups of one file, a larger row group alone).
+# Enough that a task's fixed cost (its worker's turn, reading the footer, a part file) is small against ~1 s of
+# scoring, small enough that both cores of each executor get work from a dataset of a few files.
+PART_ROWS: Final = 500_000
+# Rows a task reads and scores at a time: below the core's CHUNK_ROWS, so a chunk is scored on the task's thread.
+PART_CHUNK_ROWS: Final = 50_000
+# Files and folders whose names start so are not data (Spark's `_SUCCESS`, `.crc` files, `_temporary`).
+_HIDDEN: Final = ("_", ".")
+_TEMPORARY: Final = "_temporary"
+_SUCCESS: Final = "_SUCCESS"
+SaveMode = Literal["errorifexists", "overwrite"]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """What one task scores: row groups of one input file, and the index its output part is named by."""
+
+    index: int
+    path: str  # the file, as `leadscore.batch.io.filesystem` reads it (a local path or s3://bucket/key)
+    row_groups: tuple[int, ...]
+    rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartScored:
+    """What a task wrote: its part file (the output's own name), rows in it, and how many were rejected."""
+
+    index: int
+    file: str
+    rows: int
+    rejected: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rescored:
+    """What `score_parquet` did: the parts written, leads scored and rejected, seconds from start to `_SUCCESS`."""
+
+    output: str
+    parts: int
+    rows: int
+    scored: int
+    rejected: int
+    seconds: float
+
+
+def _uri(path: str, inner: str) -> str:
+    """`inner` (a path within the filesystem of `path`) written the way `path` is: s3://... or local."""
+    return f"s3://{inner}" if path.startswith("s3://") else inner
+
+
+def _is_data(relative: str) -> bool:
+    return not any(name.startswith(_HIDDEN) for name in relative.split("/"))
+
+
+def input_files(path: str) -> list[str]:
+    """The data files of a Parquet dataset (a file, or every file below a folder but hidden ones), in name order."""
+    from leadscore.batch.io import BatchInputError, filesystem  # noqa: PLC0415 - keeps `import leadscore.spark` light
+
+    fs, inner = filesystem(path)
+    info = fs.get_file_info(inner)
+    if info.type == pafs.FileType.File:
+        return [path]
+    if info.type == pafs.FileType.NotFound:
+        raise BatchInputError(f"no Parquet dataset at {path}: it does not exist")
+    root = inner.rstrip("/")
+    found = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    files = sorted(f.path for f in found if f.type == pafs.FileType.File and _is_data(f.path[len(root) :].lstrip("/")))
+    if not files:
+        raise BatchInputError(f"no Parquet dataset at {path}: the folder holds no data file")
+    return [_uri(path, f) for f in files]
+
+
+def plan_parts(
+    files: Sequence[str], columns: Mapping[str, str] | None = None, part_rows: int = PART_ROWS, threads: int = 16
+) -> list[Part]:
+    """The tasks that score `files` (`input_files`), from their footers (read `threads` at a time).
+
+    Every file's columns are checked here, before any task runs: a file with no lead field among its columns, or
+    a `columns` mapping naming a column a file lacks, raises ColumnError with the renames to make.
+    """
+    from leadscore.batch.io import BatchInputError, filesystem  # noqa: PLC0415 - see input_files
+
+    def footer(file: str) -> pq.FileMetaData:
+        fs, inner = filesystem(file)
+        try:
+            with fs.open_input_file(inner) as source:
+                return pq.read_metadata(source)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise BatchInputError(f"cannot read {file} as Parquet: {exc}") from exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
+        footers = list(pool.map(footer, files))
+    parts: list[Part] = []
+    for file, metadata in zip(files, footers, strict=True):
+        plan_columns(file, metadata.schema.to_arrow_schema().names, columns, renaming=_SPARK_RENAMING)
+        groups: list[int] = []
+        held = 0
+        for group in range(metadata.num_row_groups):
+            size = metadata.row_group(group).num_rows
+            if groups and held + size > part_rows:
+                parts.append(Part(len(parts), file, tuple(groups), held))
+                groups, held = [], 0
+            if size:
+                groups.append(group)
+                held += size
+        if groups:
+            parts.append(Part(len(parts), file, tuple(groups), held))
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What every task of a `score_parquet` job is told; called on each task's partition (one part)."""
+
+    output: str
+    id: str
+    bundle: str | None
+    as_of: datetime
+    explain: bool
+    columns: Mapping[str, str]
+
+    def __call__(self, _index: int, parts: Iterable[Part]) -> Iterator[PartScored]:
+        for part in parts:
+            yield _write_part(part, self)
+
+
+def _write_part(part: Part, job: _Job) -> PartScored:
+    """Score one part and write it: staged under `_temporary/<job>/`, then moved to its name in the output.
+
+    A task that fails leaves only its staged file (the job removes `_temporary`); a retried or speculative
+    attempt stages its own file and moves the same rows to the same name.
+    """
+    from leadscore.batch.io import ParquetReader, filesystem  # noqa: PLC0415 - runs on the executor
+    from leadscore.columnar import dictionary_columns, output_schema, score_table  # noqa: PLC0415
+
+    model = None if job.bundle is None else worker_bundle(job.bundle)
+    fs, root = filesystem(job.output)
+    root = root.rstrip("/")
+    name = f"part-{part.index:05d}-{job.id}.zstd.parquet"
+    staged = f"{root}/{_TEMPORARY}/{job.id}/{uuid.uuid4().hex}-{name}"
+    final = f"{root}/{name}"
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(f"{root}/{_TEMPORARY}/{job.id}", recursive=True)
+    schema = output_schema(job.explain)
+    reader = ParquetReader(part.path, PART_CHUNK_ROWS, job.columns, row_groups=part.row_groups)
+    offset = part.index << _PARTITION_SHIFT
+    rows = rejected = 0
+    with pq.ParquetWriter(
+        staged, schema, filesystem=fs, compression="zstd", use_dictionary=dictionary_columns(schema)
+    ) as writer:
+        for chunk in reader.chunks():
+            scored = score_table(chunk.rows, bundle=model, as_of=job.as_of, explain=job.explain)
+            numbers = pc.add(scored.column(0), offset + chunk.start)
+            writer.write_table(scored.set_column(0, scored.schema.field(0), numbers))
+            rows += scored.num_rows
+            rejected += scored.column("score").null_count
+    fs.move(staged, final)
+    return PartScored(part.index, _uri(job.output, final), rows, rejected)
+
+
+def _clear(fs: pafs.FileSystem, path: str) -> None:
+    if fs.get_file_info(path).type != pafs.FileType.NotFound:
+        fs.delete_dir(path)
+
+
+def _prepare_output(output: str, mode: SaveMode, inputs: Sequence[str]) -> tuple[pafs.FileSystem, str]:
+    """The output's filesystem and path, emptied for `overwrite`; an output with files is refused otherwise."""
+    from leadscore.batch.io import BatchInputError, filesystem  # noqa: PLC0415 - see input_files
+
+    fs, root = filesystem(output)
+    root = root.rstrip("/")
+    for file in inputs:
+        inner = filesystem(file)[1]
+        if inner == root or inner.startswith(f"{root}/"):
+            raise BatchInputError(f"the output {output} holds the input {file}: write the scores somewhere else")
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        raise BatchInputError(f"the output {output} is a file: name a folder (or an S3 prefix)")
+    held = info.type == pafs.FileType.Directory and fs.get_file_info(pafs.FileSelector(root, recursive=False))
+    if held and mode == "errorifexists":
+        raise BatchInputError(f"the output {output} already holds files: pass mode='overwrite' to replace them")
+    if held:
+        fs.delete_dir_contents(root)
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.create_dir(root, recursive=True)
+    return fs, root
+
+
+def score_parquet(
+    spark: SparkSession,
+    input: str,
+    output: str,
+    *,
+    bundle: str | Path | None = None,
+    as_of: datetime | None = None,
+    explain: bool = False,
+    columns: Mapping[str, str] | None = None,
+    mode: SaveMode = "errorifexists",
+    part_rows: int = PART_ROWS,
+) -> Rescored:
+    """Rescore the Parquet dataset at `input` into Parquet parts at `output` (local paths or s3://), one per task.
+
+    The output is what `score_dataframe(...).write.parquet(output)` writes (`output_schema(explain)`, one row per
+    input row, rejected rows with their error), with a `_SUCCESS` file once every part is in place; `row` is the
+    row's position in its part with the part's index above it (bits 33 and up). S3 is reached with pyarrow, with
+    the AWS SDK's usual credentials (the job's role on Glue and EMR; `AWS_ENDPOINT_URL` for an S3-compatible store).
+    A job that fails removes the parts it wrote. `mode` is Spark's save mode: an output holding files is refused
+    unless it is `overwrite`, which empties it first. A task scores consecutive row groups of one file, up to
+    `part_rows` rows (a larger row group alone). Datasets partitioned into `key=value` folders are read as their
+    files are: the folders' values are not columns (`score_dataframe` reads them as Spark does).
+    """
+    started = time.perf_counter()
+    when = as_of or datetime.now(UTC)
+    files = input_files(input)
+    parts = plan_parts(files, columns, part_rows)
+    fs, root = _prepare_output(output, mode, files)
+    job = _Job(output, uuid.uuid4().hex[:16], _location(bundle), when, explain, dict(columns or {}))
+    try:
+        written: list[PartScored] = (
+            spark.sparkContext.parallelize(parts, max(1, len(parts))).mapPartitionsWithIndex(job).collect()
+            if parts
+            else []
+        )
+    except BaseException:
+        for name in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+            if f"-{job.id}." in name.base_name:
+                fs.delete_file(name.path)
+        raise
+    finally:
+        _clear(fs, f"{root}/{_TEMPORARY}/{job.id}")
+        if not fs.get_file_info(pafs.FileSelector(f"{root}/{_TEMPORARY}", allow_not_found=True)):
+            _clear(fs, f"{root}/{_TEMPORARY}")  # another job's staging (a concurrent writer) is left alone
+    if not written:  # no row in the whole dataset: one empty part, so the output has the scores' schema
+        from leadscore.columnar import output_schema  # noqa: PLC0415
+
+        empty = f"{root}/part-00000-{job.id}.zstd.parquet"
+        pq.write_table(output_schema(explain).empty_table(), empty, filesystem=fs)
+    with fs.open_output_stream(f"{root}/{_SUCCESS}"):
+        pass
+    rows = sum(p.rows for p in written)
+    rejected = sum(p.rejected for p in written)
+    return Rescored(output, len(written), rows, rows - rejected, rejected, time.perf_counter() - started)

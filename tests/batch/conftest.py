@@ -41,11 +41,4 @@ def s3_bucket(rgw: RgwServer, monkeypatch: pytest.MonkeyPatch) -> tuple[str, paf
     # process environment is restored after the test.
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
     monkeypatch.setenv("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
-    client = pafs.S3FileSystem(
-        endpoint_override=rgw.endpoint.removeprefix("http://"),
-        scheme="http",
-        access_key=rgw.access_key,
-        secret_key=rgw.secret_key,
-        region=REGION,
-    )
-    return make_bucket(rgw), client
+    return make_bucket(rgw), rgw.filesystem(REGION)

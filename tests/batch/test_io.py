@@ -7,7 +7,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore.batch.io import BatchInputError, file_format, open_reader
+from leadscore.batch.io import BatchInputError, ParquetReader, file_format, open_reader
 from leadscore.batch.options import FileFormat
 from tests.batch.conftest import lead_table
 
@@ -54,6 +54,19 @@ def test_small_row_groups_are_read_whole(tmp_path):
     assert [(c.start, c.size, c.progress) for c in chunks] == [(200 * i, 200, 200 * (i + 1)) for i in range(5)]
     ids = [v for c in chunks for v in c.rows.column("lead_id").to_pylist()]
     assert ids == table.column("lead_id").to_pylist()
+
+
+@pytest.mark.parametrize("chunk_rows", [250, 40])  # row groups read whole, and read in batches
+def test_a_parquet_reader_given_row_groups_reads_those_alone(tmp_path, chunk_rows):
+    """`row_groups` reads only those row groups, in order, chunks counted from the first of them (a task's part)."""
+    table = lead_table(1000)
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=100)
+    reader = ParquetReader(str(tmp_path / "in.parquet"), chunk_rows, row_groups=[3, 4, 5])
+    chunks = list(reader.chunks())
+    assert reader.total == 300
+    assert chunks[0].start == 0
+    ids = [v for c in chunks for v in c.rows.column("lead_id").to_pylist()]
+    assert ids == table.column("lead_id").to_pylist()[300:600]
 
 
 def test_parquet_text_columns_arrive_as_dictionaries(tmp_path):

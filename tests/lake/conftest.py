@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pyarrow.fs as pafs
 import pytest
 from tests.support.rgw import RgwServer
 from tests.support.server import free_port
@@ -22,15 +21,7 @@ REGION = "us-east-1"
 def make_bucket(rgw: RgwServer) -> str:
     """A fresh bucket on the RGW server, made by its admin user."""
     bucket = f"lake-{uuid.uuid4().hex[:12]}"
-    fs = pafs.S3FileSystem(
-        endpoint_override=rgw.endpoint.removeprefix("http://"),
-        scheme="http",
-        access_key=rgw.access_key,
-        secret_key=rgw.secret_key,
-        region=REGION,
-        allow_bucket_creation=True,
-    )
-    fs.create_dir(bucket)
+    rgw.filesystem(REGION, allow_bucket_creation=True).create_dir(bucket)
     return bucket
 
 

@@ -43,6 +43,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+import pyarrow.fs as pafs
+
 # Ids of the daemons; fixed because each cluster has its own directory.
 _MON_ID = "a"
 _OSD_ID = 0
@@ -164,6 +166,17 @@ class RgwServer:
     def endpoint(self) -> str:
         """The S3 endpoint URL, e.g. ``http://127.0.0.1:7480``."""
         return f"http://127.0.0.1:{self.port}"
+
+    def filesystem(self, region: str, *, allow_bucket_creation: bool = False) -> pafs.S3FileSystem:
+        """A pyarrow S3 client of this server as its admin user."""
+        return pafs.S3FileSystem(
+            endpoint_override=self.endpoint.removeprefix("http://"),
+            scheme="http",
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            region=region,
+            allow_bucket_creation=allow_bucket_creation,
+        )
 
     @property
     def pids(self) -> dict[str, int]:

@@ -33,9 +33,11 @@ GLUE_VERSION: Final = "5.0"
 WORKER_TYPE: Final = "G.1X"
 WORKERS: Final = 4
 TIMEOUT_MINUTES: Final = 180
-# What the script does with S3 (deploy/glue/rescore_job.py): Spark reads the input and the model (pyarrow copies
-# the bundle directory), writes the output through Spark's commit protocol (temporary files copied, then deleted)
-# and reads back one column of it for the summary.
+# What the script does with S3 (deploy/glue/rescore_job.py): its tasks read the input and the model with pyarrow
+# (the bundle directory copied), write their parts under output/.../_temporary/ (multipart uploads) and move them
+# into place (copy, then delete), and the driver writes _SUCCESS (`leadscore.spark.score_parquet`); with
+# `--reader spark`, Spark reads the input, writes through its commit protocol (temporary files copied, then
+# deleted) and reads back one column of the output for the summary. The same actions serve both.
 READ_ACTIONS: Final = ("s3:GetObject",)
 WRITE_ACTIONS: Final = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
 # Glue writes the job's driver and executor logs to /aws-glue/... log groups with the job role, encrypted with the
