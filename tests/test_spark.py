@@ -439,7 +439,8 @@ def test_glue_script_rescores_a_dataset_on_s3_with_a_bundle_on_s3(
         "PYSPARK_PYTHON": sys.executable,
     }
     script = ROOT / "deploy" / "glue" / "rescore_job.py"
-    argv = ["--input", f"s3://{bucket}/crm/", "--output", f"s3://{bucket}/scores/", "--as-of", "2026-06-01T00:00:00"]
+    # The output as open-source Spark names S3 (s3a://): the same store.
+    argv = ["--input", f"s3://{bucket}/crm/", "--output", f"s3a://{bucket}/scores/", "--as-of", "2026-06-01T00:00:00"]
     argv += ["--model-uri", f"s3://{bucket}/models/v1/"]
     done = subprocess.run(
         [sys.executable, str(script), *argv], env=env, capture_output=True, text=True, timeout=300, check=False

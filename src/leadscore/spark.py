@@ -80,7 +80,9 @@ def _download(uri: str) -> Path:
 
 def local_bundle_dir(location: str) -> Path:
     """The local directory of the bundle named by `location` on this worker (see the module docstring)."""
-    if location.startswith("s3://"):
+    from leadscore.batch.io import is_s3  # noqa: PLC0415 - see _download
+
+    if is_s3(location):
         return _download(location)
     path = Path(location)
     if path.is_dir():
@@ -216,8 +218,10 @@ class Rescored:
 
 
 def _uri(path: str, inner: str) -> str:
-    """`inner` (a path within the filesystem of `path`) written the way `path` is: s3://... or local."""
-    return f"s3://{inner}" if path.startswith("s3://") else inner
+    """`inner` (a path within the filesystem of `path`) written the way `path` is: s3://..., s3a://... or local."""
+    from leadscore.batch.io import is_s3  # noqa: PLC0415 - see input_files
+
+    return f"{path.split('://', 1)[0]}://{inner}" if is_s3(path) else inner
 
 
 def _is_data(relative: str) -> bool:

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore.batch.io import BatchInputError, ParquetReader, file_format, open_reader
+from leadscore.batch.io import BatchInputError, ParquetReader, file_format, filesystem, open_reader
 from leadscore.batch.options import FileFormat
 from tests.batch.conftest import lead_table
 
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("leads.csv", FileFormat.CSV), ("s3://b/k/LEADS.PARQUET", FileFormat.PARQUET), ("x.pq", FileFormat.PARQUET)],
+    [
+        ("leads.csv", FileFormat.CSV),
+        ("s3://b/k/LEADS.PARQUET", FileFormat.PARQUET),
+        ("s3a://b/k/leads.csv", FileFormat.CSV),
+        ("x.pq", FileFormat.PARQUET),
+    ],
 )
 def test_format_follows_the_extension(path, expected):
     """The format is read from the name, in any case, local or S3."""
     assert file_format(path) is expected
+
+
+@pytest.mark.parametrize("uri", ["s3://crm-exports/2026/leads.parquet", "s3a://crm-exports/2026/leads.parquet"])
+def test_s3_and_s3a_uris_name_the_same_object(uri):
+    """`s3a://` (open-source Spark's and Hadoop's scheme) is S3 as `s3://` is: the same bucket and key."""
+    fs, inner = filesystem(uri)
+    assert isinstance(fs, pafs.S3FileSystem)
+    assert inner == "crm-exports/2026/leads.parquet"
 
 
 def test_unknown_extension_needs_a_format():

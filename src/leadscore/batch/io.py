@@ -33,6 +33,8 @@ _CSV_BLOCK_BYTES: Final = 4 << 20
 # A CSV header longer than this is refused (a file that is not CSV, or has no line breaks).
 _CSV_HEADER_MAX_BYTES: Final = 1 << 20
 PARTIAL_SUFFIX: Final = ".partial"  # an output file being written, renamed when finished
+# S3 URIs: `s3://` (AWS's, EMR's and Glue's), and `s3a://` as open-source Spark and Hadoop write them.
+S3_SCHEMES: Final = ("s3://", "s3a://")
 
 
 class BatchInputError(LeadscoreError):
@@ -43,7 +45,7 @@ def file_format(path: str, given: FileFormat | None = None) -> FileFormat:
     """The format of `path`: `given`, else from its extension (.csv, .parquet/.pq)."""
     if given is not None:
         return given
-    name = urlparse(path).path.lower() if path.startswith("s3://") else path.lower()
+    name = urlparse(path).path.lower() if is_s3(path) else path.lower()
     if name.endswith(".csv"):
         return FileFormat.CSV
     if name.endswith((".parquet", ".pq")):
@@ -51,9 +53,14 @@ def file_format(path: str, given: FileFormat | None = None) -> FileFormat:
     raise BatchInputError(f"cannot tell the format of {path}: name it .csv or .parquet, or pass --format")
 
 
+def is_s3(path: str) -> bool:
+    """Whether `path` is an S3 URI (`s3://bucket/key` or `s3a://bucket/key`)."""
+    return path.startswith(S3_SCHEMES)
+
+
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem holding `path` and the path within it (`s3://bucket/key`: S3, from the AWS env variables)."""
-    if not path.startswith("s3://"):
+    if not is_s3(path):
         return pafs.LocalFileSystem(), os.path.abspath(path)  # noqa: PTH100 - a string path for pyarrow
     # AWS_ENDPOINT_URL(_S3) points at an S3-compatible store; keys and region come from the SDK's usual chain.
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -66,7 +73,7 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         options["region"] = region
-    return pafs.S3FileSystem(**options), path.removeprefix("s3://")
+    return pafs.S3FileSystem(**options), path.split("://", 1)[1]
 
 
 @dataclass(frozen=True, slots=True)
