@@ -310,6 +310,21 @@ def test_parquet_rescoring_marks_a_finished_output_with_success_and_keeps_no_sta
     assert all(n.startswith("part-") and n.endswith(".zstd.parquet") for n in parts)
 
 
+def test_parquet_rescoring_with_explain_writes_the_explain_columns(
+    spark: SparkSession, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """With explain, the parts carry score_table's reasons and drivers for every lead."""
+    table = leads_table(200)
+    pq.write_table(table, tmp_path / "leads.parquet")
+    source, out = str(tmp_path / "leads.parquet"), str(tmp_path / "out")
+    score_parquet(spark, source, out, bundle=tiny_bundle, as_of=AS_OF, explain=True)
+    got = ds.dataset(out).to_table().sort_by("lead_id")
+    want = score_table(table, bundle=tiny_bundle, as_of=AS_OF, explain=True).sort_by("lead_id")
+    assert got.schema == output_schema(explain=True)
+    for name in ("explained", "reason_raising_fields", "reason_lowering_fields", "driver_fit"):
+        assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+
+
 def test_parquet_rescoring_splits_a_file_into_parts_of_row_groups(
     spark: SparkSession, tiny_bundle: Path, tmp_path: Path
 ) -> None:
