@@ -32,6 +32,7 @@ from leadscore.model.bundle import MANIFEST_FILE, Manifest, default_bundle_dir
 from leadscore.spark import (
     ARROW_BATCH_CONF,
     ARROW_BATCH_ROWS,
+    TASKS_PER_CORE,
     input_files,
     local_bundle_dir,
     plan_parts,
@@ -333,12 +334,41 @@ def test_parquet_rescoring_splits_a_file_into_parts_of_row_groups(
     table = leads_table(2500)
     pq.write_table(table, source, row_group_size=500)
     parts = plan_parts(input_files(str(source)), part_rows=1000)
-    assert [p.row_groups for p in parts] == [(0, 1), (2, 3), (4,)]
+    assert [[s.row_groups for s in p.segments] for p in parts] == [[(0, 1)], [(2, 3)], [(4,)]]
     done = score_parquet(spark, str(source), str(tmp_path / "out"), bundle=tiny_bundle, as_of=AS_OF, part_rows=1000)
-    assert (done.parts, done.rows, done.rejected) == (3, 2500, 2)  # INVALID's row 7 and row 1500
+    # local[2]: 2,500 rows make 4 tasks of at most 625 rows, so each 500-row group is a task.
+    assert (done.parts, done.rows, done.rejected) == (5, 2500, 2)  # INVALID's row 7 and row 1500
     out = ds.dataset(tmp_path / "out").to_table()
     assert sorted(out.column("lead_id").to_pylist()) == sorted(table.column("lead_id").to_pylist())
     assert pc.count_distinct(out.column("row")).as_py() == 2500
+
+
+def test_small_files_share_a_task_and_their_rows_stay_in_order(
+    spark: SparkSession, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Files smaller than a part are read by one task in name order (each task has a fixed cost in PySpark)."""
+    source = tmp_path / "export"
+    source.mkdir()
+    table = leads_table(1200)
+    for number in range(12):
+        pq.write_table(table.slice(100 * number, 100), source / f"part-{number:02d}.parquet")
+    parts = plan_parts(input_files(str(source)), part_rows=250, cores=2)  # as local[2]
+    assert [[Path(s.path).name for s in p.segments] for p in parts] == [
+        [f"part-{first:02d}.parquet", f"part-{first + 1:02d}.parquet"] for first in range(0, 12, 2)
+    ]
+    done = score_parquet(spark, str(source), str(tmp_path / "out"), bundle=tiny_bundle, as_of=AS_OF, part_rows=250)
+    assert (done.parts, done.rows) == (6, 1200)
+    out = ds.dataset(tmp_path / "out").to_table().sort_by("row")
+    assert out.column("lead_id").to_pylist() == table.column("lead_id").to_pylist()
+
+
+def test_a_small_dataset_is_cut_into_tasks_enough_for_every_core(tmp_path: Path) -> None:
+    """No more rows a part than TASKS_PER_CORE tasks a core leave: 4 cores, 8,000 rows -> parts of 1,000 rows."""
+    source = tmp_path / "leads.parquet"
+    pq.write_table(leads_table(8000), source, row_group_size=500)
+    parts = plan_parts([str(source)], cores=4)
+    assert TASKS_PER_CORE == 2
+    assert [p.rows for p in parts] == [1000] * 8
 
 
 def test_parquet_rescoring_skips_hidden_files_and_folders(

@@ -22,6 +22,7 @@ once per Python worker (Spark reuses its workers between tasks) from a path the 
 from __future__ import annotations
 
 import functools
+import math
 import tempfile
 import time
 import uuid
@@ -172,10 +173,14 @@ def _location(bundle: str | Path | None) -> str | None:
     return str(path.resolve()) if path.exists() else text
 
 
-# `score_parquet`: the most rows a task is given (consecutive row groups of one file, a larger row group alone).
-# Enough that a task's fixed cost (its worker's turn, reading the footer, a part file) is small against ~1 s of
-# scoring, small enough that both cores of each executor get work from a dataset of a few files.
+# `score_parquet`: the most rows a task is given (consecutive row groups, of one file or of several small ones; a
+# larger row group alone). A task has a fixed cost besides its rows: PySpark's worker calls
+# `importlib.invalidate_caches()` at every task, which re-reads the directory of every zip archive on the worker's
+# path, Spark's own spark-core jar among them (measured here: ~110 ms of the worker's CPU and 20-50 ms of the JVM's
+# for an empty task; 10.6% of the workers' py-spy samples when each 50,000-row file was a task). So small files
+# share a task, and a dataset is cut into no more tasks than TASKS_PER_CORE a core keep every core busy to the end.
 PART_ROWS: Final = 500_000
+TASKS_PER_CORE: Final = 2
 # Rows a task reads and scores at a time: below the core's CHUNK_ROWS, so a chunk is scored on the task's thread.
 PART_CHUNK_ROWS: Final = 50_000
 # Files and folders whose names start so are not data (Spark's `_SUCCESS`, `.crc` files, `_temporary`).
@@ -186,13 +191,25 @@ SaveMode = Literal["errorifexists", "overwrite"]
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
-    """What one task scores: row groups of one input file, and the index its output part is named by."""
+class Segment:
+    """Consecutive row groups of one input file."""
 
-    index: int
     path: str  # the file, as `leadscore.batch.io.filesystem` reads it (a local path or s3://bucket/key)
     row_groups: tuple[int, ...]
     rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """What one task scores, in order: row groups of one or more input files; its index names its output part."""
+
+    index: int
+    segments: tuple[Segment, ...]
+
+    @property
+    def rows(self) -> int:
+        """Rows in the part."""
+        return sum(s.rows for s in self.segments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +264,18 @@ def input_files(path: str) -> list[str]:
 
 
 def plan_parts(
-    files: Sequence[str], columns: Mapping[str, str] | None = None, part_rows: int = PART_ROWS, threads: int = 16
+    files: Sequence[str],
+    columns: Mapping[str, str] | None = None,
+    part_rows: int = PART_ROWS,
+    cores: int = 1,
+    threads: int = 16,
 ) -> list[Part]:
-    """The tasks that score `files` (`input_files`), from their footers (read `threads` at a time).
+    """The tasks that score `files` (`input_files`) on `cores` cores, from their footers (read `threads` at a time).
 
-    Every file's columns are checked here, before any task runs: a file with no lead field among its columns, or
-    a `columns` mapping naming a column a file lacks, raises ColumnError with the renames to make.
+    A part holds consecutive row groups, across files in their order, up to `part_rows` rows and no more than
+    the dataset's rows shared by TASKS_PER_CORE tasks a core (a larger row group is a part alone). Every file's
+    columns are checked here, before any task runs: a file with no lead field among its columns, or a `columns`
+    mapping naming a column a file lacks, raises ColumnError with the renames to make.
     """
     from leadscore.batch.io import BatchInputError, filesystem  # noqa: PLC0415 - see input_files
 
@@ -266,21 +289,37 @@ def plan_parts(
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
         footers = list(pool.map(footer, files))
-    parts: list[Part] = []
     for file, metadata in zip(files, footers, strict=True):
         plan_columns(file, metadata.schema.to_arrow_schema().names, columns, renaming=_SPARK_RENAMING)
+    total = sum(metadata.num_rows for metadata in footers)
+    most = max(1, min(part_rows, math.ceil(total / (TASKS_PER_CORE * max(1, cores)))))
+    parts: list[Part] = []
+    segments: list[Segment] = []
+    held = 0
+
+    def close_part() -> None:
+        nonlocal segments, held
+        if segments:
+            parts.append(Part(len(parts), tuple(segments)))
+        segments, held = [], 0
+
+    for file, metadata in zip(files, footers, strict=True):
         groups: list[int] = []
-        held = 0
+        rows = 0
         for group in range(metadata.num_row_groups):
             size = metadata.row_group(group).num_rows
-            if groups and held + size > part_rows:
-                parts.append(Part(len(parts), file, tuple(groups), held))
-                groups, held = [], 0
+            if size and held + rows + size > most and held + rows:
+                if groups:
+                    segments.append(Segment(file, tuple(groups), rows))
+                close_part()
+                groups, rows = [], 0
             if size:
                 groups.append(group)
-                held += size
+                rows += size
         if groups:
-            parts.append(Part(len(parts), file, tuple(groups), held))
+            segments.append(Segment(file, tuple(groups), rows))
+            held += rows
+    close_part()
     return parts
 
 
@@ -318,18 +357,19 @@ def _write_part(part: Part, job: _Job) -> PartScored:
     if isinstance(fs, pafs.LocalFileSystem):
         fs.create_dir(f"{root}/{_TEMPORARY}/{job.id}", recursive=True)
     schema = output_schema(job.explain)
-    reader = ParquetReader(part.path, PART_CHUNK_ROWS, job.columns, row_groups=part.row_groups)
-    offset = part.index << _PARTITION_SHIFT
+    first_row = part.index << _PARTITION_SHIFT
     rows = rejected = 0
     with pq.ParquetWriter(
         staged, schema, filesystem=fs, compression="zstd", use_dictionary=dictionary_columns(schema)
     ) as writer:
-        for chunk in reader.chunks():
-            scored = score_table(chunk.rows, bundle=model, as_of=job.as_of, explain=job.explain)
-            numbers = pc.add(scored.column(0), offset + chunk.start)
-            writer.write_table(scored.set_column(0, scored.schema.field(0), numbers))
-            rows += scored.num_rows
-            rejected += scored.column("score").null_count
+        for segment in part.segments:
+            reader = ParquetReader(segment.path, PART_CHUNK_ROWS, job.columns, row_groups=segment.row_groups)
+            for chunk in reader.chunks():
+                scored = score_table(chunk.rows, bundle=model, as_of=job.as_of, explain=job.explain)
+                numbers = pc.add(scored.column(0), first_row + rows)
+                writer.write_table(scored.set_column(0, scored.schema.field(0), numbers))
+                rows += scored.num_rows
+                rejected += scored.column("score").null_count
     fs.move(staged, final)
     return PartScored(part.index, _uri(job.output, final), rows, rejected)
 
@@ -381,14 +421,15 @@ def score_parquet(
     row's position in its part with the part's index above it (bits 33 and up). S3 is reached with pyarrow, with
     the AWS SDK's usual credentials (the job's role on Glue and EMR; `AWS_ENDPOINT_URL` for an S3-compatible store).
     A job that fails removes the parts it wrote. `mode` is Spark's save mode: an output holding files is refused
-    unless it is `overwrite`, which empties it first. A task scores consecutive row groups of one file, up to
-    `part_rows` rows (a larger row group alone). Datasets partitioned into `key=value` folders are read as their
-    files are: the folders' values are not columns (`score_dataframe` reads them as Spark does).
+    unless it is `overwrite`, which empties it first. A task scores consecutive row groups (small files share a
+    task) up to `part_rows` rows, fewer where the dataset is small against the session's cores (`plan_parts`).
+    Datasets partitioned into `key=value` folders are read as their files are: the folders' values are not
+    columns (`score_dataframe` reads them as Spark does).
     """
     started = time.perf_counter()
     when = as_of or datetime.now(UTC)
     files = input_files(input)
-    parts = plan_parts(files, columns, part_rows)
+    parts = plan_parts(files, columns, part_rows, spark.sparkContext.defaultParallelism)
     fs, root = _prepare_output(output, mode, files)
     job = _Job(output, uuid.uuid4().hex[:16], _location(bundle), when, explain, dict(columns or {}))
     try:
