@@ -36,6 +36,7 @@ from leadscore.spark import (
     input_files,
     local_bundle_dir,
     plan_parts,
+    read_footers,
     score_dataframe,
     score_parquet,
     spark_schema,
@@ -333,7 +334,8 @@ def test_parquet_rescoring_splits_a_file_into_parts_of_row_groups(
     source = tmp_path / "leads.parquet"
     table = leads_table(2500)
     pq.write_table(table, source, row_group_size=500)
-    parts = plan_parts(input_files(str(source)), part_rows=1000)
+    files = input_files(str(source))
+    parts = plan_parts(files, read_footers(files), part_rows=1000)
     assert [[s.row_groups for s in p.segments] for p in parts] == [[(0, 1)], [(2, 3)], [(4,)]]
     done = score_parquet(spark, str(source), str(tmp_path / "out"), bundle=tiny_bundle, as_of=AS_OF, part_rows=1000)
     # local[2]: 2,500 rows make 4 tasks of at most 625 rows, so each 500-row group is a task.
@@ -352,7 +354,8 @@ def test_small_files_share_a_task_and_their_rows_stay_in_order(
     table = leads_table(1200)
     for number in range(12):
         pq.write_table(table.slice(100 * number, 100), source / f"part-{number:02d}.parquet")
-    parts = plan_parts(input_files(str(source)), part_rows=250, cores=2)  # as local[2]
+    files = input_files(str(source))
+    parts = plan_parts(files, read_footers(files), part_rows=250, cores=2)  # as local[2]
     assert [[Path(s.path).name for s in p.segments] for p in parts] == [
         [f"part-{first:02d}.parquet", f"part-{first + 1:02d}.parquet"] for first in range(0, 12, 2)
     ]
@@ -366,7 +369,7 @@ def test_a_small_dataset_is_cut_into_tasks_enough_for_every_core(tmp_path: Path)
     """No more rows a part than TASKS_PER_CORE tasks a core leave: 4 cores, 8,000 rows -> parts of 1,000 rows."""
     source = tmp_path / "leads.parquet"
     pq.write_table(leads_table(8000), source, row_group_size=500)
-    parts = plan_parts([str(source)], cores=4)
+    parts = plan_parts([str(source)], read_footers([str(source)]), cores=4)
     assert TASKS_PER_CORE == 2
     assert [p.rows for p in parts] == [1000] * 8
 
@@ -446,6 +449,46 @@ def test_parquet_rescoring_of_a_dataset_with_no_rows_writes_an_empty_part(
     out = ds.dataset(tmp_path / "out").to_table()
     assert (out.num_rows, out.schema) == (0, output_schema(explain=False))
     assert (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_the_result_says_which_fields_the_files_lack_and_which_columns_were_not_read(
+    spark: SparkSession, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """A CRM export with one lead field is scored, and the result names what was missing and what was left unread."""
+    source = tmp_path / "crm.parquet"
+    pq.write_table(pa.table({"Record ID": ["a", "b"], "Job Title": ["VP", None], "website_sessions": [3, 4]}), source)
+    done = score_parquet(spark, str(source), str(tmp_path / "out"), bundle=tiny_bundle, as_of=AS_OF)
+    assert done.rows == 2
+    notes = "\n".join(done.column_notes)
+    assert "not in the input, missing in every row: lead_id, company_size" in notes
+    assert "'Record ID'" in notes
+    assert ".withColumnRenamed('Job Title', 'job_title')" in notes
+
+
+def test_workers_that_cannot_import_leadscore_get_an_error_that_says_what_to_do(tmp_path: Path) -> None:
+    """Workers running a Python without leadscore: the job stops before its tasks, naming that Python and the fix."""
+    pq.write_table(leads_table(5), tmp_path / "leads.parquet")
+    script = f"""
+import sys
+from pyspark.sql import SparkSession
+from leadscore.spark import score_parquet
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+try:
+    score_parquet(spark, {str(tmp_path / "leads.parquet")!r}, {str(tmp_path / "out")!r})
+except ModuleNotFoundError as exc:
+    print("refused:", exc)
+"""
+    # The interpreter this virtual environment was made from: no leadscore in it (Spark's own modules come with
+    # Spark, on the workers' path).
+    env = {**os.environ, "PYSPARK_PYTHON": sys._base_executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert f"refused: Spark's Python workers ({sys._base_executable}) cannot import leadscore" in done.stdout, (
+        done.stdout + done.stderr[-2000:]
+    )
+    assert "PYSPARK_PYTHON" in done.stdout
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_input_is_refused(spark: SparkSession, tmp_path: Path) -> None:

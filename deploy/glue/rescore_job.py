@@ -81,6 +81,8 @@ def run(spark: SparkSession, argv: Sequence[str]) -> tuple[int, int]:
             columns=column_map(args.columns),
             mode=args.mode,
         )
+        for note in done.column_notes:  # fields the export lacks, columns it has that were not read
+            print(f"leadscore rescore: {note}")
         return done.scored, done.rejected
     # `scored_at` as Parquet's UTC microseconds (what Athena, pyarrow and DuckDB read as a UTC time), not INT96.
     spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")

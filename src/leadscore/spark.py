@@ -232,6 +232,9 @@ class Rescored:
     scored: int
     rejected: int
     seconds: float
+    # What the input's columns mean for the scores (`leadscore.columns.ColumnPlan.notes`): fields no file has,
+    # columns left unread, the renames that would read them.
+    column_notes: tuple[str, ...] = ()
 
 
 def _uri(path: str, inner: str) -> str:
@@ -263,20 +266,8 @@ def input_files(path: str) -> list[str]:
     return [_uri(path, f) for f in files]
 
 
-def plan_parts(
-    files: Sequence[str],
-    columns: Mapping[str, str] | None = None,
-    part_rows: int = PART_ROWS,
-    cores: int = 1,
-    threads: int = 16,
-) -> list[Part]:
-    """The tasks that score `files` (`input_files`) on `cores` cores, from their footers (read `threads` at a time).
-
-    A part holds consecutive row groups, across files in their order, up to `part_rows` rows and no more than
-    the dataset's rows shared by TASKS_PER_CORE tasks a core (a larger row group is a part alone). Every file's
-    columns are checked here, before any task runs: a file with no lead field among its columns, or a `columns`
-    mapping naming a column a file lacks, raises ColumnError with the renames to make.
-    """
+def read_footers(files: Sequence[str], threads: int = 16) -> list[pq.FileMetaData]:
+    """The Parquet footers of `files`, read `threads` at a time (one request each on S3)."""
     from leadscore.batch.io import BatchInputError, filesystem  # noqa: PLC0415 - see input_files
 
     def footer(file: str) -> pq.FileMetaData:
@@ -288,9 +279,32 @@ def plan_parts(
             raise BatchInputError(f"cannot read {file} as Parquet: {exc}") from exc
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(files)))) as pool:
-        footers = list(pool.map(footer, files))
+        return list(pool.map(footer, files))
+
+
+def column_notes(
+    files: Sequence[str], footers: Sequence[pq.FileMetaData], columns: Mapping[str, str] | None = None
+) -> tuple[str, ...]:
+    """What the files' columns mean for the scores, each line once: fields they lack, columns left unread.
+
+    Raises ColumnError for a file with no lead field among its columns, or a `columns` mapping naming a column a
+    file lacks, with the renames to make.
+    """
+    notes: dict[str, None] = {}
     for file, metadata in zip(files, footers, strict=True):
-        plan_columns(file, metadata.schema.to_arrow_schema().names, columns, renaming=_SPARK_RENAMING)
+        plan = plan_columns(file, metadata.schema.to_arrow_schema().names, columns, renaming=_SPARK_RENAMING)
+        notes.update(dict.fromkeys(plan.notes()))
+    return tuple(notes)
+
+
+def plan_parts(
+    files: Sequence[str], footers: Sequence[pq.FileMetaData], part_rows: int = PART_ROWS, cores: int = 1
+) -> list[Part]:
+    """The tasks that score `files` (`input_files`, with their `read_footers`) on `cores` cores.
+
+    A part holds consecutive row groups, across files in their order, up to `part_rows` rows and no more than
+    the dataset's rows shared by TASKS_PER_CORE tasks a core (a larger row group is a part alone).
+    """
     total = sum(metadata.num_rows for metadata in footers)
     most = max(1, min(part_rows, math.ceil(total / (TASKS_PER_CORE * max(1, cores)))))
     parts: list[Part] = []
@@ -374,6 +388,29 @@ def _write_part(part: Part, job: _Job) -> PartScored:
     return PartScored(part.index, _uri(job.output, final), rows, rejected)
 
 
+def check_workers(spark: SparkSession) -> None:
+    """Raise ModuleNotFoundError, saying what to do, where the session's Python workers cannot import leadscore.
+
+    One one-row task, run before a job whose every task would fail with a bare ModuleNotFoundError. The probe is
+    a nested function, which Spark's cloudpickle sends by value: it runs where leadscore cannot be imported.
+    """
+
+    def probe(_: Iterable[int]) -> Iterator[tuple[bool, str]]:
+        import importlib.util  # noqa: PLC0415 - on the worker
+        import sys  # noqa: PLC0415
+
+        yield importlib.util.find_spec("leadscore") is not None, sys.executable
+
+    (found, executable), *_ = spark.sparkContext.parallelize([0], 1).mapPartitions(probe).collect()
+    if not found:
+        raise ModuleNotFoundError(
+            f"Spark's Python workers ({executable}) cannot import leadscore: install it in their Python (Glue: "
+            "--additional-python-modules with the leadscore wheel; EMR: a bootstrap action), or run them with a "
+            "Python that has it (PYSPARK_PYTHON, or spark.pyspark.python; locally: sys.executable)",
+            name="leadscore",
+        )
+
+
 def _clear(fs: pafs.FileSystem, path: str) -> None:
     if fs.get_file_info(path).type != pafs.FileType.NotFound:
         fs.delete_dir(path)
@@ -429,7 +466,11 @@ def score_parquet(
     started = time.perf_counter()
     when = as_of or datetime.now(UTC)
     files = input_files(input)
-    parts = plan_parts(files, columns, part_rows, spark.sparkContext.defaultParallelism)
+    footers = read_footers(files)
+    notes = column_notes(files, footers, columns)  # every file's columns checked before anything runs
+    parts = plan_parts(files, footers, part_rows, spark.sparkContext.defaultParallelism)
+    if parts:
+        check_workers(spark)
     fs, root = _prepare_output(output, mode, files)
     job = _Job(output, uuid.uuid4().hex[:16], _location(bundle), when, explain, dict(columns or {}))
     try:
@@ -456,4 +497,4 @@ def score_parquet(
         pass
     rows = sum(p.rows for p in written)
     rejected = sum(p.rejected for p in written)
-    return Rescored(output, len(written), rows, rows - rejected, rejected, time.perf_counter() - started)
+    return Rescored(output, len(written), rows, rows - rejected, rejected, time.perf_counter() - started, notes)
