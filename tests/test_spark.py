@@ -33,6 +33,8 @@ from leadscore.spark import (
     ARROW_BATCH_CONF,
     ARROW_BATCH_ROWS,
     TASKS_PER_CORE,
+    WORKERS_CHECKED,
+    check_workers,
     input_files,
     local_bundle_dir,
     plan_parts,
@@ -463,6 +465,20 @@ def test_the_result_says_which_fields_the_files_lack_and_which_columns_were_not_
     assert "not in the input, missing in every row: lead_id, company_size" in notes
     assert "'Record ID'" in notes
     assert ".withColumnRenamed('Job Title', 'job_title')" in notes
+
+
+def test_the_workers_are_checked_once_per_spark_application(spark: SparkSession) -> None:
+    """The one-row probe runs at the first job of an application only: later jobs start at once."""
+    WORKERS_CHECKED.discard(spark.sparkContext.applicationId)
+    group = f"probe-{uuid.uuid4().hex[:8]}"
+    spark.sparkContext.setJobGroup(group, "check_workers twice")
+    try:
+        check_workers(spark)
+        check_workers(spark)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup(group)) == 1
+    assert spark.sparkContext.applicationId in WORKERS_CHECKED
 
 
 def test_workers_that_cannot_import_leadscore_get_an_error_that_says_what_to_do(tmp_path: Path) -> None:

@@ -388,12 +388,21 @@ def _write_part(part: Part, job: _Job) -> PartScored:
     return PartScored(part.index, _uri(job.output, final), rows, rejected)
 
 
+# Spark applications whose workers were found to import leadscore: checked once per application (its executors
+# share one environment), not before every job of a long session.
+WORKERS_CHECKED: Final[set[str]] = set()
+
+
 def check_workers(spark: SparkSession) -> None:
     """Raise ModuleNotFoundError, saying what to do, where the session's Python workers cannot import leadscore.
 
-    One one-row task, run before a job whose every task would fail with a bare ModuleNotFoundError. The probe is
-    a nested function, which Spark's cloudpickle sends by value: it runs where leadscore cannot be imported.
+    One one-row task (~0.1 CPU-s), run before a job whose every task would fail with a bare ModuleNotFoundError,
+    once per Spark application. The probe is a nested function, which Spark's cloudpickle sends by value: it runs
+    where leadscore cannot be imported.
     """
+    application = spark.sparkContext.applicationId
+    if application in WORKERS_CHECKED:
+        return
 
     def probe(_: Iterable[int]) -> Iterator[tuple[bool, str]]:
         import importlib.util  # noqa: PLC0415 - on the worker
@@ -409,6 +418,7 @@ def check_workers(spark: SparkSession) -> None:
             "Python that has it (PYSPARK_PYTHON, or spark.pyspark.python; locally: sys.executable)",
             name="leadscore",
         )
+    WORKERS_CHECKED.add(application)
 
 
 def _clear(fs: pafs.FileSystem, path: str) -> None:
