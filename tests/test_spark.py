@@ -482,17 +482,21 @@ def test_the_workers_are_checked_once_per_spark_application(spark: SparkSession)
 
 
 def test_workers_that_cannot_import_leadscore_get_an_error_that_says_what_to_do(tmp_path: Path) -> None:
-    """Workers running a Python without leadscore: the job stops before its tasks, naming that Python and the fix."""
+    """Workers running a Python without leadscore: both ways stop before any task, naming that Python and the fix."""
     pq.write_table(leads_table(5), tmp_path / "leads.parquet")
     script = f"""
 import sys
 from pyspark.sql import SparkSession
-from leadscore.spark import score_parquet
+from leadscore.spark import score_dataframe, score_parquet
 spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
 try:
     score_parquet(spark, {str(tmp_path / "leads.parquet")!r}, {str(tmp_path / "out")!r})
 except ModuleNotFoundError as exc:
     print("refused:", exc)
+try:
+    score_dataframe(spark.read.parquet({str(tmp_path / "leads.parquet")!r}))
+except ModuleNotFoundError as exc:
+    print("the DataFrame path refused:", exc)
 """
     # The interpreter this virtual environment was made from: no leadscore in it (Spark's own modules come with
     # Spark, on the workers' path).
@@ -505,6 +509,7 @@ except ModuleNotFoundError as exc:
     )
     assert "PYSPARK_PYTHON" in done.stdout
     assert not (tmp_path / "out").exists()
+    assert "the DataFrame path refused: Spark's Python workers" in done.stdout
 
 
 def test_a_missing_input_is_refused(spark: SparkSession, tmp_path: Path) -> None:

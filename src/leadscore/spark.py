@@ -152,10 +152,12 @@ def score_dataframe(
     Rejected rows are kept, with a null score and their `error_field` / `error_message`. The session's Arrow batch
     size applies (`ARROW_BATCH_CONF`; the rescoring job sets `ARROW_BATCH_ROWS`). `columns` reads columns named
     otherwise as lead fields ({"Company Size": "company_size"}), as `leadscore score --column` does; a DataFrame
-    with no lead field among its columns, or a mapping naming a column it lacks, is refused (ColumnError).
+    with no lead field among its columns, or a mapping naming a column it lacks, is refused (ColumnError), and
+    workers whose Python cannot import leadscore raise ModuleNotFoundError here (`check_workers`).
     """
     when = as_of or datetime.now(UTC)
     plan = plan_columns("the DataFrame", df.columns, columns, renaming=_SPARK_RENAMING)
+    check_workers(df.sparkSession)  # once per application: a clear error now, not a bare one at the first action
     renamed = {name: field for name, field in plan.reads.items() if name != field}
     # Renamed by name as it is (a `.` in a CRM's column name is no struct access), then the fields selected.
     leads = (df.withColumnsRenamed(renamed) if renamed else df).select(*plan.reads.values())
