@@ -106,9 +106,22 @@ def _against(
     )
 
 
-def _reference_per_core(spark: dict[str, Any] | None) -> float:
-    """The Spark ratios' reference: the faster of the predictor and score_table (older files: the predictor)."""
-    return float(_get(spark, "reference_rows_per_s_per_core") or _get(spark, "predictor_rows_per_s_per_core") or 0)
+def _spark_target(spark: dict[str, Any] | None, way: str, prefix: str) -> Target:
+    """Spark local[2] per core one way (`prefix`: its figures' names in spark.json) against the in-process reference.
+
+    The reference is the faster of the predictor and score_table (files written before it was kept: the predictor).
+    """
+    rate = _get(spark, f"{prefix}_rows_per_s_per_core")
+    reference = _get(spark, "reference_rows_per_s_per_core") or _get(spark, "predictor_rows_per_s_per_core")
+    return Target(
+        f"Spark local[2], per core, {way}",
+        f"{rate:,.0f} rows/s per core" if rate else "not measured",
+        f"predictor {reference:,.0f} rows/s per core" if reference else "not measured",
+        _get(spark, f"{prefix}_per_core_vs_predictor"),
+        0.7,
+        source="spark.json",
+        bound=1.0,
+    )
 
 
 def targets() -> list[Target]:
@@ -146,26 +159,8 @@ def targets() -> list[Target]:
             at_most=True,
             source="batch.json",
         ),
-        Target(
-            "Spark local[2], per core, file to file (score_parquet)",
-            f"{_get(spark, 'spark_files_rows_per_s_per_core') or 0:,.0f} rows/s per core"
-            if _get(spark, "spark_files_rows_per_s_per_core")
-            else "not measured",
-            f"predictor {_reference_per_core(spark):,.0f} rows/s per core" if spark else "not measured",
-            _get(spark, "spark_files_per_core_vs_predictor"),
-            0.7,
-            source="spark.json",
-            bound=1.0,
-        ),
-        Target(
-            "Spark local[2], per core, DataFrame (score_dataframe)",
-            f"{_get(spark, 'spark_rows_per_s_per_core') or 0:,.0f} rows/s per core" if spark else "not measured",
-            f"predictor {_reference_per_core(spark):,.0f} rows/s per core" if spark else "not measured",
-            _get(spark, "spark_per_core_vs_predictor"),
-            0.7,
-            source="spark.json",
-            bound=1.0,
-        ),
+        _spark_target(spark, "file to file (score_parquet)", "spark_files"),
+        _spark_target(spark, "DataFrame (score_dataframe)", "spark"),
         _against(
             "API 500 leads, 32 connections, lake on, vs MLServer",
             big_ours,

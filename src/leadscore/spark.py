@@ -123,11 +123,16 @@ def arrow_scorer(bundle: str | None = None, *, as_of: datetime | None = None, ex
             # Loaded at the first batch: a worker that only sees empty partitions never loads the model.
             model = None if bundle is None else worker_bundle(bundle)
             scored = score_table(batch, bundle=model, as_of=as_of, explain=explain)
-            scored = scored.set_column(0, scored.schema.field(0), pc.add(scored.column(0), offset))
+            scored = _rows_from(scored, offset)
             offset += batch.num_rows
             yield from scored.to_batches()
 
     return score_batches
+
+
+def _rows_from(scored: pa.Table, first: int) -> pa.Table:
+    """`scored` with its `row` column (the core's first, 0-based) counted from `first`."""
+    return scored.set_column(0, scored.schema.field(0), pc.add(scored.column(0), first))
 
 
 def spark_schema(explain: bool = False) -> StructType:
@@ -270,12 +275,15 @@ def input_files(path: str) -> list[str]:
 
 def read_footers(files: Sequence[str], threads: int = 16) -> list[pq.FileMetaData]:
     """The Parquet footers of `files`, read `threads` at a time (one request each on S3)."""
-    from leadscore.batch.io import BatchInputError, filesystem  # noqa: PLC0415 - see input_files
+    from leadscore.batch.io import BatchInputError, filesystem, inner_path  # noqa: PLC0415 - see input_files
+
+    if not files:
+        return []
+    fs = filesystem(files[0])[0]  # one client: the dataset's files are in one store
 
     def footer(file: str) -> pq.FileMetaData:
-        fs, inner = filesystem(file)
         try:
-            with fs.open_input_file(inner) as source:
+            with fs.open_input_file(inner_path(file)) as source:
                 return pq.read_metadata(source)
         except (OSError, pa.ArrowInvalid) as exc:
             raise BatchInputError(f"cannot read {file} as Parquet: {exc}") from exc
@@ -361,33 +369,32 @@ def _write_part(part: Part, job: _Job) -> PartScored:
     A task that fails leaves only its staged file (the job removes `_temporary`); a retried or speculative
     attempt stages its own file and moves the same rows to the same name.
     """
-    from leadscore.batch.io import ParquetReader, filesystem  # noqa: PLC0415 - runs on the executor
+    from leadscore.batch.io import ParquetReader, ParquetWriter  # noqa: PLC0415 - runs on the executor
     from leadscore.columnar import dictionary_columns, output_schema, score_table  # noqa: PLC0415
 
     model = None if job.bundle is None else worker_bundle(job.bundle)
-    fs, root = filesystem(job.output)
-    root = root.rstrip("/")
+    root = job.output.rstrip("/")
     name = f"part-{part.index:05d}-{job.id}.zstd.parquet"
-    staged = f"{root}/{_TEMPORARY}/{job.id}/{uuid.uuid4().hex}-{name}"
     final = f"{root}/{name}"
-    if isinstance(fs, pafs.LocalFileSystem):
-        fs.create_dir(f"{root}/{_TEMPORARY}/{job.id}", recursive=True)
     schema = output_schema(job.explain)
+    # Staged under a name of this attempt's own: a speculative twin writes its own file, then the same rows.
+    staged = f"{root}/{_TEMPORARY}/{job.id}/{uuid.uuid4().hex}"
+    writer = ParquetWriter(final, schema, dictionary_columns(schema), staged)
     first_row = part.index << _PARTITION_SHIFT
     rows = rejected = 0
-    with pq.ParquetWriter(
-        staged, schema, filesystem=fs, compression="zstd", use_dictionary=dictionary_columns(schema)
-    ) as writer:
+    try:
         for segment in part.segments:
             reader = ParquetReader(segment.path, PART_CHUNK_ROWS, job.columns, row_groups=segment.row_groups)
             for chunk in reader.chunks():
                 scored = score_table(chunk.rows, bundle=model, as_of=job.as_of, explain=job.explain)
-                numbers = pc.add(scored.column(0), first_row + rows)
-                writer.write_table(scored.set_column(0, scored.schema.field(0), numbers))
+                writer.write(_rows_from(scored, first_row + rows))
                 rows += scored.num_rows
                 rejected += scored.column("score").null_count
-    fs.move(staged, final)
-    return PartScored(part.index, _uri(job.output, final), rows, rejected)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return PartScored(part.index, final, rows, rejected)
 
 
 # Spark applications whose workers were found to import leadscore: checked once per application (its executors
@@ -430,12 +437,12 @@ def _clear(fs: pafs.FileSystem, path: str) -> None:
 
 def _prepare_output(output: str, mode: SaveMode, inputs: Sequence[str]) -> tuple[pafs.FileSystem, str]:
     """The output's filesystem and path, emptied for `overwrite`; an output with files is refused otherwise."""
-    from leadscore.batch.io import BatchInputError, filesystem  # noqa: PLC0415 - see input_files
+    from leadscore.batch.io import BatchInputError, filesystem, inner_path  # noqa: PLC0415 - see input_files
 
     fs, root = filesystem(output)
     root = root.rstrip("/")
     for file in inputs:
-        inner = filesystem(file)[1]
+        inner = inner_path(file)
         if inner == root or inner.startswith(f"{root}/"):
             raise BatchInputError(f"the output {output} holds the input {file}: write the scores somewhere else")
     info = fs.get_file_info(root)

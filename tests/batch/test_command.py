@@ -51,11 +51,8 @@ def test_two_threads_score_a_file_in_order(tmp_path, tiny_bundle):
         str(tmp_path / "summary.json"),
     )
     assert result.returncode == 0, result.stderr
-    out = pq.read_table(tmp_path / "out.parquet")
-    expected = score_table(leads, bundle=tiny_bundle, as_of=AS_OF)
+    out = _scores_of_the_core(tmp_path / "out.parquet", leads, tiny_bundle)
     assert out["row"].to_pylist() == list(range(3000))
-    assert out["score"].equals(expected["score"])
-    assert out["confidence"].equals(expected["confidence"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["rows"], summary["scored"], summary["rejected"], summary["workers"]) == (3000, 3000, 0, 2)
     assert sum(summary["scores"].values()) == 3000
@@ -84,6 +81,15 @@ def test_a_run_in_process_leaves_the_model_logger_as_it_was(tmp_path, tiny_bundl
 
 # A CRM export's own headers for some lead fields (HubSpot's), beside columns the model does not take.
 CRM_HEADERS = {"lead_id": "Record ID", "company_size": "Company Size", "industry": "Industry", "job_title": "Job Title"}
+
+
+def _scores_of_the_core(out: Path, leads: pa.Table, bundle: Path) -> pa.Table:
+    """The scores written at `out`, asserted equal (score, confidence) to score_table's of `leads`."""
+    table = pq.read_table(out)
+    expected = score_table(leads, bundle=bundle, as_of=AS_OF)
+    assert table["score"].equals(expected["score"])
+    assert table["confidence"].equals(expected["confidence"])
+    return table
 
 
 def _crm_export(tmp_path: Path) -> tuple[Path, pa.Table]:
@@ -124,11 +130,8 @@ def test_column_options_score_an_export_as_its_renamed_leads(tmp_path, tiny_bund
         str(tmp_path / "summary.json"),
     )
     assert result.returncode == 0, result.stderr
-    out = pq.read_table(tmp_path / "out.parquet")
-    expected = score_table(leads, bundle=tiny_bundle, as_of=AS_OF)
+    out = _scores_of_the_core(tmp_path / "out.parquet", leads, tiny_bundle)
     assert out["lead_id"].to_pylist() == leads["lead_id"].to_pylist()
-    assert out["score"].equals(expected["score"])
-    assert out["confidence"].equals(expected["confidence"])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["ignored_columns"] == ["Lifecycle Stage"]
     assert "seniority_level" in summary["absent_fields"]

@@ -8,7 +8,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore.batch.io import BatchInputError, ParquetReader, file_format, filesystem, open_reader
+from leadscore.batch.io import BatchInputError, ParquetReader, ParquetWriter, file_format, filesystem, open_reader
 from leadscore.batch.options import FileFormat
 from tests.batch.conftest import lead_table
 
@@ -178,3 +178,27 @@ def test_a_missing_csv_is_an_input_error(tmp_path):
     """A CSV that does not exist is a clear error, as a missing Parquet file is."""
     with pytest.raises(BatchInputError, match="cannot read"):
         open_reader(str(tmp_path / "nothing.csv"), FileFormat.CSV)
+
+
+def test_a_parquet_writer_given_a_partial_path_stages_there_until_closed(tmp_path):
+    """`partial` is where the file grows (a staging folder made for it); the output's name appears at close only."""
+    table = lead_table(10)
+    staged, final = tmp_path / "_temporary" / "job" / "attempt-1", tmp_path / "out" / "part-0.parquet"
+    writer = ParquetWriter(str(final), table.schema, partial=str(staged))
+    writer.write(table)
+    assert staged.exists()
+    assert not final.exists()
+    writer.close()
+    assert not staged.exists()
+    assert pq.read_table(final).equals(table)
+
+
+def test_an_aborted_parquet_writer_leaves_neither_its_partial_nor_its_output(tmp_path):
+    """abort() removes the staged file; nothing appears under the output's name."""
+    table = lead_table(10)
+    staged, final = tmp_path / "stage" / "attempt-1", tmp_path / "part-0.parquet"
+    writer = ParquetWriter(str(final), table.schema, partial=str(staged))
+    writer.write(table)
+    writer.abort()
+    assert not staged.exists()
+    assert not final.exists()

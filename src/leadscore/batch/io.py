@@ -58,10 +58,15 @@ def is_s3(path: str) -> bool:
     return path.startswith(S3_SCHEMES)
 
 
+def inner_path(path: str) -> str:
+    """`path` within its filesystem (`filesystem`): `bucket/key` for an S3 URI, the absolute path of a local one."""
+    return path.split("://", 1)[1] if is_s3(path) else os.path.abspath(path)  # noqa: PTH100 - a string for pyarrow
+
+
 def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     """The filesystem holding `path` and the path within it (`s3://bucket/key`: S3, from the AWS env variables)."""
     if not is_s3(path):
-        return pafs.LocalFileSystem(), os.path.abspath(path)  # noqa: PTH100 - a string path for pyarrow
+        return pafs.LocalFileSystem(), inner_path(path)
     # AWS_ENDPOINT_URL(_S3) points at an S3-compatible store; keys and region come from the SDK's usual chain.
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     options: dict[str, str] = {}
@@ -73,7 +78,7 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         options["region"] = region
-    return pafs.S3FileSystem(**options), path.split("://", 1)[1]
+    return pafs.S3FileSystem(**options), inner_path(path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,16 +319,17 @@ class Writer(Protocol):
 
 
 class _Staged:
-    """A file written as `<path>.partial` and moved to `path` once finished (a rename on a local disk).
+    """A file written as `<path>.partial` (or at `partial`) and moved to `path` once finished (a rename locally).
 
     A run that fails or is interrupted never leaves a truncated file under the output's name: it deletes the
-    partial file, and one killed outright (SIGKILL, power loss) leaves it under the `.partial` name.
+    partial file, and one killed outright (SIGKILL, power loss) leaves it under the partial name.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, partial: str | None = None) -> None:
         self._fs, self._inner = filesystem(path)
         _make_parent(self._fs, self._inner)
-        self._partial = self._inner + PARTIAL_SUFFIX
+        self._partial = self._inner + PARTIAL_SUFFIX if partial is None else inner_path(partial)
+        _make_parent(self._fs, self._partial)
 
     def _finish(self) -> None:
         self._fs.move(self._partial, self._inner)
@@ -334,10 +340,15 @@ class _Staged:
 
 
 class ParquetWriter(_Staged):
-    """A Parquet output file, one row group per chunk written; `dictionary`: the columns to dictionary-encode."""
+    """A Parquet output file, one row group per chunk written; `dictionary`: the columns to dictionary-encode.
 
-    def __init__(self, path: str, schema: pa.Schema, dictionary: list[str] | None = None) -> None:
-        super().__init__(path)
+    `partial`: where it is written until closed (same filesystem), for writers that must not share a name.
+    """
+
+    def __init__(
+        self, path: str, schema: pa.Schema, dictionary: list[str] | None = None, partial: str | None = None
+    ) -> None:
+        super().__init__(path, partial)
         self._writer = pq.ParquetWriter(
             self._partial,
             schema,
