@@ -13,6 +13,8 @@ import os
 import subprocess
 import sys
 import uuid
+import zipfile
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -36,6 +38,7 @@ from leadscore.spark import (
     WORKERS_CHECKED,
     check_workers,
     input_files,
+    lighten_worker_path,
     local_bundle_dir,
     plan_parts,
     read_footers,
@@ -286,6 +289,46 @@ def test_importing_leadscore_spark_loads_no_pyspark() -> None:
     """Pyspark is optional: `import leadscore.spark` does not import it (the service never needs it)."""
     code = "import sys, leadscore.spark; sys.exit('pyspark' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+
+
+def test_jars_without_python_leave_the_path_and_jars_with_python_stay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A jar holding no Python file is taken off `sys.path` (and its importer forgotten); one holding a module stays."""
+    bare, packaged = tmp_path / "classes.jar", tmp_path / "python-inside.jar"
+    with zipfile.ZipFile(bare, "w") as archive:
+        archive.writestr("org/example/Main.class", b"\xca\xfe\xba\xbe")
+    module = f"inside_{uuid.uuid4().hex[:8]}"
+    with zipfile.ZipFile(packaged, "w") as archive:
+        archive.writestr(f"{module}.py", "VALUE = 42\n")
+    monkeypatch.setattr(sys, "path", [str(bare), str(packaged), *sys.path])
+    monkeypatch.setattr(sys, "path_importer_cache", dict(sys.path_importer_cache))
+    importlib.import_module("json.decoder")  # a lookup along the path: the jars get importers
+    dropped = lighten_worker_path.__wrapped__()
+    assert dropped == (str(bare),)
+    assert str(bare) not in sys.path
+    assert str(bare) not in sys.path_importer_cache
+    assert str(packaged) in sys.path
+    assert importlib.import_module(module).VALUE == 42
+
+
+def test_spark_workers_take_sparks_own_jar_off_their_path_and_still_import(spark: SparkSession) -> None:
+    """On a real worker the spark-core jar (no Python in it) leaves the path, and imports still resolve after."""
+
+    def probe(_: Iterable[int]) -> Iterator[tuple[tuple[str, ...], list[str], bool]]:
+        import importlib  # noqa: PLC0415 - on the worker
+        import sys  # noqa: PLC0415
+
+        from leadscore.spark import lighten_worker_path  # noqa: PLC0415
+
+        dropped = lighten_worker_path()
+        importlib.invalidate_caches()  # what the worker does before every task
+        yield dropped, list(sys.path), importlib.import_module("pyspark.sql.streaming") is not None
+
+    for dropped, path, imported in spark.sparkContext.parallelize([0, 1], 2).mapPartitions(probe).collect():
+        assert not [entry for entry in path if entry.endswith(".jar")], path
+        assert all(Path(entry).name.startswith("spark-core") for entry in dropped), dropped
+        assert imported
 
 
 @pytest.fixture(scope="module")
