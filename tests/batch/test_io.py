@@ -8,7 +8,15 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore.batch.io import BatchInputError, ParquetReader, ParquetWriter, file_format, filesystem, open_reader
+from leadscore.batch.io import (
+    BatchInputError,
+    ParquetReader,
+    ParquetWriter,
+    bucket_region,
+    file_format,
+    filesystem,
+    open_reader,
+)
 from leadscore.batch.options import FileFormat
 from tests.batch.conftest import lead_table
 
@@ -28,11 +36,67 @@ def test_format_follows_the_extension(path, expected):
 
 
 @pytest.mark.parametrize("uri", ["s3://crm-exports/2026/leads.parquet", "s3a://crm-exports/2026/leads.parquet"])
-def test_s3_and_s3a_uris_name_the_same_object(uri):
+def test_s3_and_s3a_uris_name_the_same_object(uri, monkeypatch):
     """`s3a://` (open-source Spark's and Hadoop's scheme) is S3 as `s3://` is: the same bucket and key."""
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
     fs, inner = filesystem(uri)
     assert isinstance(fs, pafs.S3FileSystem)
     assert inner == "crm-exports/2026/leads.parquet"
+
+
+_S3_SETTINGS = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@pytest.fixture
+def asked_regions(monkeypatch):
+    """No AWS region or endpoint in the environment; S3's answer to "where is this bucket" is eu-west-3, recorded."""
+    for name in _S3_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    asked = []
+
+    def resolve(bucket):
+        asked.append(bucket)
+        return "eu-west-3"
+
+    monkeypatch.setattr(pafs, "resolve_s3_region", resolve)
+    bucket_region.cache_clear()
+    yield asked
+    bucket_region.cache_clear()
+
+
+def test_a_process_told_no_region_addresses_the_bucket_in_its_own_region(asked_regions):
+    """Without AWS_REGION (an EMR executor), S3 is asked where the bucket is, once a bucket, and told nothing else."""
+    fs, _ = filesystem("s3://crm-eu/2026/leads.parquet")
+    again, _ = filesystem("s3://crm-eu/2026/other.parquet")
+    assert (fs.region, again.region) == ("eu-west-3", "eu-west-3")
+    assert asked_regions == ["crm-eu"]
+
+
+def test_a_region_in_the_environment_is_used_without_asking(asked_regions, monkeypatch):
+    """AWS_REGION (Fargate, Glue) or AWS_DEFAULT_REGION is taken as given: no request is made for it."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")
+    fs, _ = filesystem("s3://crm-eu/leads.parquet")
+    assert fs.region == "ap-south-1"
+    assert asked_regions == []
+
+
+def test_an_s3_compatible_endpoint_is_never_asked_for_a_bucket_region(asked_regions, monkeypatch):
+    """With AWS_ENDPOINT_URL (MinIO, Ceph) the bucket is addressed at that endpoint: AWS is not asked."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    filesystem("s3://crm-eu/leads.parquet")
+    assert asked_regions == []
+
+
+def test_where_s3_cannot_be_asked_the_sdk_default_region_stands(asked_regions, monkeypatch):
+    """A failed question (offline, no route to S3) leaves the region to the SDK, as before: the filesystem opens."""
+
+    def unreachable(bucket):
+        raise OSError(f"When resolving region for bucket '{bucket}': AWS Error NETWORK_CONNECTION")
+
+    monkeypatch.setattr(pafs, "resolve_s3_region", unreachable)
+    fs, inner = filesystem("s3://crm-eu/leads.parquet")
+    assert isinstance(fs, pafs.S3FileSystem)
+    assert inner == "crm-eu/leads.parquet"
 
 
 def test_unknown_extension_needs_a_format():

@@ -8,6 +8,7 @@ the API's message instead of stopping the file.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
@@ -76,9 +77,25 @@ def filesystem(path: str) -> tuple[pafs.FileSystem, str]:
         options["scheme"] = parsed.scheme or "https"
         s3_checksums_when_required(None, endpoint)
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region and not endpoint:
+        region = bucket_region(inner_path(path).split("/", 1)[0])
     if region:
         options["region"] = region
     return pafs.S3FileSystem(**options), inner_path(path)
+
+
+@functools.cache
+def bucket_region(bucket: str) -> str | None:
+    """The AWS region `bucket` is in, asked of S3 once a process (None where S3 cannot be asked: the SDK's default).
+
+    For a process that is told no region (an EMR executor, a laptop): the SDK would address every bucket in its
+    default region, us-east-1, and S3 answers a request for a bucket elsewhere with a redirect that pyarrow reports
+    as an error (HTTP 301). Fargate tasks and Glue jobs are given AWS_REGION and never ask.
+    """
+    try:
+        return str(pafs.resolve_s3_region(bucket))
+    except (OSError, ValueError):  # no route to S3 (offline, a private subnet): left to the SDK, as before
+        return None
 
 
 @dataclass(frozen=True, slots=True)
