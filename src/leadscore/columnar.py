@@ -39,7 +39,9 @@ from leadscore.features.spec import (
     CORE_FIELDS,
     CUSTOM_FIELDS,
     DRIVERS,
+    FALSE_TEXT,
     SCORES,
+    TRUE_TEXT,
     InputField,
     Kind,
 )
@@ -58,9 +60,6 @@ BoolArray = npt.NDArray[np.bool_]
 CHUNK_ROWS: Final = 65_536
 LEAD_ID_MAX_LENGTH: Final = 128
 _UTC: Final = "UTC"
-# CRM exports write booleans as words or digits; compared trimmed and case-folded.
-TRUE_WORDS: Final = ("true", "yes", "1")
-FALSE_WORDS: Final = ("false", "no", "0")
 _NUMBER_TEXT: Final = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _HAS_OFFSET: Final = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
 # Earliest and latest instants a timestamp field takes (Python's datetime range), in microseconds.
@@ -350,8 +349,8 @@ def _read_bool(array: pa.Array, spec: InputField, name: str, rejections: Rejecti
         return np.where((values == 0) | (values == 1), values, np.nan)
     if pa.types.is_string(array.type):
         words = pc.utf8_lower(pc.utf8_trim_whitespace(array))
-        true = _mask(pc.is_in(words, pa.array(TRUE_WORDS)))
-        false = _mask(pc.is_in(words, pa.array(FALSE_WORDS)))
+        true = _mask(pc.is_in(words, pa.array(TRUE_TEXT)))
+        false = _mask(pc.is_in(words, pa.array(FALSE_TEXT)))
         blank = _mask(pc.equal(words, ""))
         rejections.add(
             name, ~true & ~false & ~blank & ~_nulls_mask(array), lambda row: _api_message(spec, array[row].as_py())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pyarrow as pa
 import pytest
 
+from leadscore.columnar import score_table
 from leadscore.training.contract import OUTCOME, TrainingDataError, read_table, validate_training_table
 from leadscore.training.synth import synthesize, write_table
 
@@ -42,14 +45,28 @@ def csv_file(tmp_path) -> CsvFile:
     return CsvFile(path)
 
 
-def test_csv_false_is_false_even_beside_a_refused_yes(csv_file):
-    """`false` in a CSV boolean column is False (not bool("false")), and a `yes` is refused with its row."""
+def test_csv_false_is_false_even_beside_a_refused_word(csv_file):
+    """`false` in a CSV boolean column is False (not bool("false")), and a word that is no boolean is refused."""
     for row in range(len(csv_file.lines)):
         csv_file.set(row, "existing_customer", "false")
     assert set(csv_file.validate().columns["existing_customer"]) == {False}
-    csv_file.set(4, "existing_customer", "yes")
-    with pytest.raises(TrainingDataError, match="row 5, existing_customer: Input should be a valid boolean, got 'yes'"):
+    csv_file.set(4, "existing_customer", "maybe")
+    with pytest.raises(
+        TrainingDataError, match="row 5, existing_customer: Input should be a valid boolean, got 'maybe'"
+    ):
         csv_file.validate()
+
+
+def test_csv_booleans_are_read_as_rescoring_reads_them(csv_file, tmp_path):
+    """`Yes`/`No`/`1`/`0` (any case, padded) mean in training what `leadscore score` takes them to mean."""
+    words = [" Yes", "NO", "1", "0", "True ", "false"]
+    for row in range(len(csv_file.lines)):
+        csv_file.set(row, "existing_customer", words[row % len(words)])
+    trained = csv_file.validate().columns["existing_customer"]
+    table = read_table(csv_file.path)
+    rescored = score_table(table, as_of=datetime(2026, 6, 1, tzinfo=UTC))
+    assert rescored["error_field"].null_count == table.num_rows  # every word taken by the batch reader too
+    assert list(trained) == [row % len(words) in (0, 2, 4) for row in range(len(csv_file.lines))]
 
 
 def test_a_value_the_api_refuses_is_refused_with_the_api_message(csv_file):

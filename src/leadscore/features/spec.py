@@ -279,6 +279,12 @@ N_MODEL_INPUTS: Final = len(ENGINEERED_FEATURES)
 _NOT_FINGERPRINTED: Final = frozenset({"group", "label", "sources"})
 
 
+# How CSV files and CRM exports write a boolean field, compared trimmed and case-folded: `leadscore score`, training
+# and the outcomes importer read text alike (JSON requests carry real booleans, and the API takes only those).
+TRUE_TEXT: Final = ("true", "yes", "1")
+FALSE_TEXT: Final = ("false", "no", "0")
+
+
 @dataclass(frozen=True, slots=True)
 class FeatureSpec:
     """The whole spec as one value, so it can be fingerprinted and published."""

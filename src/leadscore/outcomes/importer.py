@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeGuard
 
 from leadscore.errors import LeadscoreError
+from leadscore.features.spec import FALSE_TEXT, TRUE_TEXT
 from leadscore.outcomes.schema import OutcomeIn, Problem, to_columns, validate_outcomes
 from leadscore.outcomes.table import distinct, outcome_batch, outcomes_table_config, write_outcomes
 from leadscore.training.contract import read_table
@@ -29,8 +30,8 @@ if TYPE_CHECKING:
 
 SOURCE: Final = "import"
 FIELDS: Final = tuple(OutcomeIn.model_fields)
-_TRUE: Final = frozenset({"true", "yes", "1"})
-_FALSE: Final = frozenset({"false", "no", "0"})
+_TRUE: Final = frozenset(TRUE_TEXT)
+_FALSE: Final = frozenset(FALSE_TEXT)
 _DATE_ALONE: Final = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 END_OF_DAY_HINT: Final = "a date alone: --date-as-end-of-day reads it as the end of that day (UTC)"
 

@@ -3,8 +3,9 @@
 A training table is turned into the API's request body, 500 leads at a time, and read by the API's own parser
 (`api.decode.parse_leads`), so a value the API refuses is refused here with the API's message, and a value it
 accepts means the same thing in training as in scoring. CSV has no types: its text is read into the JSON values
-the API takes (`true`/`false` for booleans, JSON numbers), and whatever is not one of them goes to the contract
-as text, which refuses it for a typed field. Rows are numbered from 1 after the header.
+the API takes (booleans written as `leadscore score` reads them, `true`/`yes`/`1` and `false`/`no`/`0`; JSON
+numbers), and whatever is not one of them goes to the contract as text, which refuses it for a typed field. Rows
+are numbered from 1 after the header.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 from leadscore.api.decode import parse_leads
 from leadscore.api.schemas import MAX_LEADS
 from leadscore.errors import LeadscoreError, ValidationFailed
-from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, SCORES, InputField, Kind
+from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, FALSE_TEXT, SCORES, TRUE_TEXT, InputField, Kind
 
 OUTCOME: Final = "outcome"
 LEAD_ID: Final = "lead_id"
@@ -39,6 +40,9 @@ _KNOWN: Final = frozenset({*_FIELDS, OUTCOME, LEAD_ID})
 # A JSON number (no `nan`, `inf` or `1_000`, which Python's float() would take).
 _JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _JSON_INTEGER: Final = re.compile(r"-?[0-9]+")
+# A boolean cell's words as the JSON values the API takes: read as `leadscore score` reads them (`Yes` in a CRM's
+# export is True in training as in rescoring).
+_BOOL_TEXT: Final = {**dict.fromkeys(TRUE_TEXT, True), **dict.fromkeys(FALSE_TEXT, False)}
 
 
 class TrainingDataError(LeadscoreError):
@@ -116,8 +120,7 @@ def check_columns(names: Sequence[str], allow_missing: bool = False) -> tuple[tu
 def _from_text(kind: Kind, values: list[Any]) -> list[Any]:
     """CSV text as the JSON values the API takes; text that is not one of them stays text (the contract refuses it)."""
     if kind is Kind.BOOL:
-        lowered = {"true": True, "false": False}
-        return [v if v is None else lowered.get(v.strip().casefold(), v) for v in values]
+        return [v if v is None else _BOOL_TEXT.get(v.strip().casefold(), v) for v in values]
     if kind is Kind.INT:
         return [
             int(v) if v is not None and _JSON_INTEGER.fullmatch(v.strip()) else _number(v)
