@@ -157,13 +157,13 @@ def test_train_reports_progress_on_stderr(runner, tmp_path, training_file):
 
 
 def test_train_refuses_a_csv_with_a_bad_boolean_naming_the_row(runner, tmp_path):
-    """A CSV whose existing_customer has a `yes` fails with exit 2 naming row and field, and writes no bundle."""
+    """A CSV whose existing_customer has a `maybe` fails with exit 2 naming row and field, and writes no bundle."""
     data = tmp_path / "leads.csv"
     write_table(synthesize(50, seed=2, missing_rate=0.0), data)
     header, *lines = data.read_text().splitlines()
     column = header.split(",").index('"existing_customer"')
     cells = lines[6].split(",")
-    cells[column] = "yes"
+    cells[column] = "maybe"
     lines[6] = ",".join(cells)
     data.write_text("\n".join([header, *lines]) + "\n")
     result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "b")])

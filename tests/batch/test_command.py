@@ -31,6 +31,28 @@ def _score(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]
     )
 
 
+def test_a_csv_excel_saved_on_windows_scores_as_its_utf8_twin_with_encoding(tmp_path, tiny_bundle):
+    """`--encoding cp1252` reads a Windows-1252 CSV: every score equals the same leads' from the UTF-8 file."""
+    leads = lead_table(200, seed=4)
+    leads = leads.set_column(
+        leads.schema.get_field_index("job_title"), "job_title", pa.array(["Directeur Général"] * 200)
+    )
+    pacsv.write_csv(leads, tmp_path / "utf8.csv")
+    (tmp_path / "excel.csv").write_bytes((tmp_path / "utf8.csv").read_text("utf-8").encode("cp1252"))
+    common = ["--as-of", AS_OF.isoformat(), "--bundle", str(tiny_bundle), "--quiet"]
+    plain = _score(str(tmp_path / "utf8.csv"), "--out", str(tmp_path / "utf8.parquet"), *common)
+    excel = _score(
+        str(tmp_path / "excel.csv"), "--out", str(tmp_path / "excel.parquet"), "--encoding", "cp1252", *common
+    )
+    assert (plain.returncode, excel.returncode) == (0, 0), plain.stderr + excel.stderr
+    compared = ["row", "lead_id", "score", "confidence"]
+    assert (
+        pq.read_table(tmp_path / "excel.parquet")
+        .select(compared)
+        .equals(pq.read_table(tmp_path / "utf8.parquet").select(compared))
+    )
+
+
 def test_two_threads_score_a_file_in_order(tmp_path, tiny_bundle):
     """Two scoring threads score the chunks; the output is in input order, as the core scores it; exit 0."""
     leads = lead_table(3000, seed=9)

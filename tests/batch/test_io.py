@@ -99,6 +99,62 @@ def test_where_s3_cannot_be_asked_the_sdk_default_region_stands(asked_regions, m
     assert inner == "crm-eu/leads.parquet"
 
 
+def _excel_csv(path, rows: int = 5) -> list[str]:
+    """`rows` leads as a CSV in Windows-1252 (as Excel on Windows saves it), accented job titles; the titles."""
+    table = lead_table(rows)
+    titles = [f"Directeur Général {i}" for i in range(rows)]
+    table = table.set_column(table.schema.get_field_index("job_title"), "job_title", pa.array(titles))
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink)
+    path.write_bytes(sink.getvalue().to_pybytes().decode("utf-8").encode("cp1252"))
+    return titles
+
+
+def test_a_csv_in_another_encoding_is_read_in_it(tmp_path):
+    """A Windows-1252 CSV read with encoding="cp1252" gives its text as it was written, header and cells alike."""
+    titles = _excel_csv(tmp_path / "excel.csv")
+    reader = open_reader(str(tmp_path / "excel.csv"), FileFormat.CSV, encoding="cp1252")
+    rows = pa.Table.from_batches([chunk.rows for chunk in reader.chunks()])
+    assert rows.column("job_title").to_pylist() == titles
+
+
+def test_a_csv_that_is_not_utf8_is_refused_with_the_option_to_name_its_encoding(tmp_path):
+    """Read as UTF-8, a Windows-1252 file fails with a message that says it is not UTF-8 and names --encoding."""
+    _excel_csv(tmp_path / "excel.csv")
+    with pytest.raises(BatchInputError, match="the file is not UTF-8: name its encoding with --encoding"):
+        list(open_reader(str(tmp_path / "excel.csv"), FileFormat.CSV).chunks())
+
+
+def test_a_bad_byte_far_into_a_csv_says_after_which_row_it_was_found(tmp_path):
+    """Past the first block Arrow reads, a byte that is not UTF-8 fails the read with the rows before it counted."""
+    table = lead_table(30_000)
+    path = tmp_path / "long.csv"
+    pacsv.write_csv(table, path)
+    assert path.stat().st_size > 5 << 20  # more than the reader's first block
+    last = path.read_bytes().splitlines()[-1]
+    with path.open("ab") as handle:
+        handle.write(last.replace(b"lead-29999", "lead-caf\xe9".encode("latin-1")) + b"\n")
+    reader = open_reader(str(path), FileFormat.CSV, chunk_rows=10_000)
+    with pytest.raises(BatchInputError, match=r"after data row [0-9,]+: .*--encoding"):
+        list(reader.chunks())
+
+
+@pytest.mark.parametrize(
+    ("encoding", "fmt", "message"),
+    [
+        ("utf-16", FileFormat.CSV, "convert it to UTF-8 first"),
+        ("klingon", FileFormat.CSV, "unknown encoding 'klingon'"),
+        ("latin-1", FileFormat.PARQUET, "Parquet text is always UTF-8"),
+    ],
+)
+def test_encodings_that_cannot_apply_are_refused_before_reading(tmp_path, encoding, fmt, message):
+    """UTF-16 (wide quotes and commas), an unknown name, or any encoding for Parquet: refused, saying why."""
+    path = tmp_path / f"leads.{fmt.value}"
+    path.write_bytes(b"")
+    with pytest.raises(BatchInputError, match=message):
+        open_reader(str(path), fmt, encoding=encoding)
+
+
 def test_unknown_extension_needs_a_format():
     """A name without a known extension is refused unless the format is given."""
     with pytest.raises(BatchInputError, match="--format"):

@@ -115,6 +115,12 @@ def score(
             "each). Other columns are read by the API's field names.",
         ),
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="The CSV input's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."
+        ),
+    ] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -158,6 +164,7 @@ def score(
                 run_id=run_id,
                 progress=not quiet,
                 columns=renames,
+                encoding=encoding,
             )
     except LeadscoreError as exc:
         typer.echo(f"error: {exc.message}", err=True)

@@ -7,6 +7,7 @@ the API's message instead of stopping the file.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import os
@@ -40,6 +41,33 @@ S3_SCHEMES: Final = ("s3://", "s3a://")
 
 class BatchInputError(LeadscoreError):
     """An input or output file cannot be used (missing, unreadable, unknown format)."""
+
+
+UTF8: Final = "utf-8"
+# What a CSV file that is not UTF-8 gets told, where Arrow finds bytes that are not.
+_ENCODING_HINT: Final = (
+    "the file is not UTF-8: name its encoding with --encoding (cp1252 for a CSV that Excel saved on Windows, "
+    "latin-1, ...)"
+)
+
+
+def csv_encoding(name: str | None) -> str:
+    """The codec a CSV input is read in (None: UTF-8), refused unless its quotes, commas and line breaks are ASCII.
+
+    The header is found by looking for those bytes (`_header_end`), and Arrow reads the rest through a transcoder
+    to UTF-8: UTF-16 and UTF-32 files (Excel's "Unicode text") are refused with what to do instead.
+    """
+    if name is None:
+        return UTF8
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        raise BatchInputError(f"unknown encoding {name!r}: e.g. utf-8, cp1252, latin-1") from None
+    if codec in (UTF8, "utf-8-sig"):
+        return UTF8  # a byte order mark is dropped either way
+    if '",\n\r'.encode(codec, errors="replace") != b'",\n\r':
+        raise BatchInputError(f"cannot read {name} CSV: convert it to UTF-8 first (iconv -f {name} -t utf-8)")
+    return codec
 
 
 def file_format(path: str, given: FileFormat | None = None) -> FileFormat:
@@ -229,13 +257,16 @@ class CsvReader:
 
     unit = "bytes"
 
-    def __init__(self, path: str, chunk_rows: int, renames: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, path: str, chunk_rows: int, renames: Mapping[str, str] | None = None, encoding: str = UTF8
+    ) -> None:
         self._chunk_rows = chunk_rows
+        self._path = path
         fs, inner = filesystem(path)
         try:
             self.total: int | None = fs.get_file_info(inner).size
             self._stream = fs.open_input_file(inner)
-            header, data_start = _csv_header(path, self._stream)
+            header, data_start = _csv_header(path, self._stream, encoding)
             self.plan = plan_columns(path, header, renames)
             # Every column named by the plan: the read ones as their lead fields, the others apart (a header may
             # repeat a name it does not read). Arrow reads from the first data row on.
@@ -247,7 +278,7 @@ class CsvReader:
                 return
             self._reader = pacsv.open_csv(
                 self._stream,
-                read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, column_names=names),
+                read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, column_names=names, encoding=encoding),
                 convert_options=pacsv.ConvertOptions(
                     # Text: the core reads numbers and booleans from it; a bad cell rejects its row, not the file.
                     column_types=dict.fromkeys(LEAD_COLUMNS, pa.string()),
@@ -259,16 +290,26 @@ class CsvReader:
                 ),
             )
         except (OSError, pa.ArrowInvalid) as exc:
-            raise BatchInputError(f"cannot read {path} as CSV: {exc}") from exc
+            raise BatchInputError(_csv_failure(path, exc)) from exc
 
     def chunks(self) -> Iterator[Chunk]:
         """The rows in chunks, with the bytes read so far."""
         start = 0
         if self._reader is None:
             return
-        for batch in _rechunk(iter(self._reader), self._chunk_rows):
-            start += batch.num_rows
-            yield Chunk(start - batch.num_rows, batch, self._stream.tell())
+        try:
+            for batch in _rechunk(iter(self._reader), self._chunk_rows):
+                start += batch.num_rows
+                yield Chunk(start - batch.num_rows, batch, self._stream.tell())
+        except pa.ArrowInvalid as exc:  # a bad byte further on: after the rows before it
+            raise BatchInputError(_csv_failure(self._path, exc, after_rows=start)) from exc
+
+
+def _csv_failure(path: str, exc: Exception, after_rows: int = 0) -> str:
+    """Why a CSV file cannot be read, with what to do when it is not UTF-8."""
+    where = f" after data row {after_rows:,}" if after_rows else ""
+    hint = f"; {_ENCODING_HINT}" if "invalid UTF8" in str(exc) else ""
+    return f"cannot read {path} as CSV{where}: {exc}{hint}"
 
 
 def _header_end(data: bytes) -> int | None:
@@ -288,7 +329,7 @@ def _header_end(data: bytes) -> int | None:
         start = end + 1
 
 
-def _csv_header(path: str, stream: pa.NativeFile) -> tuple[list[str], int]:
+def _csv_header(path: str, stream: pa.NativeFile, encoding: str = UTF8) -> tuple[list[str], int]:
     """A CSV file's column names (a UTF-8 byte order mark, as spreadsheets write, dropped) and where its data starts.
 
     Read here, not by Arrow, so that the run can name the columns itself (`--column`) and say which it ignores;
@@ -303,7 +344,7 @@ def _csv_header(path: str, stream: pa.NativeFile) -> tuple[list[str], int]:
         data += block
         if len(data) > _CSV_HEADER_MAX_BYTES:
             raise BatchInputError(f"cannot read {path} as CSV: no header line in its first {len(data):,} bytes")
-    first = next(csv.reader([data[:end].decode("utf-8-sig", errors="replace")]), [])
+    first = next(csv.reader([data[:end].decode("utf-8-sig" if encoding == UTF8 else encoding, errors="replace")]), [])
     if not first:
         raise BatchInputError(f"cannot read {path} as CSV: it has no header line")
     skip = 2 if data[end : end + 2] == b"\r\n" else 1 if end < len(data) else 0
@@ -311,12 +352,22 @@ def _csv_header(path: str, stream: pa.NativeFile) -> tuple[list[str], int]:
 
 
 def open_reader(
-    path: str, fmt: FileFormat, chunk_rows: int = DEFAULT_CHUNK_ROWS, renames: Mapping[str, str] | None = None
+    path: str,
+    fmt: FileFormat,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    renames: Mapping[str, str] | None = None,
+    encoding: str | None = None,
 ) -> Reader:
-    """A reader of `path` in chunks of `chunk_rows`; `renames`: input columns read as lead fields (`--column`)."""
+    """A reader of `path` in chunks of `chunk_rows`; `renames`: input columns read as lead fields (`--column`).
+
+    `encoding`: a CSV file's character encoding (default UTF-8); Parquet's text is UTF-8 by its format.
+    """
+    codec = csv_encoding(encoding)
     if fmt is FileFormat.PARQUET:
+        if codec != UTF8:
+            raise BatchInputError(f"--encoding {encoding} is for CSV input: Parquet text is always UTF-8")
         return ParquetReader(path, chunk_rows, renames)
-    return CsvReader(path, chunk_rows, renames)
+    return CsvReader(path, chunk_rows, renames, codec)
 
 
 class Writer(Protocol):

@@ -296,6 +296,7 @@ def score_file(
     settings: Settings | None = None,
     progress: bool = False,
     columns: Mapping[str, str] | None = None,
+    encoding: str | None = None,
 ) -> Summary:
     """Score every lead of `input` (CSV or Parquet, local or s3://) into `output`, rejects into `rejects`.
 
@@ -306,6 +307,7 @@ def score_file(
     a time when it is given, else `RECORDED_COMMIT_ROWS` input rows at a time.
     `columns`: input columns read as lead fields ({"Company Size": "company_size"}); the others are read by their
     names. A file with no lead field among its columns is refused (ColumnError) before anything is written.
+    `encoding`: a CSV input's character encoding (default UTF-8), e.g. "cp1252" for a CSV Excel saved on Windows.
     """
     started = time.perf_counter()
     source, target = os.fspath(input), os.fspath(output)
@@ -316,7 +318,7 @@ def score_file(
     moment = as_of or datetime.now(UTC)
     moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
     chunk = chunk_rows_for(chunk_rows)
-    reader = open_reader(source, in_format, chunk, columns)
+    reader = open_reader(source, in_format, chunk, columns, encoding)
     recorder, run_id, environment = _recorder(settings, run_id, moment, chunk_rows) if record else (None, None, "")
     if reader.unit == "rows" and reader.total is not None:
         # No more threads than chunks.
