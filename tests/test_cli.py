@@ -84,6 +84,24 @@ def test_train_on_csv_with_reference_time(runner, tmp_path):
     assert manifest.training_data["as_of"] == "2025-06-01T00:00:00+00:00"
 
 
+def test_train_reads_a_csv_excel_saved_on_windows_with_its_encoding(runner, tmp_path):
+    """A Windows-1252 CSV fails as UTF-8 naming --encoding, and trains with --encoding cp1252."""
+    data = tmp_path / "excel.csv"
+    write_table(synthesize(400, seed=6), tmp_path / "utf8.csv")
+    text = (tmp_path / "utf8.csv").read_text("utf-8")
+    accented = text.replace("Director of Marketing", "Directeur Général du Marketing")
+    assert accented != text
+    data.write_bytes(accented.encode("cp1252"))
+    tiny = ["--rounds", "2", "--max-depth", "2"]
+    refused = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "no"), *tiny])
+    assert refused.exit_code == 2
+    assert "the file is not UTF-8: name its encoding with --encoding" in refused.stderr
+    assert not (tmp_path / "no").exists()
+    trained = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "b"), "--encoding", "cp1252", *tiny])
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "b" / MANIFEST_FILE).is_file()
+
+
 def test_train_without_outcome_fails_clearly(runner, tmp_path):
     """Training data without an `outcome` column fails with exit code 2 and a message naming the column."""
     data = tmp_path / "no-outcome.parquet"

@@ -156,6 +156,10 @@ def train(
             min=0.05, max=0.5, help="--from-lake: share of labelled leads held out to compare the models (default 0.2)."
         ),
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The CSV's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."),
+    ] = None,
 ) -> None:
     """Train a model bundle and print its evaluation on a held-out split (progress on stderr)."""
     from leadscore.features.picklists import load_category_map  # noqa: PLC0415
@@ -187,7 +191,7 @@ def train(
         if category_map is not None:
             categories = categories.merged(load_category_map(category_map))
         manifest = train_bundle(
-            read_table(data),
+            read_table(data, encoding),
             out,
             config,
             source=data.name,

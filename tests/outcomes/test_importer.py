@@ -38,6 +38,16 @@ def test_a_parquet_export_with_native_types_imports(tmp_path: Path) -> None:
     assert read_outcomes(settings).column("outcome").to_pylist() == [5, 2]
 
 
+def test_a_csv_in_another_encoding_imports_with_it(tmp_path: Path) -> None:
+    """A Windows-1252 export is refused as UTF-8 (naming --encoding) and read with encoding="cp1252"."""
+    path = tmp_path / "o.csv"
+    path.write_bytes("lead_id,occurred_at,converted\nSociété-1,2026-11-01T12:00:00Z,Oui\n".encode("cp1252"))
+    with pytest.raises(LeadscoreError, match="name its encoding with --encoding"):
+        read_items(path)
+    items, _ = read_items(path, encoding="cp1252")
+    assert items[0]["lead_id"] == "Société-1"
+
+
 def test_a_file_without_the_needed_columns_is_refused(tmp_path: Path) -> None:
     """No occurred_at column: a LeadscoreError naming what is missing, before anything is written."""
     path = tmp_path / "o.csv"

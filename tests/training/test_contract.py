@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from leadscore.columnar import score_table
+from leadscore.errors import LeadscoreError
 from leadscore.training.contract import OUTCOME, TrainingDataError, read_table, validate_training_table
 from leadscore.training.synth import synthesize, write_table
 
@@ -67,6 +68,15 @@ def test_csv_booleans_are_read_as_rescoring_reads_them(csv_file, tmp_path):
     rescored = score_table(table, as_of=datetime(2026, 6, 1, tzinfo=UTC))
     assert rescored["error_field"].null_count == table.num_rows  # every word taken by the batch reader too
     assert list(trained) == [row % len(words) in (0, 2, 4) for row in range(len(csv_file.lines))]
+
+
+def test_a_csv_in_another_encoding_is_read_in_it_and_refused_as_utf8_with_the_option_to_name(csv_file):
+    """A Windows-1252 CSV is refused as UTF-8 (naming --encoding) and read with encoding="cp1252", text intact."""
+    csv_file.set(3, "job_title", '"Directeur Général"')
+    csv_file.path.write_bytes(csv_file.path.read_text("utf-8").encode("cp1252"))
+    with pytest.raises(LeadscoreError, match="the file is not UTF-8: name its encoding with --encoding"):
+        read_table(csv_file.path)
+    assert read_table(csv_file.path, encoding="cp1252").column("job_title")[3].as_py() == "Directeur Général"
 
 
 def test_a_value_the_api_refuses_is_refused_with_the_api_message(csv_file):

@@ -45,7 +45,7 @@ class BatchInputError(LeadscoreError):
 
 UTF8: Final = "utf-8"
 # What a CSV file that is not UTF-8 gets told, where Arrow finds bytes that are not.
-_ENCODING_HINT: Final = (
+ENCODING_HINT: Final = (
     "the file is not UTF-8: name its encoding with --encoding (cp1252 for a CSV that Excel saved on Windows, "
     "latin-1, ...)"
 )
@@ -308,7 +308,7 @@ class CsvReader:
 def _csv_failure(path: str, exc: Exception, after_rows: int = 0) -> str:
     """Why a CSV file cannot be read, with what to do when it is not UTF-8."""
     where = f" after data row {after_rows:,}" if after_rows else ""
-    hint = f"; {_ENCODING_HINT}" if "invalid UTF8" in str(exc) else ""
+    hint = f"; {ENCODING_HINT}" if "invalid UTF8" in str(exc) else ""
     return f"cannot read {path} as CSV{where}: {exc}{hint}"
 
 

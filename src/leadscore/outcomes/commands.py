@@ -40,6 +40,10 @@ def import_file(
             help="Read an occurred_at that is a date alone (a CRM close date) as the end of that day, UTC.",
         ),
     ] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The CSV's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."),
+    ] = None,
 ) -> None:
     """Import outcomes (CRM booleans yes/no, 1/0, true/false read right); rejects are named by row and field."""
     from leadscore.lake.errors import LakeError  # noqa: PLC0415 - keeps `leadscore --help` fast
@@ -49,7 +53,7 @@ def import_file(
         raise _fail(f"no such file: {file}", 2)
     try:
         report = import_outcomes(
-            load_settings(), file, source=source, strict=strict, end_of_day_dates=date_as_end_of_day
+            load_settings(), file, source=source, strict=strict, end_of_day_dates=date_as_end_of_day, encoding=encoding
         )
     except LeadscoreError as exc:
         raise _fail(exc.message, 2) from exc

@@ -129,12 +129,15 @@ _READERS: Final = {
 }
 
 
-def read_items(path: Path, end_of_day_dates: bool = False) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+def read_items(
+    path: Path, end_of_day_dates: bool = False, encoding: str | None = None
+) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
     """The file's rows as contract items (names matched case-insensitively), and the columns it ignores.
 
     `end_of_day_dates`: an occurred_at that is a date alone is read as the end of that day (see the module docstring).
+    `encoding`: a CSV file's character encoding (default UTF-8).
     """
-    table = read_table(path)
+    table = read_table(path, encoding)
     by_name = {name.strip().lower(): name for name in table.column_names}
     missing = [name for name in ("lead_id", "occurred_at") if name not in by_name]
     if missing or not ({"outcome", "converted"} & by_name.keys()):
@@ -160,13 +163,14 @@ def import_outcomes(
     source: str | None = None,
     strict: bool = False,
     end_of_day_dates: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Validate every row of `path` and commit the valid ones (none at all when `strict` and any is rejected).
 
     `end_of_day_dates`: read an occurred_at that is a date alone as the end of that day (else it is refused, with a
     hint naming the option).
     """
-    items, ignored = read_items(path, end_of_day_dates)
+    items, ignored = read_items(path, end_of_day_dates, encoding)
     valid, problems = validate_outcomes(items)
     problems = [
         replace(p, message=f"{p.message}; {END_OF_DAY_HINT}")

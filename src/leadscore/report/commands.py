@@ -234,6 +234,10 @@ def drift_reference(
     as_of: Annotated[str, typer.Option(help="The training run's --as-of (recency is measured from it).")] = (
         "2026-01-01T00:00:00+00:00"
     ),
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The CSV's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."),
+    ] = None,
 ) -> None:
     """Compute a bundle's reference bins from its training data (`train` does it for new bundles)."""
     from leadscore.training.contract import read_table  # noqa: PLC0415
@@ -243,7 +247,7 @@ def drift_reference(
     if not (bundle / "manifest.json").is_file():
         raise _fail(f"{bundle} is not a model bundle (no manifest.json)", 2)
     try:
-        reference = record_reference(bundle, read_table(data), moment.replace(tzinfo=UTC))
+        reference = record_reference(bundle, read_table(data, encoding), moment.replace(tzinfo=UTC))
     except LeadscoreError as exc:
         raise _fail(exc.message) from exc
     typer.echo(f"wrote {bundle / 'reference.json'} from {reference['rows']} rows")

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from leadscore.api.decode import parse_leads
 from leadscore.api.schemas import MAX_LEADS
+from leadscore.batch.io import ENCODING_HINT, UTF8, csv_encoding
 from leadscore.errors import LeadscoreError, ValidationFailed
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, FALSE_TEXT, SCORES, TRUE_TEXT, InputField, Kind
 
@@ -64,24 +65,34 @@ class TrainingData:
         return int(self.outcome.size)
 
 
-def read_table(path: Path) -> pa.Table:
-    """Read Parquet, or CSV (name ending in .csv) with every column as text; LeadscoreError naming the file."""
+def read_table(path: Path, encoding: str | None = None) -> pa.Table:
+    """Read Parquet, or CSV (name ending in .csv) with every column as text; LeadscoreError naming the file.
+
+    `encoding`: a CSV file's character encoding (default UTF-8), as `leadscore score --encoding` takes it.
+    """
     csv_file = path.suffix.lower() == ".csv"
+    codec = csv_encoding(encoding)
+    if not csv_file and codec != UTF8:
+        raise LeadscoreError(f"--encoding {encoding} is for CSV input: Parquet text is always UTF-8")
     try:
         if not csv_file:
             return pq.read_table(path)
-        with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not part of the first name
+        # A BOM is not part of the first name.
+        with path.open(newline="", encoding="utf-8-sig" if codec == UTF8 else codec) as handle:
             header = next(csv.reader(handle), [])
         # Text only: the contract decides what a value means, not pyarrow's type guess (which reads a column
         # of `true`/`false` with one `yes` as text and `bool("false")` as True). Only an empty cell is missing.
         return pacsv.read_csv(
             path,
+            read_options=pacsv.ReadOptions(encoding=codec),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(header, pa.string()), null_values=[""], strings_can_be_null=True
             ),
         )
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-        raise LeadscoreError(f"cannot read {path} as {'CSV' if csv_file else 'Parquet'}: {exc}") from exc
+        not_utf8 = isinstance(exc, UnicodeDecodeError) or "invalid UTF8" in str(exc)
+        hint = f"; {ENCODING_HINT}" if csv_file and codec == UTF8 and not_utf8 else ""
+        raise LeadscoreError(f"cannot read {path} as {'CSV' if csv_file else 'Parquet'}: {exc}{hint}") from exc
 
 
 def _hint(name: str, candidates: Iterable[str]) -> str:
