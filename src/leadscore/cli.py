@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
+from leadscore.batch.command import EncodingOption
 from leadscore.batch.command import score as score_command
 from leadscore.config import load_settings
 from leadscore.errors import ConfigError, LeadscoreError
@@ -156,10 +157,7 @@ def train(
             min=0.05, max=0.5, help="--from-lake: share of labelled leads held out to compare the models (default 0.2)."
         ),
     ] = None,
-    encoding: Annotated[
-        str | None,
-        typer.Option(help="The CSV's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."),
-    ] = None,
+    encoding: EncodingOption = None,
 ) -> None:
     """Train a model bundle and print its evaluation on a held-out split (progress on stderr)."""
     from leadscore.features.picklists import load_category_map  # noqa: PLC0415

@@ -19,6 +19,12 @@ from leadscore.batch.options import DEFAULT_CHUNK_ROWS, RECORDED_COMMIT_ROWS, Fi
 from leadscore.columns import parse_column_options
 from leadscore.errors import LeadscoreError
 
+# `--encoding`, as every command that reads a CSV file takes it.
+EncodingOption = Annotated[
+    str | None,
+    typer.Option(help="The CSV input's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."),
+]
+
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 # Interrupted (SIGINT, SIGTERM): 128 + the signal's number, as shells report it.
@@ -115,12 +121,7 @@ def score(
             "each). Other columns are read by the API's field names.",
         ),
     ] = None,
-    encoding: Annotated[
-        str | None,
-        typer.Option(
-            help="The CSV input's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."
-        ),
-    ] = None,
+    encoding: EncodingOption = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

@@ -44,11 +44,25 @@ class BatchInputError(LeadscoreError):
 
 
 UTF8: Final = "utf-8"
-# What a CSV file that is not UTF-8 gets told, where Arrow finds bytes that are not.
-ENCODING_HINT: Final = (
+# What a CSV file that is not UTF-8 gets told, where Arrow (or Python) finds bytes that are not.
+_ENCODING_HINT: Final = (
     "the file is not UTF-8: name its encoding with --encoding (cp1252 for a CSV that Excel saved on Windows, "
     "latin-1, ...)"
 )
+
+
+def encoding_hint(exc: BaseException) -> str:
+    """`; <what to do>` when `exc` is a read failing on bytes that are not UTF-8 (Arrow's or Python's), else ``."""
+    not_utf8 = isinstance(exc, UnicodeDecodeError) or "invalid UTF8" in str(exc)
+    return f"; {_ENCODING_HINT}" if not_utf8 else ""
+
+
+def input_encoding(name: str | None, csv_input: bool) -> str:
+    """The codec an input is read in (`csv_encoding`); an encoding named for a Parquet input is refused."""
+    codec = csv_encoding(name)
+    if not csv_input and codec != UTF8:
+        raise BatchInputError(f"--encoding {name} is for CSV input: Parquet text is always UTF-8")
+    return codec
 
 
 def csv_encoding(name: str | None) -> str:
@@ -308,8 +322,7 @@ class CsvReader:
 def _csv_failure(path: str, exc: Exception, after_rows: int = 0) -> str:
     """Why a CSV file cannot be read, with what to do when it is not UTF-8."""
     where = f" after data row {after_rows:,}" if after_rows else ""
-    hint = f"; {ENCODING_HINT}" if "invalid UTF8" in str(exc) else ""
-    return f"cannot read {path} as CSV{where}: {exc}{hint}"
+    return f"cannot read {path} as CSV{where}: {exc}{encoding_hint(exc)}"
 
 
 def _header_end(data: bytes) -> int | None:
@@ -362,10 +375,8 @@ def open_reader(
 
     `encoding`: a CSV file's character encoding (default UTF-8); Parquet's text is UTF-8 by its format.
     """
-    codec = csv_encoding(encoding)
+    codec = input_encoding(encoding, csv_input=fmt is FileFormat.CSV)
     if fmt is FileFormat.PARQUET:
-        if codec != UTF8:
-            raise BatchInputError(f"--encoding {encoding} is for CSV input: Parquet text is always UTF-8")
         return ParquetReader(path, chunk_rows, renames)
     return CsvReader(path, chunk_rows, renames, codec)
 

@@ -13,6 +13,7 @@ from typing import Annotated, Final
 
 import typer
 
+from leadscore.batch.command import EncodingOption
 from leadscore.config import load_settings
 from leadscore.errors import LeadscoreError
 
@@ -40,10 +41,7 @@ def import_file(
             help="Read an occurred_at that is a date alone (a CRM close date) as the end of that day, UTC.",
         ),
     ] = False,
-    encoding: Annotated[
-        str | None,
-        typer.Option(help="The CSV's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."),
-    ] = None,
+    encoding: EncodingOption = None,
 ) -> None:
     """Import outcomes (CRM booleans yes/no, 1/0, true/false read right); rejects are named by row and field."""
     from leadscore.lake.errors import LakeError  # noqa: PLC0415 - keeps `leadscore --help` fast

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from leadscore.batch.command import EncodingOption
 from leadscore.config import Settings, load_settings
 from leadscore.errors import LeadscoreError
 
@@ -234,10 +235,7 @@ def drift_reference(
     as_of: Annotated[str, typer.Option(help="The training run's --as-of (recency is measured from it).")] = (
         "2026-01-01T00:00:00+00:00"
     ),
-    encoding: Annotated[
-        str | None,
-        typer.Option(help="The CSV's character encoding, e.g. cp1252 (Excel on Windows), latin-1; default UTF-8."),
-    ] = None,
+    encoding: EncodingOption = None,
 ) -> None:
     """Compute a bundle's reference bins from its training data (`train` does it for new bundles)."""
     from leadscore.training.contract import read_table  # noqa: PLC0415

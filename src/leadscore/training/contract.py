@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from leadscore.api.decode import parse_leads
 from leadscore.api.schemas import MAX_LEADS
-from leadscore.batch.io import ENCODING_HINT, UTF8, csv_encoding
+from leadscore.batch.io import UTF8, encoding_hint, input_encoding
 from leadscore.errors import LeadscoreError, ValidationFailed
 from leadscore.features.spec import CORE_FIELDS, CUSTOM_FIELDS, FALSE_TEXT, SCORES, TRUE_TEXT, InputField, Kind
 
@@ -71,9 +71,7 @@ def read_table(path: Path, encoding: str | None = None) -> pa.Table:
     `encoding`: a CSV file's character encoding (default UTF-8), as `leadscore score --encoding` takes it.
     """
     csv_file = path.suffix.lower() == ".csv"
-    codec = csv_encoding(encoding)
-    if not csv_file and codec != UTF8:
-        raise LeadscoreError(f"--encoding {encoding} is for CSV input: Parquet text is always UTF-8")
+    codec = input_encoding(encoding, csv_input=csv_file)
     try:
         if not csv_file:
             return pq.read_table(path)
@@ -90,8 +88,7 @@ def read_table(path: Path, encoding: str | None = None) -> pa.Table:
             ),
         )
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-        not_utf8 = isinstance(exc, UnicodeDecodeError) or "invalid UTF8" in str(exc)
-        hint = f"; {ENCODING_HINT}" if csv_file and codec == UTF8 and not_utf8 else ""
+        hint = encoding_hint(exc) if csv_file and codec == UTF8 else ""
         raise LeadscoreError(f"cannot read {path} as {'CSV' if csv_file else 'Parquet'}: {exc}{hint}") from exc
 
 
